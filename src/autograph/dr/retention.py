@@ -1,0 +1,176 @@
+"""Retention policy: which backups to keep and why (restic ``forget --keep-*`` semantics).
+
+Pure: no I/O, the clock is an argument. For each rule (daily, weekly, monthly) the newest backup
+of each calendar day / ISO week / month (UTC) is kept, for the N most recent periods that have a
+backup; the rules are ORed. On top of the rules some backups are never removed: manual and pinned
+ones, one being restored or verified (busy), the newest verified one, and any dated after ``now``
+(clock skew: its period cannot be placed safely).
+
+Like restic, protected backups still take part in the rules: a manual backup that is the newest of
+its day fills that day's slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from autograph.errors import InvalidInput
+
+PROTECTED_TAGS: dict[str, str] = {"manual": "manual backup", "pinned": "pinned"}
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """How many daily, weekly and monthly periods to keep; 0 disables a rule.
+
+    Raises InvalidInput for a negative count.
+    """
+
+    daily: int = 0
+    weekly: int = 0
+    monthly: int = 0
+
+    def __post_init__(self) -> None:
+        for rule, count in self.counts():
+            if count < 0:
+                raise InvalidInput(f"retention: keep-{rule} must be 0 or more, got {count}")
+
+    def counts(self) -> tuple[tuple[str, int], ...]:
+        """Return ``((rule, count), …)`` in the order reasons are written."""
+        return (("daily", self.daily), ("weekly", self.weekly), ("monthly", self.monthly))
+
+    @property
+    def is_empty(self) -> bool:
+        """True when no rule is set (such a policy removes nothing, as restic does)."""
+        return not (self.daily or self.weekly or self.monthly)
+
+
+DATABASE_POLICY = RetentionPolicy(daily=7, weekly=4, monthly=12)
+BUCKET_POLICY = RetentionPolicy(weekly=4, monthly=12)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What retention needs to know about one backup.
+
+    ``created_at`` must be timezone-aware; ``busy`` means being restored or verified right now.
+    """
+
+    name: str
+    created_at: datetime
+    tags: frozenset[str]
+    verified: bool
+    busy: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Keep or remove one backup, with every reason that applies (never empty)."""
+
+    name: str
+    keep: bool
+    reasons: tuple[str, ...]
+
+
+def _day(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d")
+
+
+def _iso_week(moment: datetime) -> str:
+    year, week, _ = moment.isocalendar()
+    return f"{year:04d}-W{week:02d}"
+
+
+def _month(moment: datetime) -> str:
+    return moment.strftime("%Y-%m")
+
+
+PERIODS: dict[str, Callable[[datetime], str]] = {
+    "daily": _day,
+    "weekly": _iso_week,
+    "monthly": _month,
+}
+PERIOD_NOUNS = {"daily": "days", "weekly": "weeks", "monthly": "months"}
+
+
+def _utc(moment: datetime, what: str) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidInput(f"retention: {what} has no timezone: {moment.isoformat()}")
+    return moment.astimezone(UTC)
+
+
+def _newest_first(candidates: Sequence[Candidate]) -> list[tuple[Candidate, datetime]]:
+    seen: set[str] = set()
+    for candidate in candidates:
+        if candidate.name in seen:
+            raise InvalidInput(f"retention: backup name {candidate.name!r} appears twice")
+        seen.add(candidate.name)
+    dated = [(c, _utc(c.created_at, f"backup {c.name!r}")) for c in candidates]
+    return sorted(dated, key=lambda pair: (pair[1], pair[0].name), reverse=True)
+
+
+def _rule_reasons(
+    ordered: list[tuple[Candidate, datetime]], policy: RetentionPolicy, now: datetime
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Walk newest first; per rule keep the first backup seen in each new period, N times.
+
+    Returns (reasons a rule keeps it, reasons a rule lets it go), both by backup name.
+    """
+    kept: dict[str, list[str]] = {c.name: [] for c, _ in ordered}
+    dropped: dict[str, list[str]] = {c.name: [] for c, _ in ordered}
+    for rule, count in policy.counts():
+        if count == 0:
+            continue
+        period_of = PERIODS[rule]
+        holder: dict[str, str] = {}  # period -> name of the backup kept for it
+        for candidate, created in ordered:
+            if created > now:
+                continue
+            period = period_of(created)
+            if period in holder:
+                dropped[candidate.name].append(f"{rule} {period} kept by newer {holder[period]}")
+            elif len(holder) < count:
+                holder[period] = candidate.name
+                kept[candidate.name].append(f"{rule} {period} ({len(holder)} of {count})")
+            else:
+                noun = PERIOD_NOUNS[rule]
+                dropped[candidate.name].append(
+                    f"{rule} {period} is older than the {count} most recent {noun}"
+                )
+    return kept, dropped
+
+
+def apply_policy(
+    candidates: Sequence[Candidate], policy: RetentionPolicy, now: datetime
+) -> list[Decision]:
+    """Decide, for each backup of one kind, whether retention keeps it and why.
+
+    Returns one Decision per candidate, newest first. Removal reasons say which rule let it go.
+    Raises InvalidInput for duplicate names or timezone-naive datetimes.
+    """
+    now = _utc(now, "now")
+    ordered = _newest_first(candidates)
+    kept_by_rule, dropped_by_rule = _rule_reasons(ordered, policy, now)
+    newest_verified = next((c.name for c, _ in ordered if c.verified), None)
+
+    decisions: list[Decision] = []
+    for candidate, created in ordered:
+        protections = [label for tag, label in PROTECTED_TAGS.items() if tag in candidate.tags]
+        if candidate.busy:
+            protections.append("being restored or verified")
+        if candidate.name == newest_verified:
+            protections.append("newest verified backup")
+        if created > now:
+            protections.append("created after now (clock skew)")
+        if policy.is_empty:
+            protections.append("no retention rule set: nothing is removed")
+
+        kept_by = kept_by_rule[candidate.name]
+        if kept_by or protections:
+            decisions.append(Decision(candidate.name, True, (*kept_by, *protections)))
+        else:
+            dropped_by = tuple(dropped_by_rule[candidate.name])
+            decisions.append(Decision(candidate.name, False, dropped_by))
+    return decisions
