@@ -1,0 +1,196 @@
+"""One settings object for every process (environment prefix ``AUTOGRAPH_``, optional ``.env``).
+
+Settings are built once at an entry point (CLI, service app factory) and passed down.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from autograph.errors import ConfigError
+
+Port = int
+
+
+class Settings(BaseSettings):
+    """Everything configurable: ports, paths, credentials, intervals, thresholds."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AUTOGRAPH_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    home: Path = Field(default=Path("var"), description="all state lives under this folder")
+    host: str = "127.0.0.1"
+
+    # Infrastructure (recovery priority 1).
+    pg_port: Port = 5432
+    pg_user: str = "autograph"
+    pg_database: str = "autograph"
+    pg_bin_dir: Path | None = Field(default=None, description="default: newest installed")
+    pg_os_user: str = Field(default="postgres", description="unprivileged user when run as root")
+    redis_port: Port = 6379
+    s3_port: Port = 9000
+    s3_endpoint: str | None = Field(default=None, description="external S3 server (MinIO, AWS)")
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+    app_buckets: tuple[str, ...] = ("diagrams", "exports", "uploads")
+
+    # Application services (priorities 2 and 3).
+    gateway_port: Port = 8080
+    auth_port: Port = 8085
+    diagram_port: Port = 8082
+    ai_port: Port = 8084
+    collaboration_port: Port = 8083
+    export_port: Port = 8097
+    git_port: Port = 8087
+    integrations_port: Port = 8099
+    svg_port: Port = 8096
+    frontend_port: Port = 3000
+    services: tuple[str, ...] | None = Field(
+        default=None, description="application services to run (default: all)"
+    )
+
+    # Auth.
+    admin_email: str = "admin@autograph.local"
+    admin_password: SecretStr | None = None
+    admin_api_key: SecretStr | None = None
+    session_ttl_seconds: int = 8 * 3600
+    max_upload_bytes: int = 25 * 1024 * 1024
+
+    # Backups.
+    backup_dir: Path | None = Field(default=None, description="default: HOME/backups")
+    backup_bucket_database: str = "autograph-backups"
+    backup_bucket_objects: str = "minio-backups"
+    backup_s3_endpoint: str | None = Field(default=None, description="secondary copy's S3 server")
+    backup_s3_access_key: SecretStr | None = None
+    backup_s3_secret_key: SecretStr | None = None
+    database_backup_interval_seconds: int = 24 * 3600
+    bucket_backup_interval_seconds: int = 7 * 24 * 3600
+    scheduler_enabled: bool = True
+    scheduler_poll_seconds: float = 30.0
+
+    # Recovery objectives and drills.
+    rto_target_seconds: int = 3600
+    rpo_target_seconds: int = 300
+
+    # Alerting.
+    alerts_log: Path | None = Field(default=None, description="default: HOME/log/alerts.log")
+    smtp_host: str | None = None
+    smtp_port: Port = 25
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    alert_email_from: str = "autograph-alerts@localhost"
+    alert_email_to: tuple[str, ...] = ()
+    slack_webhook_url: SecretStr | None = None
+    disk_usage_alert_percent: float = 80.0
+    backup_storage_min_free_bytes: int = 1024**3
+    unhealthy_alert_seconds: int = 300
+    small_backup_fraction: float = 0.5
+
+    # Timeouts.
+    health_timeout_seconds: float = 60.0
+
+    @field_validator(
+        "pg_port", "redis_port", "s3_port", "gateway_port", "auth_port", "diagram_port",
+        "ai_port", "collaboration_port", "export_port", "git_port", "integrations_port",
+        "svg_port", "frontend_port", "smtp_port",
+    )
+    @classmethod
+    def _valid_port(cls, value: int) -> int:
+        if not 1 <= value <= 65535:
+            raise ValueError(f"{value} is not a TCP port (1-65535)")
+        return value
+
+    # Derived paths -----------------------------------------------------------------------
+    @property
+    def home_dir(self) -> Path:
+        """The absolute home folder."""
+        return self.home.expanduser().resolve()
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.home_dir / "secrets"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home_dir / "log"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home_dir / "data"
+
+    @property
+    def backups_dir(self) -> Path:
+        return (self.backup_dir or self.home_dir / "backups").expanduser().resolve()
+
+    @property
+    def dr_dir(self) -> Path:
+        return self.home_dir / "dr"
+
+    @property
+    def alerts_log_path(self) -> Path:
+        return self.alerts_log or self.log_dir / "alerts.log"
+
+    @property
+    def pg_bin(self) -> Path:
+        """The PostgreSQL server binaries: the setting, else the newest Debian install."""
+        if self.pg_bin_dir:
+            return self.pg_bin_dir
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
+                       key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit()
+                       else 0)
+        return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+    @property
+    def s3_url(self) -> str:
+        """The application S3 endpoint URL."""
+        return self.s3_endpoint or f"http://{self.host}:{self.s3_port}"
+
+    def service_port(self, name: str) -> int:
+        """The port of an application service by its stack name (``gateway``, ``auth`` …)."""
+        return int(getattr(self, f"{name}_port"))
+
+    def service_url(self, name: str) -> str:
+        """The base URL of an application service by its stack name."""
+        return f"http://{self.host}:{self.service_port(name)}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment (and ``.env``), with explicit overrides.
+
+    Raises ConfigError with a one-line message naming the setting when a value is invalid.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "settings"
+        env = f"AUTOGRAPH_{field.upper()}"
+        raise ConfigError(f"invalid setting {env}: {first['msg']}") from None
+
+
+def ensure_home(settings: Settings) -> None:
+    """Create the home folder layout, or raise ConfigError if it is not writable."""
+    home = settings.home_dir
+    try:
+        for folder in (home, settings.secrets_dir, settings.run_dir, settings.log_dir,
+                       settings.data_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(settings.secrets_dir, 0o700)
+        probe = home / ".write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"invalid setting AUTOGRAPH_HOME: {home} is not writable ({exc.strerror})"
+        ) from None

@@ -1,0 +1,58 @@
+"""boto3 clients for the application S3 server and the backup (secondary) S3 server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from autograph.config import Settings
+from autograph.secrets import Credentials
+
+
+def make_client(
+    endpoint: str, access_key: str, secret_key: str, region: str = "us-east-1",
+    *, max_pool: int = 32, connect_timeout: float = 3.0, read_timeout: float = 60.0,
+    retries: int = 3,
+) -> Any:
+    """A path-style S3 client for ``endpoint`` with bounded timeouts and retries."""
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name=region,
+        config=Config(
+            s3={"addressing_style": "path"},
+            signature_version="s3v4",
+            max_pool_connections=max_pool,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"max_attempts": retries, "mode": "standard"},
+        ),
+    )
+
+
+def app_client(settings: Settings, creds: Credentials, **options: Any) -> Any:
+    """The client for the application's buckets (diagrams, exports, uploads)."""
+    return make_client(settings.s3_url, creds.s3_access_key, creds.s3_secret_key,
+                       settings.s3_region, **options)
+
+
+def backup_client(settings: Settings, creds: Credentials, **options: Any) -> Any:
+    """The client for the secondary backup copy (may be another server)."""
+    endpoint = settings.backup_s3_endpoint or settings.s3_url
+    return make_client(endpoint, creds.backup_s3_access_key, creds.backup_s3_secret_key,
+                       settings.s3_region, **options)
+
+
+def ensure_buckets(client: Any, names: tuple[str, ...] | list[str]) -> list[str]:
+    """Create the named buckets that do not exist yet; return those created."""
+    existing = {bucket["Name"] for bucket in client.list_buckets().get("Buckets", [])}
+    created = []
+    for name in names:
+        if name not in existing:
+            client.create_bucket(Bucket=name)
+            created.append(name)
+    return created

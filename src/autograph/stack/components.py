@@ -1,0 +1,147 @@
+"""The stack as data: every component is a declaration walked in recovery-priority order.
+
+Adding an application service is adding one ``ServiceSpec`` line to ``APPLICATION_SERVICES``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from autograph.config import Settings
+from autograph.s3client import app_client
+from autograph.secrets import Credentials
+from autograph.stack import infra
+from autograph.stack.health import (
+    Probe,
+    http_probe,
+    postgres_probe,
+    redis_probe,
+    s3_probe,
+)
+
+
+@dataclass(frozen=True)
+class Component:
+    """One process of the stack (or an external dependency with only a health check)."""
+
+    name: str
+    priority: int
+    kind: str  # "infrastructure" | "service"
+    ports: tuple[int, ...]
+    command: tuple[str, ...] | None  # None: external, not run by us
+    health: Probe
+    environment: dict[str, str] = field(default_factory=dict)
+    user: str | None = None
+    depends_on: tuple[str, ...] = ()
+    prepare: Callable[[], None] | None = None
+    after_healthy: Callable[[], None] | None = None
+    stop_signal: str = "TERM"
+    stop_wait_seconds: int = 10
+
+    @property
+    def managed(self) -> bool:
+        """True when the stack runs this component itself."""
+        return self.command is not None
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """An application service: a FastAPI app module served by uvicorn."""
+
+    name: str
+    module: str  # exposes ``app`` or ``create_app()``
+    priority: int
+    depends_on: tuple[str, ...] = ("postgres", "redis", "s3")
+
+
+# The plan's priorities: 2 = gateway, auth, diagrams; 3 = the rest.
+APPLICATION_SERVICES: tuple[ServiceSpec, ...] = ()
+
+
+def _service_environment(settings: Settings) -> dict[str, str]:
+    """The settings as AUTOGRAPH_* variables, so a service process sees what ``up`` saw."""
+    env = {"PYTHONUNBUFFERED": "1"}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        if name == "home":
+            value = str(settings.home_dir)
+        env[f"AUTOGRAPH_{name.upper()}"] = (
+            json.dumps(value) if isinstance(value, list | dict) else str(value)
+        )
+    for name in type(settings).model_fields:
+        secret = getattr(settings, name)
+        if hasattr(secret, "get_secret_value"):
+            env[f"AUTOGRAPH_{name.upper()}"] = secret.get_secret_value()
+    return env
+
+
+def service_component(settings: Settings, spec: ServiceSpec) -> Component:
+    """The component that runs one application service under uvicorn."""
+    port = settings.service_port(spec.name)
+    return Component(
+        name=spec.name,
+        priority=spec.priority,
+        kind="service",
+        ports=(port,),
+        command=(
+            sys.executable, "-m", "uvicorn", spec.module, "--factory",
+            "--host", settings.host, "--port", str(port), "--no-access-log",
+            "--log-level", "warning",
+        ),
+        health=http_probe(f"{settings.service_url(spec.name)}/health"),
+        environment=_service_environment(settings),
+        depends_on=spec.depends_on,
+    )
+
+
+def build_components(settings: Settings, creds: Credentials) -> list[Component]:
+    """Every component of the stack, in start order (priority, then declaration order)."""
+    pg_user = infra.postgres_os_user(settings)
+    components = [
+        Component(
+            name="postgres",
+            priority=1,
+            kind="infrastructure",
+            ports=(settings.pg_port,),
+            command=infra.postgres_command(settings),
+            health=postgres_probe(settings.host, settings.pg_port, settings.pg_user,
+                                  creds.pg_password, "postgres"),
+            user=pg_user,
+            prepare=lambda: infra.prepare_postgres(settings, creds),
+            after_healthy=lambda: infra.ensure_database(settings, creds),
+            stop_signal="INT",
+            stop_wait_seconds=30,
+        ),
+        Component(
+            name="redis",
+            priority=1,
+            kind="infrastructure",
+            ports=(settings.redis_port,),
+            command=infra.redis_command(settings),
+            health=redis_probe(settings.host, settings.redis_port, creds.redis_password),
+            prepare=lambda: infra.prepare_redis(settings, creds),
+        ),
+        Component(
+            name="s3",
+            priority=1,
+            kind="infrastructure",
+            ports=infra.s3_ports(settings),
+            command=infra.s3_command(settings),
+            health=s3_probe(lambda: app_client(settings, creds, retries=1,
+                                               connect_timeout=1, read_timeout=5)),
+            environment=infra.s3_environment(settings, creds),
+            prepare=lambda: infra.prepare_s3(settings, creds),
+            after_healthy=lambda: infra.ensure_s3_buckets(settings, creds),
+            stop_wait_seconds=10,
+        ),
+    ]
+    wanted = set(settings.services) if settings.services is not None else None
+    for spec in APPLICATION_SERVICES:
+        if wanted is None or spec.name in wanted:
+            components.append(service_component(settings, spec))
+    return sorted(components, key=lambda c: c.priority)
+

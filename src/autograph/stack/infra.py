@@ -1,0 +1,243 @@
+"""The infrastructure components: PostgreSQL, Redis and the S3 server (MinIO or SeaweedFS)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from autograph import commands
+from autograph.config import Settings
+from autograph.errors import ConfigError
+from autograph.s3client import app_client, backup_client, ensure_buckets
+from autograph.secrets import Credentials
+
+
+def find_program(name: str) -> str | None:
+    """Locate an executable beside the running interpreter (the venv's bin) or on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), name)
+    if os.access(beside, os.X_OK):
+        return beside
+    return shutil.which(name)
+
+
+# PostgreSQL --------------------------------------------------------------------------------
+
+def postgres_os_user(settings: Settings) -> str | None:
+    """The unprivileged user PostgreSQL runs as when we are root (None: run as ourselves)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(settings.pg_os_user)
+    except KeyError:
+        raise ConfigError(
+            f"invalid setting AUTOGRAPH_PG_OS_USER: no user {settings.pg_os_user!r} to run "
+            "PostgreSQL unprivileged (PostgreSQL refuses to run as root)"
+        ) from None
+    return settings.pg_os_user
+
+
+def postgres_data_dir(settings: Settings) -> Path:
+    return settings.data_dir / "postgres"
+
+
+def postgres_socket_dir(settings: Settings) -> Path:
+    return settings.run_dir / "postgres"
+
+
+def postgres_command(settings: Settings) -> tuple[str, ...]:
+    return (str(settings.pg_bin / "postgres"), "-D", str(postgres_data_dir(settings)))
+
+
+def _chown(path: Path, user: str | None) -> None:
+    if user:
+        entry = pwd.getpwnam(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _as_user(user: str | None, args: list[str]) -> list[str]:
+    return ["runuser", "-u", user, "--", *args] if user else args
+
+
+POSTGRES_CONF = """\
+# Written by autograph; local overrides belong in postgresql.auto.conf (ALTER SYSTEM).
+listen_addresses = '{host}'
+port = {port}
+unix_socket_directories = '{socket_dir}'
+password_encryption = scram-sha-256
+max_connections = 200
+shared_buffers = 256MB
+wal_level = replica
+max_wal_senders = 5
+logging_collector = off
+log_destination = 'stderr'
+"""
+
+PG_HBA = """\
+# TCP with a password only; the unix socket only for the server's own OS user.
+local   all   all                 peer
+host    all   all   127.0.0.1/32  scram-sha-256
+host    all   all   ::1/128       scram-sha-256
+"""
+
+
+def prepare_postgres(settings: Settings, creds: Credentials) -> None:
+    """initdb on first start (as the unprivileged user), then (re)write the server config."""
+    user = postgres_os_user(settings)
+    data = postgres_data_dir(settings)
+    sockets = postgres_socket_dir(settings)
+    sockets.mkdir(parents=True, exist_ok=True)
+    _chown(sockets, user)
+    if not (data / "PG_VERSION").exists():
+        data.mkdir(parents=True, exist_ok=True)
+        if any(data.iterdir()):
+            raise ConfigError(f"{data} is not empty but holds no PostgreSQL cluster")
+        _chown(data, user)
+        os.chmod(data, 0o700)
+        with tempfile.NamedTemporaryFile("w", dir=settings.run_dir, delete=False) as pwfile:
+            pwfile.write(creds.pg_password + "\n")
+        try:
+            _chown(Path(pwfile.name), user)
+            commands.run(
+                _as_user(user, [
+                    str(settings.pg_bin / "initdb"), "-D", str(data), "-U", settings.pg_user,
+                    "--pwfile", pwfile.name, "--auth-local=peer", "--auth-host=scram-sha-256",
+                    "-E", "UTF8", "--locale=C.UTF-8",
+                ]),
+                what="initdb",
+                timeout=120,
+            )
+        finally:
+            os.unlink(pwfile.name)
+    conf = POSTGRES_CONF.format(host=settings.host, port=settings.pg_port, socket_dir=sockets)
+    for name, text in (("postgresql.conf", conf), ("pg_hba.conf", PG_HBA)):
+        target = data / name
+        target.write_text(text)
+        _chown(target, user)
+
+
+def ensure_database(settings: Settings, creds: Credentials) -> None:
+    """Create the application database if it does not exist (after a complete loss, say)."""
+    import psycopg
+
+    with psycopg.connect(host=settings.host, port=settings.pg_port, user=settings.pg_user,
+                         password=creds.pg_password, dbname="postgres", autocommit=True,
+                         connect_timeout=5) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                              (settings.pg_database,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{settings.pg_database}"')
+
+
+# Redis -------------------------------------------------------------------------------------
+
+def redis_conf_path(settings: Settings) -> Path:
+    return settings.run_dir / "redis.conf"
+
+
+def redis_command(settings: Settings) -> tuple[str, ...]:
+    program = find_program("redis-server") or "/usr/bin/redis-server"
+    return (program, str(redis_conf_path(settings)))
+
+
+def prepare_redis(settings: Settings, creds: Credentials) -> None:
+    """Write redis.conf (mode 0600: it holds the password)."""
+    data = settings.data_dir / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    conf = (
+        f"bind {settings.host}\nport {settings.redis_port}\nprotected-mode yes\n"
+        f"requirepass {creds.redis_password}\ndir {data}\ndaemonize no\n"
+        "save \"\"\nappendonly no\nloglevel warning\nlogfile \"\"\n"
+    )
+    path = redis_conf_path(settings)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(conf)
+
+
+# S3 ------------------------------------------------------------------------------------------
+
+def s3_engine(settings: Settings) -> str:
+    """``external`` when an endpoint is configured, ``minio`` when installed, else ``seaweedfs``."""
+    if settings.s3_endpoint:
+        return "external"
+    if find_program("minio"):
+        return "minio"
+    return "seaweedfs"
+
+
+def s3_ports(settings: Settings) -> tuple[int, ...]:
+    """The ports the S3 server listens on (SeaweedFS needs several besides the S3 port)."""
+    engine = s3_engine(settings)
+    if engine == "external":
+        return ()
+    if engine == "minio":
+        return (settings.s3_port, settings.s3_port + 1)
+    return tuple(settings.s3_port + offset for offset in range(8))
+
+
+def s3_config_path(settings: Settings) -> Path:
+    return settings.run_dir / "s3-identities.json"
+
+
+def s3_command(settings: Settings) -> tuple[str, ...] | None:
+    """The S3 server command line; None when an external endpoint is used. No secrets."""
+    engine = s3_engine(settings)
+    data = settings.data_dir / "s3"
+    if engine == "external":
+        return None
+    if engine == "minio":
+        return (find_program("minio") or "minio", "server", str(data),
+                "--address", f"{settings.host}:{settings.s3_port}",
+                "--console-address", f"{settings.host}:{settings.s3_port + 1}")
+    base = settings.s3_port
+    ports = {
+        "master.port": base + 1, "volume.port": base + 2, "filer.port": base + 3,
+        "s3.port.grpc": base + 4, "master.port.grpc": base + 5,
+        "volume.port.grpc": base + 6, "filer.port.grpc": base + 7,
+    }
+    args = [find_program("weed") or "weed", "server", f"-dir={data}", f"-ip={settings.host}",
+            f"-ip.bind={settings.host}", "-s3", f"-s3.port={base}",
+            f"-s3.config={s3_config_path(settings)}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            "-master.volumeSizeLimitMB=1024", "-volume.max=0"]
+    args += [f"-{flag}={port}" for flag, port in ports.items()]
+    return tuple(args)
+
+
+def s3_environment(settings: Settings, creds: Credentials) -> dict[str, str]:
+    if s3_engine(settings) == "minio":
+        return {"MINIO_ROOT_USER": creds.s3_access_key, "MINIO_ROOT_PASSWORD": creds.s3_secret_key}
+    return {}
+
+
+def prepare_s3(settings: Settings, creds: Credentials) -> None:
+    """Create the data folder and (SeaweedFS) the identities file that disables anonymous use."""
+    (settings.data_dir / "s3").mkdir(parents=True, exist_ok=True)
+    if s3_engine(settings) != "seaweedfs":
+        return
+    identities = {
+        "identities": [
+            {
+                "name": "autograph",
+                "credentials": [
+                    {"accessKey": creds.s3_access_key, "secretKey": creds.s3_secret_key}
+                ],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
+    path = s3_config_path(settings)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(identities, handle)
+
+
+def ensure_s3_buckets(settings: Settings, creds: Credentials) -> None:
+    """Create the application buckets and the backup buckets."""
+    ensure_buckets(app_client(settings, creds), list(settings.app_buckets))
+    ensure_buckets(backup_client(settings, creds),
+                   [settings.backup_bucket_database, settings.backup_bucket_objects])

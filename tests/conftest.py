@@ -1,0 +1,30 @@
+"""Session fixtures: one real stack (PostgreSQL, Redis, S3) on free ports in a temporary home.
+
+Later tests share it; it never touches a developer's running stack on the default ports.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from autograph.stack.lifecycle import Stack
+from stackutil import make_home, remove_home, stack_settings
+
+
+@pytest.fixture(scope="session")
+def infra_stack() -> Iterator[Stack]:
+    """A running PostgreSQL + Redis + S3 shared by the whole session."""
+    home = make_home("autograph-infra-")
+    stack = Stack(stack_settings(home))
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+        remove_home(home)
