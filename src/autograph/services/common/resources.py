@@ -1,0 +1,106 @@
+"""The connections a service holds: PostgreSQL pool, Redis client, S3 client, credentials.
+
+One ``Resources`` per app (``app.state.resources``), opened lazily so a service starts and
+answers health checks while a dependency is down, and recovers by itself when it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis.asyncio as aioredis
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from autograph.config import Settings
+from autograph.s3client import app_client
+from autograph.secrets import Credentials, load_credentials
+
+
+class Resources:
+    """Lazily opened clients for one service process; ``close()`` releases them."""
+
+    def __init__(self, settings: Settings, creds: Credentials | None = None) -> None:
+        self.settings = settings
+        self._creds = creds
+        self._pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None
+        self._pool_lock = asyncio.Lock()
+        self._redis: aioredis.Redis | None = None
+        self._s3: Any = None
+
+    @property
+    def creds(self) -> Credentials:
+        """The stack's credentials (read from HOME/secrets, or the settings)."""
+        if self._creds is None:
+            self._creds = load_credentials(self.settings)
+        return self._creds
+
+    def conninfo(self) -> dict[str, Any]:
+        """Connection parameters for the application database (the password included)."""
+        return {
+            "host": self.settings.host,
+            "port": self.settings.pg_port,
+            "user": self.settings.pg_user,
+            "password": self.creds.pg_password,
+            "dbname": self.settings.pg_database,
+            "connect_timeout": 3,
+            "application_name": "autograph",
+        }
+
+    async def db(self) -> AsyncConnectionPool[AsyncConnection[Any]]:
+        """The PostgreSQL pool, opened on first use without waiting for a connection.
+
+        Broken connections are detected on checkout and replaced, so a PostgreSQL restart
+        heals without restarting the service.
+        """
+        if self._pool is not None:
+            return self._pool
+        async with self._pool_lock:
+            if self._pool is None:
+                pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
+                    kwargs=self.conninfo(),
+                    min_size=1,
+                    max_size=10,
+                    open=False,
+                    timeout=5.0,
+                    max_idle=300.0,
+                    reconnect_timeout=8.0,
+                    check=AsyncConnectionPool.check_connection,
+                    name="autograph",
+                )
+                await pool.open(wait=False)
+                self._pool = pool
+        return self._pool
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The Redis client (connections are made per command and re-made after a failure)."""
+        if self._redis is None:
+            self._redis = aioredis.Redis(
+                host=self.settings.host,
+                port=self.settings.redis_port,
+                password=self.creds.redis_password,
+                socket_timeout=3.0,
+                socket_connect_timeout=2.0,
+                health_check_interval=15,
+                decode_responses=True,
+            )
+        return self._redis
+
+    @property
+    def s3(self) -> Any:
+        """The boto3 client for the application buckets (blocking: call it in a thread)."""
+        if self._s3 is None:
+            self._s3 = app_client(self.settings, self.creds, connect_timeout=2.0,
+                                  read_timeout=30.0, retries=2)
+        return self._s3
+
+    async def close(self) -> None:
+        """Close the pool and the Redis client (idempotent)."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
