@@ -1,0 +1,401 @@
+"""The backup catalog: one per kind, over two tiers (local disk primary, S3 secondary).
+
+Layout (SPEC §5): database backups in ``BACKUPS/database/`` and ``s3://autograph-backups/
+database/``; bucket backups in ``BACKUPS/minio/`` and ``s3://minio-backups/``. Each backup is an
+artifact (``NAME.dump``, ``NAME.tar.gz``) plus ``NAME.manifest.json`` written last (the commit
+point). Only manifests are listed; an artifact without one is incomplete and removed by
+:meth:`Catalog.clean_incomplete`. Listing and fetching need nothing but the storage.
+
+How a producer (DatabaseBackupManager, MinIOBucketBackupManager) uses it::
+
+    catalog.validate_new(name)                     # 400 / 409 before any work
+    with catalog.stage(artifact_key) as sink:      # local temp file, sha256 on the way
+        ...write the artifact...                  # renamed into place on clean exit
+    manifest = Manifest(..., size_bytes=sink.size, sha256=sink.hexdigest())
+    ...verify the local copy...
+    entry = catalog.commit(manifest)               # S3 copy (failure recorded), manifests last
+    # on any failure before commit: catalog.discard(artifact_key)
+
+Callers hold the kind's lock (:mod:`autograph.dr.locks`) around writes and cleanup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from autograph.config import Settings
+from autograph.dr import locks
+from autograph.dr.models import (
+    MANIFEST_SUFFIX,
+    BackupEntry,
+    BackupList,
+    Kind,
+    Manifest,
+    Tier,
+    manifest_key,
+    validate_name,
+)
+from autograph.dr.storage import BackupStore, ByteProgress, sha256_of
+from autograph.dr.storage.local import LocalStore, LocalWriter
+from autograph.dr.storage.s3 import S3Store
+from autograph.errors import (
+    AutographError,
+    Conflict,
+    DependencyDown,
+    IntegrityError,
+    NotFound,
+)
+from autograph.secrets import Credentials
+
+LOCAL_FOLDERS: dict[Kind, str] = {"database": "database", "bucket": "minio"}
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """An artifact ready to read on local disk, checked against its manifest."""
+
+    path: Path
+    entry: BackupEntry
+    location: Tier
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SyncReport:
+    """What ``sync`` did: backups uploaded, failures by name, incomplete files removed."""
+
+    uploaded: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    removed_incomplete: list[str] = field(default_factory=list)
+
+
+def open_catalog(settings: Settings, creds: Credentials | None, kind: Kind,
+                 *, with_s3: bool = True) -> Catalog:
+    """The catalog of ``kind`` for these settings (S3 tier omitted when ``with_s3`` is False)."""
+    from autograph.s3client import backup_client
+
+    local = LocalStore(settings.backups_dir / LOCAL_FOLDERS[kind])
+    remote: S3Store | None = None
+    if with_s3 and creds is not None:
+        client = backup_client(settings, creds, connect_timeout=3.0, read_timeout=60.0,
+                               retries=2)
+        if kind == "database":
+            remote = S3Store(client, settings.backup_bucket_database, "database/")
+        else:
+            remote = S3Store(client, settings.backup_bucket_objects, "")
+    return Catalog(kind, local, remote, settings.backups_dir)
+
+
+class Catalog:
+    """Backups of one kind across the local tier and (optionally) the S3 tier."""
+
+    def __init__(self, kind: Kind, local: LocalStore, remote: BackupStore | None,
+                 backups_dir: Path) -> None:
+        self.kind = kind
+        self.local = local
+        self.remote = remote
+        self.backups_dir = backups_dir
+
+    def tiers(self) -> list[BackupStore]:
+        """The stores, primary first."""
+        return [self.local] + ([self.remote] if self.remote is not None else [])
+
+    # Reading ---------------------------------------------------------------------------------
+
+    def _read_tier(self, store: BackupStore, problems: list[str]) -> dict[str, Manifest]:
+        """The valid manifests of one tier whose artifact is present, by name."""
+        objects = {o.key: o for o in store.list()}
+        keys = [k for k in objects if k.endswith(MANIFEST_SUFFIX)]
+
+        def load(key: str) -> tuple[str, Manifest | str]:
+            try:
+                with store.open(key) as stream:
+                    data = stream.read()
+                manifest = Manifest.model_validate_json(data)
+            except NotFound:
+                return key, "vanished"
+            except (ValidationError, ValueError) as exc:
+                return key, f"unreadable manifest ({type(exc).__name__})"
+            if manifest.name + MANIFEST_SUFFIX != key or manifest.kind != self.kind:
+                return key, "manifest does not match its file name or kind"
+            art = objects.get(manifest.artifact)
+            if art is None:
+                return key, f"artifact {manifest.artifact} missing"
+            if art.size != manifest.size_bytes:
+                return key, f"artifact size {art.size} != manifest {manifest.size_bytes}"
+            return key, manifest
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(load, keys)) if len(keys) > 1 else [load(k) for k in keys]
+        found: dict[str, Manifest] = {}
+        for key, value in results:
+            if isinstance(value, Manifest):
+                found[value.name] = value
+            elif value != "vanished":
+                problems.append(f"{store.tier}: {key}: {value}")
+        return found
+
+    def list(self) -> BackupList:
+        """Every committed backup, both tiers merged, newest first.
+
+        A tier that cannot be read is named in ``unreachable``; the other tier still lists.
+        """
+        problems: list[str] = []
+        unreachable: dict[str, str] = {}
+        per_tier: dict[str, dict[str, Manifest]] = {}
+        for store in self.tiers():
+            try:
+                per_tier[store.tier] = self._read_tier(store, problems)
+            except AutographError as exc:
+                unreachable[store.tier] = exc.message
+        merged: dict[str, BackupEntry] = {}
+        for tier in ("s3", "local"):  # local last: the primary copy's manifest wins
+            for name, manifest in per_tier.get(tier, {}).items():
+                previous = merged.get(name)
+                entry = BackupEntry(**manifest.model_dump(),
+                                    locations=previous.locations if previous else [])
+                entry.locations = sorted({*entry.locations, tier},
+                                         key=lambda t: (t != "local", t))  # type: ignore[arg-type]
+                merged[name] = entry
+        backups = sorted(merged.values(), key=lambda e: (e.created_at, e.name), reverse=True)
+        return BackupList(backups=backups, unreachable=unreachable, problems=problems)
+
+    def get(self, name: str) -> BackupEntry:
+        """One backup by name. Raises InvalidInput for a bad name, NotFound if not committed.
+
+        When a tier is unreachable and the backup is not in the other one, raises
+        DependencyDown rather than NotFound.
+        """
+        validate_name(name)
+        listing = self.list()
+        for entry in listing.backups:
+            if entry.name == name:
+                return entry
+        if listing.unreachable:
+            tiers = ", ".join(f"{t}: {why}" for t, why in listing.unreachable.items())
+            raise DependencyDown(f"backup {name} not found in the reachable tiers ({tiers})")
+        raise NotFound(f"no {self.kind} backup named {name}")
+
+    def validate_new(self, name: str) -> str:
+        """Check ``name`` is valid and not used yet. Raises InvalidInput or Conflict."""
+        validate_name(name)
+        for store in self.tiers():
+            try:
+                store.stat(manifest_key(name))
+            except NotFound:
+                continue
+            except DependencyDown:
+                continue  # an unreachable tier cannot be checked; the local tier decides
+            raise Conflict(f"a {self.kind} backup named {name} already exists")
+        return name
+
+    # Writing ---------------------------------------------------------------------------------
+
+    def stage(self, artifact_key: str) -> LocalWriter:
+        """A local writer for the artifact: renamed into place on clean exit, else removed."""
+        return self.local.writer(artifact_key)
+
+    def upload(self, manifest: Manifest, progress: ByteProgress = None) -> Manifest:
+        """Copy the local artifact to S3; return the manifest with ``s3_copy`` recorded.
+
+        Never raises for S3 trouble (the local backup stands): the reason goes in ``s3_error``.
+        Raises IntegrityError if the local file no longer matches the manifest's sha256.
+        """
+        if self.remote is None:
+            return manifest.model_copy(update={"s3_copy": "disabled", "s3_error": None})
+        try:
+            self.remote.put(manifest.artifact, self.local.path(manifest.artifact),
+                            expected_sha256=manifest.sha256, progress=progress)
+        except IntegrityError:
+            raise
+        except AutographError as exc:
+            return manifest.model_copy(update={"s3_copy": "missing", "s3_error": exc.message})
+        return manifest.model_copy(update={"s3_copy": "uploaded", "s3_error": None})
+
+    def write_manifest(self, manifest: Manifest, tiers: list[str]) -> None:
+        """Write ``NAME.manifest.json`` into the named tiers (local first)."""
+        data = manifest.model_dump_json(indent=2).encode()
+        for store in self.tiers():
+            if store.tier in tiers:
+                store.put(manifest_key(manifest.name), io.BytesIO(data))
+
+    def commit(self, manifest: Manifest, progress: ByteProgress = None) -> BackupEntry:
+        """Upload the staged artifact to S3 (recording failure), then write the manifests.
+
+        The local manifest is the commit point; the S3 one follows when the S3 copy exists.
+        """
+        validate_name(manifest.name)
+        manifest = self.upload(manifest, progress)
+        tiers: list[Tier] = ["local"]
+        self.write_manifest(manifest, ["local"])
+        if manifest.s3_copy == "uploaded":
+            try:
+                self.write_manifest(manifest, ["s3"])
+            except AutographError as exc:
+                manifest = manifest.model_copy(update={"s3_copy": "missing",
+                                                       "s3_error": exc.message})
+                self.write_manifest(manifest, ["local"])
+            else:
+                tiers.append("s3")
+        return BackupEntry(**manifest.model_dump(), locations=tiers)
+
+    def update(self, name: str, **changes: Any) -> BackupEntry:
+        """Rewrite the manifest of ``name`` with ``changes`` in every tier holding it.
+
+        Raises NotFound; DependencyDown if a tier holding it cannot be written.
+        """
+        entry = self.get(name)
+        manifest = entry.manifest().model_copy(update=changes)
+        Manifest.model_validate(manifest.model_dump())
+        self.write_manifest(manifest, list(entry.locations))
+        return BackupEntry(**manifest.model_dump(), locations=entry.locations)
+
+    def discard(self, artifact_key: str) -> None:
+        """Remove an uncommitted artifact from every reachable tier (best effort)."""
+        for store in self.tiers():
+            try:
+                store.delete(artifact_key)
+            except AutographError:
+                continue
+
+    def delete(self, name: str) -> list[str]:
+        """Delete backup ``name`` from every tier (manifest first); return the tiers.
+
+        Raises NotFound; Conflict if it is being restored or verified; DependencyDown if a
+        tier is unreachable (then nothing is deleted).
+        """
+        entry = self.get(name)
+        if name in locks.busy_names(self.backups_dir, self.kind):
+            raise Conflict(f"backup {name} is being restored or verified; try again later")
+        listing_errors = self.list().unreachable
+        if listing_errors:
+            raise DependencyDown("cannot delete while a tier is unreachable: "
+                                 + "; ".join(f"{t}: {e}" for t, e in listing_errors.items()))
+        for store in self.tiers():
+            store.delete(manifest_key(name))
+            store.delete(entry.artifact)
+        return list(entry.locations)
+
+    # Restore side ------------------------------------------------------------------------------
+
+    def fetch(self, name: str, progress: ByteProgress = None) -> Fetched:
+        """The artifact of ``name`` on local disk, checked against the manifest's sha256.
+
+        The local copy if intact, else the S3 copy downloaded (checksum checked on the way)
+        into the local tier, repairing or restoring the primary copy. Raises NotFound, or
+        IntegrityError when no intact copy exists (nothing is changed then).
+        """
+        entry = self.get(name)
+        notes: list[str] = []
+        if "local" in entry.locations:
+            path = self.local.path(entry.artifact)
+            with self.local.open(entry.artifact) as stream:
+                digest, _size = sha256_of(stream, progress)
+            if digest == entry.sha256:
+                return Fetched(path, entry, "local")
+            notes.append(f"local copy damaged (sha256 {digest[:12]}… != {entry.sha256[:12]}…)")
+        if "s3" in entry.locations and self.remote is not None:
+            try:
+                with self.remote.open(entry.artifact) as stream:
+                    self.local.put(entry.artifact, stream, expected_sha256=entry.sha256,
+                                   progress=progress)
+            except IntegrityError as exc:
+                notes.append(f"s3 copy damaged ({exc.message})")
+            except DependencyDown as exc:
+                notes.append(f"s3 copy unavailable ({exc.message})")
+            else:
+                if "local" not in entry.locations:
+                    self.write_manifest(entry.manifest(), ["local"])
+                notes.append("fetched from s3 into the local tier")
+                return Fetched(self.local.path(entry.artifact), entry, "s3", notes)
+        raise IntegrityError(f"no intact copy of backup {name}: " + "; ".join(notes or
+                             ["no copy in a reachable tier"]))
+
+    # Maintenance -----------------------------------------------------------------------------
+
+    def incomplete(self) -> dict[str, list[str]]:
+        """Per reachable tier, the keys that belong to no manifest (interrupted backups).
+
+        Local temporary files (``.NAME.partial-…``) are included.
+        """
+        found: dict[str, list[str]] = {}
+        for store in self.tiers():
+            try:
+                found[store.tier] = self._orphans(store)
+            except DependencyDown:
+                continue
+        found["local"] = found.get("local", []) + [p.name for p in self.local.partials()]
+        return found
+
+    def _orphans(self, store: BackupStore) -> list[str]:
+        keys = [o.key for o in store.list()]
+        owned: set[str] = set()
+        for key in keys:
+            if key.endswith(MANIFEST_SUFFIX):
+                owned.add(key)
+                owned.update(self._artifact_of(store, key))
+        return [k for k in keys if k not in owned]
+
+    def _artifact_of(self, store: BackupStore, key: str) -> list[str]:
+        try:
+            with store.open(key) as stream:
+                return [str(json.loads(stream.read())["artifact"])]
+        except (AutographError, ValueError, KeyError, TypeError):
+            stem = key[: -len(MANIFEST_SUFFIX)]
+            return [k.key for k in store.list(stem + ".")]  # unreadable: keep its files
+
+    def clean_incomplete(self) -> list[str]:
+        """Remove interrupted backups' files from every reachable tier; return ``tier:key``s.
+
+        Only call while holding the kind's lock: an artifact being written has no manifest yet.
+        """
+        removed: list[str] = []
+        for tier, keys in self.incomplete().items():
+            for key in keys:
+                if tier == "local" and key.startswith("."):
+                    (self.local.root / key).unlink(missing_ok=True)
+                elif tier == "local":
+                    self.local.delete(key)
+                elif self.remote is not None:
+                    self.remote.delete(key)
+                removed.append(f"{tier}:{key}")
+        if isinstance(self.remote, S3Store):
+            with contextlib.suppress(DependencyDown):
+                self.remote.clean_uploads()
+        return removed
+
+    def sync(self, progress: ByteProgress = None) -> SyncReport:
+        """Upload to S3 every local backup missing there; record it in both manifests.
+
+        Raises DependencyDown if the S3 tier is unreachable or not configured.
+        """
+        report = SyncReport()
+        if self.remote is None:
+            raise DependencyDown("no S3 tier configured for backups")
+        listing = self.list()
+        if "s3" in listing.unreachable:
+            raise DependencyDown(f"S3 backup tier unreachable: {listing.unreachable['s3']}")
+        report.removed_incomplete = self.clean_incomplete()
+        for entry in listing.backups:
+            if "s3" in entry.locations or "local" not in entry.locations:
+                continue
+            manifest = self.upload(entry.manifest(), progress)
+            if manifest.s3_copy != "uploaded":
+                report.failed[entry.name] = manifest.s3_error or "upload failed"
+                continue
+            try:
+                self.write_manifest(manifest, ["s3"])
+            except AutographError as exc:
+                report.failed[entry.name] = exc.message
+                continue
+            self.write_manifest(manifest, ["local"])
+            report.uploaded.append(entry.name)
+        return report
