@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -88,10 +89,10 @@ def reference_kept(candidates: list[Candidate], policy: RetentionPolicy, now: da
     """An independent oracle: group by period, take the N most recent periods, newest in each."""
     if not (policy.daily or policy.weekly or policy.monthly):
         return {c.name for c in candidates}
-    period_keys = {
-        "daily": lambda t: t.date(),
-        "weekly": lambda t: t.isocalendar()[:2],
-        "monthly": lambda t: (t.year, t.month),
+    period_keys: dict[str, Callable[[datetime], tuple[int, int, int]]] = {
+        "daily": lambda t: (t.year, t.month, t.day),
+        "weekly": lambda t: (t.isocalendar()[0], t.isocalendar()[1], 0),
+        "monthly": lambda t: (t.year, t.month, 0),
     }
     kept = {c.name for c in candidates if protected(c, candidates, now)}
     past = [c for c in candidates if c.created_at <= now]
@@ -100,7 +101,7 @@ def reference_kept(candidates: list[Candidate], policy: RetentionPolicy, now: da
         ("weekly", policy.weekly),
         ("monthly", policy.monthly),
     ):
-        groups: dict[object, list[Candidate]] = {}
+        groups: dict[tuple[int, int, int], list[Candidate]] = {}
         for c in past:
             groups.setdefault(period_keys[rule](c.created_at.astimezone(UTC)), []).append(c)
         for period in sorted(groups, reverse=True)[:count]:
