@@ -14,7 +14,7 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from autograph import commands
 from autograph.config import Settings
-from autograph.errors import OperationFailed
+from autograph.errors import ConfigError, OperationFailed
 from autograph.stack.components import Component
 from autograph.stack.infra import find_program
 
@@ -33,10 +33,15 @@ def log_path(settings: Settings, name: str) -> Path:
 
 
 def _quote_env(environment: dict[str, str]) -> str:
+    # supervisord splits this with a non-POSIX shlex: no backslash escapes, so a value is
+    # wrapped in whichever quote character it does not contain (JSON lists hold '"').
     parts = []
     for key, value in sorted(environment.items()):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
-        parts.append(f'{key}="{escaped}"')
+        escaped = value.replace("%", "%%")
+        quote = "'" if '"' in escaped else '"'
+        if quote in escaped:
+            raise ConfigError(f"the value of {key} cannot contain both ' and \"")
+        parts.append(f"{key}={quote}{escaped}{quote}")
     return ",".join(parts)
 
 
