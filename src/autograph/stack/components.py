@@ -58,7 +58,11 @@ class ServiceSpec:
 
 
 # The plan's priorities: 2 = gateway, auth, diagrams; 3 = the rest.
-APPLICATION_SERVICES: tuple[ServiceSpec, ...] = ()
+APPLICATION_SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("gateway", "autograph.services.gateway.app:create_app", 2),
+    ServiceSpec("auth", "autograph.services.auth.app:create_app", 2),
+    ServiceSpec("diagram", "autograph.services.diagrams.app:create_app", 2),
+)
 
 
 def _service_environment(settings: Settings) -> dict[str, str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 import redis.exceptions
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -46,11 +46,12 @@ def create_app(
     *,
     resources: Resources | None = None,
     on_startup: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
     description: str = "",
 ) -> FastAPI:
     """Build a service app: routers, ``GET /health`` over ``health_checks``, JSON errors,
-    request ids, access log, body size limit; ``on_startup`` hooks run in order at start
-    and the resources are closed at shutdown."""
+    request ids, access log, body size limit; ``on_startup`` hooks run in order at start,
+    ``on_shutdown`` hooks at shutdown, then the resources are closed."""
     res = resources or Resources(settings)
 
     @asynccontextmanager
@@ -60,6 +61,8 @@ def create_app(
         try:
             yield
         finally:
+            for hook in on_shutdown:
+                await hook(res)
             await res.close()
 
     app = FastAPI(title=title, description=description, version="3.0.0", lifespan=lifespan)
@@ -149,6 +152,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def s3_down(_request: Request, exc: Exception) -> JSONResponse:
         log.warning("S3 unavailable: %s", exc)
         return _error(503, "S3 object storage is unavailable")
+
+    @app.exception_handler(ClientError)
+    async def s3_refused(_request: Request, exc: ClientError) -> JSONResponse:
+        code = exc.response.get("Error", {}).get("Code", "error")
+        log.warning("S3 refused a request: %s", exc)
+        return _error(502, f"S3 object storage refused the request ({code})")
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

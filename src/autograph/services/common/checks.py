@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import psycopg
+
 from autograph.services.common.app import HealthCheck
 from autograph.services.common.resources import Resources
 
@@ -14,6 +16,19 @@ def postgres_check(resources: Resources) -> HealthCheck:
     async def check() -> str:
         pool = await resources.db()
         async with pool.connection(timeout=3.0) as conn:
+            await conn.execute("SELECT 1")
+        return "ok"
+
+    return check
+
+
+def postgres_connect_check(resources: Resources) -> HealthCheck:
+    """Open a fresh connection, run ``SELECT 1`` and close it (holds no connection between
+    checks, so it never stands in the way of a database swap during a restore)."""
+
+    async def check() -> str:
+        conninfo = {**resources.conninfo(), "connect_timeout": 2}
+        async with await psycopg.AsyncConnection.connect(**conninfo) as conn:
             await conn.execute("SELECT 1")
         return "ok"
 

@@ -7,6 +7,8 @@ answers health checks while a dependency is down, and recovers by itself when it
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -17,15 +19,22 @@ from autograph.config import Settings
 from autograph.s3client import app_client
 from autograph.secrets import Credentials, load_credentials
 
+log = logging.getLogger("autograph.services")
+
 
 class Resources:
     """Lazily opened clients for one service process; ``close()`` releases them."""
 
-    def __init__(self, settings: Settings, creds: Credentials | None = None) -> None:
+    def __init__(self, settings: Settings, creds: Credentials | None = None, *,
+                 prepare_database: Callable[[Resources], Awaitable[None]] | None = None) -> None:
+        """``prepare_database`` (migrations, bootstrap) runs once before the pool is first
+        handed out, and again on the next use if it failed (PostgreSQL down at start)."""
         self.settings = settings
         self._creds = creds
         self._pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None
         self._pool_lock = asyncio.Lock()
+        self._prepare = prepare_database
+        self._prepared = prepare_database is None
         self._redis: aioredis.Redis | None = None
         self._s3: Any = None
 
@@ -54,7 +63,7 @@ class Resources:
         Broken connections are detected on checkout and replaced, so a PostgreSQL restart
         heals without restarting the service.
         """
-        if self._pool is not None:
+        if self._pool is not None and self._prepared:
             return self._pool
         async with self._pool_lock:
             if self._pool is None:
@@ -71,7 +80,23 @@ class Resources:
                 )
                 await pool.open(wait=False)
                 self._pool = pool
+            if not self._prepared and self._prepare is not None:
+                await self._prepare(self)
+                self._prepared = True
         return self._pool
+
+    async def warm_up(self) -> None:
+        """Open the pool and prepare the database now if PostgreSQL answers; otherwise log
+        and leave it to the first request or health check (the service still starts)."""
+        try:
+            await self.db()
+        except Exception as exc:  # startup must not fail because a dependency is down
+            log.warning("database not ready at start: %s", exc)
+
+    @property
+    def database_prepared(self) -> bool:
+        """True once the database preparation (migrations) has succeeded."""
+        return self._prepared
 
     @property
     def redis(self) -> aioredis.Redis:

@@ -1,0 +1,31 @@
+"""The auth service (port 8085): ``uvicorn autograph.services.auth.app:create_app --factory``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from autograph.config import Settings, load_settings
+from autograph.logs import setup_logging
+from autograph.services.auth.accounts import prepare_auth_database
+from autograph.services.auth.routes import auth_router, users_router
+from autograph.services.common.app import create_app as create_service_app
+from autograph.services.common.checks import standard_checks
+from autograph.services.common.resources import Resources
+
+
+async def _warm_up(resources: Resources) -> None:
+    await resources.warm_up()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The auth app: migrations and the first admin at start, then users and sessions."""
+    if settings is None:
+        settings = load_settings()
+        setup_logging()
+    resources = Resources(settings, prepare_database=prepare_auth_database)
+    return create_service_app(
+        "AutoGraph auth service", settings, [auth_router, users_router],
+        standard_checks(resources, s3=False),
+        resources=resources, on_startup=[_warm_up],
+        description="Users, login and sessions.",
+    )

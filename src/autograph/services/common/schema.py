@@ -1,0 +1,74 @@
+"""The application schema as numbered, append-only migrations (never edit a released one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step, applied once in its own transaction."""
+
+    version: int
+    name: str
+    sql: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "users, diagrams, versions, uploads", """
+CREATE TABLE users (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    email         text NOT NULL,
+    password_hash text NOT NULL,
+    full_name     text,
+    role          text NOT NULL DEFAULT 'user' CHECK (role IN ('user', 'admin')),
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX users_email_key ON users (lower(email));
+
+CREATE TABLE diagrams (
+    id              uuid PRIMARY KEY,
+    owner_id        bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    name            text NOT NULL,
+    current_version integer NOT NULL CHECK (current_version >= 1),
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX diagrams_owner_updated ON diagrams (owner_id, updated_at DESC);
+
+CREATE TABLE diagram_versions (
+    diagram_id  uuid NOT NULL REFERENCES diagrams (id) ON DELETE CASCADE,
+    version     integer NOT NULL CHECK (version >= 1),
+    name        text NOT NULL,
+    object_key  text NOT NULL,  -- shared by versions that only renamed the diagram
+    sha256      char(64) NOT NULL,
+    size_bytes  bigint NOT NULL CHECK (size_bytes >= 0),
+    created_by  bigint REFERENCES users (id) ON DELETE SET NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (diagram_id, version)
+);
+
+CREATE TABLE uploads (
+    id            uuid PRIMARY KEY,
+    diagram_id    uuid NOT NULL REFERENCES diagrams (id) ON DELETE CASCADE,
+    owner_id      bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    filename      text NOT NULL,
+    content_type  text NOT NULL,
+    object_key    text NOT NULL UNIQUE,
+    sha256        char(64) NOT NULL,
+    size_bytes    bigint NOT NULL CHECK (size_bytes >= 0),
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX uploads_diagram ON uploads (diagram_id, created_at);
+
+-- Objects whose rows are gone: deleted from S3 after the transaction commits, and retried
+-- later if S3 fails, so no object outlives its row untracked.
+CREATE TABLE object_deletions (
+    bucket      text NOT NULL,
+    object_key  text NOT NULL,
+    queued_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (bucket, object_key)
+);
+"""),
+)

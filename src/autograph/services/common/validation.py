@@ -1,0 +1,38 @@
+"""Input cleaning shared by the request models: names, filenames, content types."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_CONTENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/"
+                           r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
+
+
+def clean_text(value: str, what: str, max_length: int) -> str:
+    """NFC-normalise and strip ``value``; refuse control characters, emptiness, excess length
+    (ValueError naming ``what``). Unicode letters, emoji and SQL metacharacters are fine."""
+    value = unicodedata.normalize("NFC", value).strip()
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        raise ValueError(f"{what} must not contain control characters")
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    if len(value) > max_length:
+        raise ValueError(f"{what} must have at most {max_length} characters")
+    return value
+
+
+def clean_filename(value: str | None, default: str = "upload") -> str:
+    """The last path component of a client-supplied filename, cleaned, at most 255 chars."""
+    name = (value or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in unicodedata.normalize("NFC", name)
+                   if unicodedata.category(ch) not in ("Cc", "Cs")).strip()
+    if name in ("", ".", ".."):
+        return default
+    return name[:255]
+
+
+def clean_content_type(value: str | None) -> str:
+    """A ``type/subtype`` media type (parameters dropped), else application/octet-stream."""
+    media = (value or "").split(";", 1)[0].strip().lower()
+    return media if _CONTENT_TYPE.match(media) else "application/octet-stream"

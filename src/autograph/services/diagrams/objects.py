@@ -1,0 +1,116 @@
+"""S3 side of the diagram service: checksummed puts and gets, and the deletion queue.
+
+Object writes come first and rows second; when the row cannot be written the object is
+deleted again. Rows go first on delete: their objects are queued in ``object_deletions`` in
+the same transaction and removed afterwards (retried at the next start if S3 fails).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from autograph.errors import IntegrityError, OperationFailed
+from autograph.services.common.resources import Resources
+
+log = logging.getLogger("autograph.diagrams")
+
+DIAGRAMS_BUCKET = "diagrams"
+UPLOADS_BUCKET = "uploads"
+CHUNK = 1024 * 1024
+
+
+def _missing(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound")
+
+
+async def put_bytes(s3: Any, bucket: str, key: str, data: bytes, content_type: str,
+                    sha256: str) -> None:
+    """Store ``data`` at bucket/key with its sha256 as user metadata."""
+    await asyncio.to_thread(s3.put_object, Bucket=bucket, Key=key, Body=data,
+                            ContentType=content_type, Metadata={"sha256": sha256})
+
+
+async def put_file(s3: Any, bucket: str, key: str, stream: IO[bytes], content_type: str,
+                   sha256: str) -> None:
+    """Stream a file object to bucket/key (multipart when large) with its sha256."""
+    await asyncio.to_thread(s3.upload_fileobj, stream, bucket, key, ExtraArgs={
+        "ContentType": content_type, "Metadata": {"sha256": sha256}})
+
+
+async def get_verified(s3: Any, bucket: str, key: str, sha256: str) -> bytes:
+    """The object's bytes, checked against the sha256 recorded in PostgreSQL.
+
+    OperationFailed when the object is missing, IntegrityError when it does not match.
+    """
+    try:
+        response = await asyncio.to_thread(s3.get_object, Bucket=bucket, Key=key)
+        data: bytes = await asyncio.to_thread(response["Body"].read)
+    except ClientError as exc:
+        if _missing(exc):
+            raise OperationFailed(f"object {bucket}/{key} is missing from object storage") \
+                from None
+        raise
+    if hashlib.sha256(data).hexdigest() != sha256.strip():
+        raise IntegrityError(f"object {bucket}/{key} does not match its recorded sha256")
+    return data
+
+
+async def open_stream(s3: Any, bucket: str, key: str) -> tuple[Iterator[bytes], int]:
+    """A blocking chunk iterator over an object and its length; OperationFailed if missing."""
+    try:
+        response = await asyncio.to_thread(s3.get_object, Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if _missing(exc):
+            raise OperationFailed(f"object {bucket}/{key} is missing from object storage") \
+                from None
+        raise
+    body = response["Body"]
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            yield from body.iter_chunks(CHUNK)
+        finally:
+            body.close()
+
+    return chunks(), int(response.get("ContentLength", 0))
+
+
+async def delete_quietly(s3: Any, bucket: str, key: str) -> bool:
+    """Delete an object, logging instead of raising; True when it is gone."""
+    try:
+        await asyncio.to_thread(s3.delete_object, Bucket=bucket, Key=key)
+        return True
+    except (BotoCoreError, ClientError) as exc:
+        log.error("could not delete %s/%s: %s", bucket, key, exc)
+        return False
+
+
+async def undo_put(s3: Any, bucket: str, key: str) -> None:
+    """Remove an object whose row could not be written (survives cancellation)."""
+    await asyncio.shield(delete_quietly(s3, bucket, key))
+
+
+async def purge_queued(resources: Resources,
+                       items: Iterable[tuple[str, str]] | None = None) -> int:
+    """Delete queued objects (the given ones, or up to 1000 from the queue) and dequeue
+    those gone; returns how many were removed. Never raises for an S3 failure."""
+    pool = await resources.db()
+    if items is None:
+        async with pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT bucket, object_key FROM object_deletions ORDER BY queued_at LIMIT 1000")
+            items = [(row[0], row[1]) for row in await cursor.fetchall()]
+    done = [(bucket, key) for bucket, key in items
+            if await delete_quietly(resources.s3, bucket, key)]
+    if done:
+        async with pool.connection() as conn:
+            await conn.cursor().executemany(
+                "DELETE FROM object_deletions WHERE bucket = %s AND object_key = %s", done)
+    return len(done)
+

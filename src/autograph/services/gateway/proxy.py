@@ -1,0 +1,79 @@
+"""Streaming reverse proxy from the gateway to the auth and diagram services."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import Request
+from starlette.background import BackgroundTask
+from starlette.responses import StreamingResponse
+
+from autograph.config import Settings
+from autograph.errors import AutographError, DependencyDown
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+    "trailer", "trailers", "transfer-encoding", "upgrade", "host", "x-request-id",
+})
+NOT_RETURNED = HOP_BY_HOP | {"date", "server"}  # the gateway's own server sets these
+
+
+class BadGateway(AutographError):
+    """An upstream service broke the exchange."""
+
+    http_status = 502
+
+
+class GatewayTimeout(AutographError):
+    """An upstream service did not answer in time."""
+
+    http_status = 504
+
+
+def make_client(settings: Settings) -> httpx.AsyncClient:
+    """The pooled HTTP client used to reach the services (bounded timeouts)."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(connect=2.0, read=60.0, write=60.0, pool=5.0),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def _request_headers(request: Request) -> list[tuple[str, str]]:
+    headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+    client = request.client.host if request.client else ""
+    forwarded = request.headers.get("x-forwarded-for")
+    headers.append(("x-forwarded-for", f"{forwarded}, {client}" if forwarded else client))
+    headers.append(("x-forwarded-proto", request.url.scheme))
+    request_id = getattr(request.state, "request_id", None)
+    if request_id:
+        headers.append(("x-request-id", request_id))
+    return headers
+
+
+async def forward(request: Request, client: httpx.AsyncClient, service: str,
+                  base_url: str) -> StreamingResponse:
+    """Send the request to ``base_url`` with the same path, query and body (streamed both
+    ways). DependencyDown (503) when the service is unreachable, GatewayTimeout (504) when it
+    is too slow, BadGateway (502) when it breaks the connection."""
+    has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
+    upstream = client.build_request(
+        request.method,
+        httpx.URL(base_url + request.url.path, query=request.url.query.encode()),
+        headers=_request_headers(request),
+        content=request.stream() if has_body else None,
+    )
+    try:
+        response = await client.send(upstream, stream=True)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
+        raise DependencyDown(f"the {service} service is unavailable") from None
+    except httpx.TimeoutException:
+        raise GatewayTimeout(f"the {service} service did not answer in time") from None
+    except httpx.TransportError:
+        raise BadGateway(f"the {service} service failed to answer") from None
+    proxied = StreamingResponse(response.aiter_raw(), status_code=response.status_code,
+                                background=BackgroundTask(response.aclose))
+    proxied.raw_headers = [(k.encode("latin-1"), v.encode("latin-1"))
+                           for k, v in response.headers.multi_items()
+                           if k.lower() not in NOT_RETURNED]
+    return proxied
