@@ -227,13 +227,13 @@ class Catalog:
             if store.tier in tiers:
                 store.put(manifest_key(manifest.name), io.BytesIO(data))
 
-    def commit(self, manifest: Manifest, progress: ByteProgress = None) -> BackupEntry:
-        """Upload the staged artifact to S3 (recording failure), then write the manifests.
+    def publish(self, manifest: Manifest) -> BackupEntry:
+        """Write the manifests of an uploaded (or not) artifact: the local one first (the
+        commit point), then the S3 one when ``s3_copy`` is ``uploaded``.
 
-        The local manifest is the commit point; the S3 one follows when the S3 copy exists.
+        If the S3 manifest cannot be written, the local manifest records the copy as missing.
         """
         validate_name(manifest.name)
-        manifest = self.upload(manifest, progress)
         tiers: list[Tier] = ["local"]
         self.write_manifest(manifest, ["local"])
         if manifest.s3_copy == "uploaded":
@@ -246,6 +246,10 @@ class Catalog:
             else:
                 tiers.append("s3")
         return BackupEntry(**manifest.model_dump(), locations=tiers)
+
+    def commit(self, manifest: Manifest, progress: ByteProgress = None) -> BackupEntry:
+        """``publish(upload(manifest))``: S3 copy (failure recorded), then the manifests."""
+        return self.publish(self.upload(manifest, progress))
 
     def update(self, name: str, **changes: Any) -> BackupEntry:
         """Rewrite the manifest of ``name`` with ``changes`` in every tier holding it.

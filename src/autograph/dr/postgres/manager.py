@@ -1,0 +1,343 @@
+"""``DatabaseBackupManager``: the plan's PostgreSQL backups (SPEC §5, §6).
+
+create · verify [deep] · restore (into a new database, checked, then swapped; the previous
+database kept for rollback) · rollback · list · delete · sync. One operation of the database kind
+at a time (:mod:`autograph.dr.locks`); outcomes go to :mod:`autograph.dr.hooks`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+from autograph.clock import Clock, utc_now
+from autograph.config import Settings
+from autograph.dr import hooks, locks
+from autograph.dr.catalog import Catalog, SyncReport, open_catalog
+from autograph.dr.models import (
+    BackupEntry,
+    BackupList,
+    Manifest,
+    ProgressFn,
+    RestoreResult,
+    StepRecord,
+    Verification,
+    no_progress,
+    validate_name,
+)
+from autograph.dr.postgres.dump import dump_database
+from autograph.dr.postgres.restore import check_counts, load_dump
+from autograph.dr.postgres.server import PgServer, derived_name
+from autograph.dr.postgres.verify import check_toc, verify_dump
+from autograph.dr.storage import sha256_of
+from autograph.errors import AutographError, IntegrityError, NotFound
+from autograph.secrets import Credentials
+
+KIND = "database"
+FORMAT = "pg_dump -Fc"
+
+
+class DatabaseBackupManager:
+    """Backups of the application database over the two-tier catalog."""
+
+    def __init__(self, settings: Settings, creds: Credentials, *, clock: Clock = utc_now,
+                 catalog: Catalog | None = None) -> None:
+        self.settings = settings
+        self.server = PgServer.from_settings(settings, creds)
+        self.catalog = catalog or open_catalog(settings, creds, KIND)
+        self.clock = clock
+
+    # Coordination ------------------------------------------------------------------------------
+
+    def acquire(self, operation: str, target: str = "") -> locks.OperationLock:
+        """Take the database-kind lock now (Conflict if busy), to hand to a later call."""
+        return locks.acquire(self.settings.backups_dir, KIND, operation, target)
+
+    @contextmanager
+    def _locked(self, operation: str, target: str,
+                held: locks.OperationLock | None) -> Iterator[None]:
+        lock = held or self.acquire(operation, target)
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # Reading ---------------------------------------------------------------------------------
+
+    def list(self) -> BackupList:
+        """Every database backup, both tiers merged, newest first (no database needed)."""
+        return self.catalog.list()
+
+    def get(self, name: str) -> BackupEntry:
+        """One backup. Raises InvalidInput, NotFound."""
+        return self.catalog.get(name)
+
+    def new_name(self, scheduled: bool = False) -> str:
+        """``scheduled_backup_YYYYMMDD_HHMMSS`` or ``manual_backup_…``, suffixed if taken."""
+        base = f"{'scheduled' if scheduled else 'manual'}_backup_{self.clock():%Y%m%d_%H%M%S}"
+        taken = {entry.name for entry in self.catalog.list().backups}
+        name, n = base, 1
+        while name in taken:
+            name, n = f"{base}_{n}", n + 1
+        return name
+
+    # Create ----------------------------------------------------------------------------------
+
+    def create(self, name: str | None = None, *, scheduled: bool = False,
+               tags: tuple[str, ...] = (), verify: bool = True, upload: bool = True,
+               progress: ProgressFn = no_progress,
+               lock: locks.OperationLock | None = None) -> BackupEntry:
+        """Dump the live database, verify it, copy it to S3, commit its manifest.
+
+        S3 trouble does not fail the backup (the manifest records the missing copy).
+        Raises InvalidInput / Conflict (name, another operation), DependencyDown (PostgreSQL
+        down), OperationFailed (pg_dump failed), IntegrityError (verification failed); on any
+        error nothing is left in the catalog and ``backup_failed`` is emitted.
+        """
+        if name is not None:
+            validate_name(name)
+        with self._locked("backup", name or "", lock):
+            name = self.catalog.validate_new(name) if name else self.new_name(scheduled)
+            try:
+                entry = self._create(name, scheduled, tags, verify, upload, progress)
+            except AutographError as exc:
+                hooks.emit(hooks.BackupEvent("backup_failed", KIND, name, exc.message))
+                raise
+        hooks.emit(hooks.BackupEvent("backup_succeeded", KIND, name, f"{entry.size_bytes} bytes",
+                                     data={"size_bytes": entry.size_bytes,
+                                           "locations": list(entry.locations)}))
+        self._check_size(entry)
+        return entry
+
+    def _create(self, name: str, scheduled: bool, tags: tuple[str, ...], verify: bool,
+                upload: bool, progress: ProgressFn) -> BackupEntry:
+        self.catalog.clean_incomplete()
+        started = self.clock()
+        artifact = f"{name}.dump"
+        try:
+            progress("dumping", None)
+            with self.catalog.stage(artifact) as sink:
+                info = dump_database(self.server, self.server.live_database, sink, progress)
+            manifest = Manifest(
+                name=name, kind=KIND, source=self.server.live_database, format=FORMAT,
+                artifact=artifact, created_at=started, started_at=started,
+                finished_at=self.clock(), size_bytes=sink.size, sha256=sink.hexdigest(),
+                server_version=info.server_version, row_counts=info.row_counts,
+                tags=sorted({"scheduled" if scheduled else "manual", *tags}),
+                extra={"pg_dump_version": info.pg_dump_version,
+                       "database_size_bytes": info.database_size_bytes},
+            )
+            manifest = self._verify_and_upload(manifest, verify, upload, progress)
+            progress("committing", None)
+            return self.catalog.publish(manifest)
+        except BaseException:
+            self.catalog.discard(artifact)
+            raise
+
+    def _verify_and_upload(self, manifest: Manifest, verify: bool, upload: bool,
+                           progress: ProgressFn) -> Manifest:
+        """Verify the local copy while the S3 copy uploads (both read the page cache)."""
+        with ThreadPoolExecutor(1, thread_name_prefix="upload") as pool:
+            pending = pool.submit(self.catalog.upload, manifest) if upload else None
+            verification = Verification()
+            if verify:
+                progress("verifying", None)
+                verification = verify_dump(self.server, self.catalog.local.path(
+                    manifest.artifact), manifest, clock=self.clock)
+            progress("uploading to S3", None)
+            uploaded = pending.result() if pending else manifest.model_copy(
+                update={"s3_copy": "missing", "s3_error": "not uploaded (upload disabled)"})
+        if verification.status == "failed":
+            hooks.emit(hooks.BackupEvent("verification_failed", KIND, manifest.name,
+                                         verification.detail or "verification failed"))
+            raise IntegrityError(f"backup {manifest.name} failed verification: "
+                                 f"{verification.detail}")
+        return uploaded.model_copy(update={"verification": verification})
+
+    def _check_size(self, entry: BackupEntry) -> None:
+        """Emit ``backup_small`` when this backup is below the configured fraction of the
+        median of the previous (up to 7) backups."""
+        previous = [b.size_bytes for b in self.catalog.list().backups
+                    if b.name != entry.name and b.created_at <= entry.created_at][:7]
+        if not previous:
+            return
+        median = statistics.median(previous)
+        if entry.size_bytes < self.settings.small_backup_fraction * median:
+            hooks.emit(hooks.BackupEvent(
+                "backup_small", KIND, entry.name,
+                f"{entry.size_bytes} bytes is under {self.settings.small_backup_fraction:.0%} "
+                f"of the median of the last {len(previous)} ({median:.0f} bytes)",
+                data={"size_bytes": entry.size_bytes, "median_bytes": median}))
+
+    # Verify ----------------------------------------------------------------------------------
+
+    def verify(self, name: str, *, deep: bool = False, progress: ProgressFn = no_progress,
+               lock: locks.OperationLock | None = None) -> BackupEntry:
+        """Check every copy of ``name`` (sha256, pg_restore --list; ``deep``: restore into a
+        scratch database and compare row counts) and record the result in its manifest.
+
+        Raises InvalidInput, NotFound, Conflict, IntegrityError when a check failed (the
+        failure is recorded first and ``verification_failed`` emitted).
+        """
+        validate_name(name)
+        with self._locked("verify", name, lock), \
+                locks.mark_busy(self.settings.backups_dir, KIND, name, "verify"):
+            entry = self.catalog.get(name)
+            manifest = entry.manifest()
+            scratch = derived_name(self.server.live_database, "verify",
+                                   f"{self.clock():%Y%m%d%H%M%S}")
+            with self._local_copy(entry) as path:
+                result = verify_dump(self.server, path, manifest, deep=deep, scratch=scratch,
+                                     clock=self.clock, progress=progress)
+            if "local" in entry.locations and "s3" in entry.locations:
+                result = self._check_s3_copy(manifest, result, progress)
+            entry = self.catalog.update(name, verification=result)
+        if result.status == "failed":
+            hooks.emit(hooks.BackupEvent("verification_failed", KIND, name,
+                                         result.detail or "verification failed"))
+            raise IntegrityError(f"backup {name} failed verification: {result.detail}")
+        hooks.emit(hooks.BackupEvent("verification_passed", KIND, name, result.method or ""))
+        return entry
+
+    @contextmanager
+    def _local_copy(self, entry: BackupEntry) -> Iterator[Path]:
+        """The local artifact, or the S3 copy downloaded to a temporary file (removed after)."""
+        if "local" in entry.locations:
+            yield self.catalog.local.path(entry.artifact)
+            return
+        assert self.catalog.remote is not None
+        self.settings.backups_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=self.settings.backups_dir, prefix=".verify-",
+                                         suffix=".dump") as temp:
+            with self.catalog.remote.open(entry.artifact) as stream:
+                while chunk := stream.read(1 << 20):
+                    temp.write(chunk)
+            temp.flush()
+            yield Path(temp.name)
+
+    def _check_s3_copy(self, manifest: Manifest, result: Verification,
+                       progress: ProgressFn) -> Verification:
+        assert self.catalog.remote is not None
+        progress("verifying the S3 copy", None)
+        try:
+            with self.catalog.remote.open(manifest.artifact) as stream:
+                digest, _size = sha256_of(stream)
+        except AutographError as exc:
+            outcome = f"not checked: {exc.message}"
+        else:
+            outcome = "ok" if digest == manifest.sha256 else f"failed: sha256 {digest[:16]}…"
+        checks = {**result.checks, "s3 copy sha256": outcome}
+        if outcome.startswith("failed") and result.status == "passed":
+            return result.model_copy(update={"status": "failed", "checks": checks,
+                                             "detail": "the S3 copy does not match"})
+        return result.model_copy(update={"checks": checks})
+
+    # Restore ---------------------------------------------------------------------------------
+
+    def restore(self, name: str, *, target: str | None = None, jobs: int | None = None,
+                progress: ProgressFn = no_progress,
+                lock: locks.OperationLock | None = None) -> RestoreResult:
+        """Restore ``name`` into a new database, check it, then swap it in for ``target``
+        (default: the live database), keeping the previous one as ``<db>__pre_restore_<ts>``.
+
+        The live database is untouched by every failure. Raises InvalidInput, NotFound,
+        Conflict, IntegrityError (no intact copy, row counts differ), OperationFailed
+        (pg_restore failed), DependencyDown.
+        """
+        validate_name(name)
+        target = validate_name(target, "database name") if target else self.server.live_database
+        started = time.monotonic()
+        steps: list[StepRecord] = []
+
+        def step(label: str, detail: str, since: float) -> None:
+            steps.append(StepRecord(name=label, duration_seconds=round(time.monotonic() - since,
+                                                                       3), detail=detail))
+
+        try:
+            with self._locked("restore", name, lock), \
+                    locks.mark_busy(self.settings.backups_dir, KIND, name, "restore"):
+                t = time.monotonic()
+                progress("fetching and checking the artifact", None)
+                fetched = self.catalog.fetch(name)
+                toc = check_toc(self.server, fetched.path, fetched.entry)
+                step("fetch", f"{fetched.location}; {toc}", t)
+                stamp = f"{self.clock():%Y%m%d%H%M%S}"
+                scratch = derived_name(target, "restoring", stamp)
+                t = time.monotonic()
+                load_dump(self.server, fetched.path, scratch, jobs, progress, toc.entries)
+                step("pg_restore", f"into {scratch}", t)
+                t = time.monotonic()
+                progress("checking row counts", None)
+                try:
+                    tables = check_counts(self.server, scratch, fetched.entry.row_counts)
+                except BaseException:
+                    self.server.drop_database(scratch)
+                    raise
+                step("row counts", f"{tables} tables match the manifest", t)
+                t = time.monotonic()
+                progress("swapping databases", None)
+                previous = None
+                if self.server.database_exists(target):
+                    previous = derived_name(target, "pre_restore", stamp)
+                try:
+                    self.server.swap(target, scratch, previous)
+                except BaseException:
+                    self.server.drop_database(scratch)
+                    raise
+                step("swap", f"{target} replaced" + (f"; previous kept as {previous}"
+                                                     if previous else " (did not exist)"), t)
+        except AutographError as exc:
+            hooks.emit(hooks.BackupEvent("restore_failed", KIND, name, exc.message))
+            raise
+        result = RestoreResult(backup_name=name, kind=KIND,
+                               duration_seconds=round(time.monotonic() - started, 3),
+                               source_location=fetched.location, target=target,
+                               previous=previous, steps=steps,
+                               extra={"notes": list(fetched.notes)})
+        hooks.emit(hooks.BackupEvent("restore_succeeded", KIND, name,
+                                     f"restored into {target}",
+                                     data={"duration_seconds": result.duration_seconds}))
+        return result
+
+    def previous_databases(self) -> list[str]:
+        """Databases kept by earlier restores (``<db>__pre_restore_<ts>``), newest first."""
+        prefix = derived_name(self.server.live_database, "pre_restore", "")
+        return sorted(self.server.databases(prefix), reverse=True)
+
+    def rollback(self, previous: str | None = None,
+                 lock: locks.OperationLock | None = None) -> dict[str, str]:
+        """Swap a kept pre-restore database (default: the newest) back into place; the
+        database it replaces is kept as ``<db>__rolled_back_<ts>``. Raises NotFound."""
+        kept = self.previous_databases()
+        chosen = previous or (kept[0] if kept else None)
+        if chosen is None or chosen not in kept:
+            raise NotFound("no pre-restore database to roll back to"
+                           + (f" named {previous}" if previous else ""))
+        live = self.server.live_database
+        with self._locked("rollback", chosen, lock):
+            displaced = derived_name(live, "rolled_back", f"{self.clock():%Y%m%d%H%M%S}")
+            self.server.swap(live, chosen, displaced)
+        return {"database": live, "restored_from": chosen, "displaced": displaced}
+
+    # Maintenance -----------------------------------------------------------------------------
+
+    def delete(self, name: str, lock: locks.OperationLock | None = None) -> list[str]:
+        """Delete ``name`` from both tiers; return the tiers it was in.
+
+        Raises InvalidInput, NotFound, Conflict (busy), DependencyDown (a tier unreachable).
+        """
+        validate_name(name)
+        with self._locked("delete", name, lock):
+            return self.catalog.delete(name)
+
+    def sync(self, progress: ProgressFn = no_progress,
+             lock: locks.OperationLock | None = None) -> SyncReport:
+        """Upload local backups missing from S3 and clean up interrupted ones."""
+        with self._locked("sync", "", lock):
+            progress("syncing to S3", None)
+            return self.catalog.sync()
