@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     bucket_backup_interval_seconds: int = 7 * 24 * 3600
     scheduler_enabled: bool = True
     scheduler_poll_seconds: float = 30.0
+    scheduler_startup_delay_seconds: float = Field(
+        default=30.0, description="a run missed while down starts this long after start")
+    scheduler_retry_seconds: float = Field(
+        default=3600.0, description="wait after a failed scheduled run before retrying")
 
     # Recovery objectives and drills.
     rto_target_seconds: int = 3600
@@ -92,6 +96,19 @@ class Settings(BaseSettings):
     backup_storage_min_free_bytes: int = 1024**3
     unhealthy_alert_seconds: int = 300
     small_backup_fraction: float = 0.5
+    monitor_enabled: bool = True
+    monitor_interval_seconds: float = 30.0
+    backup_overdue_margin_seconds: int = Field(
+        default=2 * 3600, description="dead-man's switch: interval + this without a backup")
+    unreachable_alert_checks: int = Field(
+        default=2, description="consecutive failed probes before 'unreachable' fires")
+    bucket_quota_bytes: dict[str, int] = Field(
+        default_factory=dict, description='per-bucket quota, JSON: {"uploads": 10737418240}')
+    quota_check_seconds: float = 600.0
+    alert_retry_attempts: int = 3
+    alert_backoff_seconds: float = 2.0
+    metrics_public: bool = Field(
+        default=False, description="serve /metrics without the admin token")
 
     # Timeouts.
     health_timeout_seconds: float = 60.0
