@@ -142,6 +142,16 @@ def build_components(settings: Settings, creds: Credentials) -> list[Component]:
             after_healthy=lambda: infra.ensure_s3_buckets(settings, creds),
             stop_wait_seconds=10,
         ),
+        Component(
+            name="walstream",
+            priority=1,
+            kind="infrastructure",
+            ports=(),
+            command=(sys.executable, "-m", "autograph.dr.postgres.walstream"),
+            health=infra.walstream_probe(settings, creds),
+            environment=_service_environment(settings),
+            depends_on=("postgres",),
+        ),
     ]
     wanted = set(settings.services) if settings.services is not None else None
     for spec in APPLICATION_SERVICES:

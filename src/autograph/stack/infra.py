@@ -15,6 +15,7 @@ from autograph.config import Settings
 from autograph.errors import ConfigError
 from autograph.s3client import app_client, backup_client, ensure_buckets
 from autograph.secrets import Credentials
+from autograph.stack.health import Health, Probe
 
 
 def find_program(name: str) -> str | None:
@@ -73,6 +74,8 @@ max_connections = 200
 shared_buffers = 256MB
 wal_level = replica
 max_wal_senders = 5
+max_replication_slots = 5
+wal_keep_size = 256MB
 logging_collector = off
 log_destination = 'stderr'
 """
@@ -82,6 +85,7 @@ PG_HBA = """\
 local   all   all                 peer
 host    all   all   127.0.0.1/32  scram-sha-256
 host    all   all   ::1/128       scram-sha-256
+host    replication   all   127.0.0.1/32  scram-sha-256
 """
 
 
@@ -241,3 +245,22 @@ def ensure_s3_buckets(settings: Settings, creds: Credentials) -> None:
     ensure_buckets(app_client(settings, creds), list(settings.app_buckets))
     ensure_buckets(backup_client(settings, creds),
                    [settings.backup_bucket_database, settings.backup_bucket_objects])
+
+
+# WAL streaming ---------------------------------------------------------------------------------
+
+def walstream_probe(settings: Settings, creds: Credentials) -> Probe:
+    """Healthy when the server sees our WAL receiver streaming."""
+
+    def probe() -> Health:
+        from autograph.dr.postgres.walstream import streaming_lag_bytes
+
+        try:
+            lag = streaming_lag_bytes(settings, creds)
+        except Exception as exc:  # PostgreSQL down: the receiver cannot be streaming
+            return Health(False, f"PostgreSQL unreachable ({type(exc).__name__})")
+        if lag is None:
+            return Health(False, "not streaming")
+        return Health(True, f"streaming, {lag} bytes behind")
+
+    return probe

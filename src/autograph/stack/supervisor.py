@@ -77,7 +77,7 @@ def render_config(settings: Settings, components: list[Component]) -> str:
             "command=" + " ".join(_quote_arg(arg) for arg in component.command),
             "autostart=false",
             "autorestart=false",
-            "startsecs=1",
+            "startsecs=0",
             "startretries=0",
             f"stopsignal={component.stop_signal}",
             f"stopwaitsecs={component.stop_wait_seconds}",
