@@ -36,3 +36,15 @@ def clean_content_type(value: str | None) -> str:
     """A ``type/subtype`` media type (parameters dropped), else application/octet-stream."""
     media = (value or "").split(";", 1)[0].strip().lower()
     return media if _CONTENT_TYPE.match(media) else "application/octet-stream"
+
+
+def check_json_depth(value: object, what: str, max_depth: int) -> None:
+    """ValueError when a JSON document nests deeper than ``max_depth`` (iterative walk)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > max_depth:
+                raise ValueError(f"{what} nests deeper than {max_depth} levels")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)

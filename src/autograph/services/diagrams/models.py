@@ -8,9 +8,16 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from autograph.services.common.validation import clean_text
+from autograph.services.common.validation import check_json_depth, clean_text
 
 MAX_NAME = 200
+MAX_CANVAS_DEPTH = 64
+
+
+def _canvas(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None:
+        check_json_depth(value, "canvas", MAX_CANVAS_DEPTH)
+    return value
 
 
 class DiagramCreate(BaseModel):
@@ -26,6 +33,11 @@ class DiagramCreate(BaseModel):
     def _name(cls, value: str) -> str:
         return clean_text(value, "name", MAX_NAME)
 
+    @field_validator("canvas")
+    @classmethod
+    def _canvas_depth(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _canvas(value)
+
 
 class DiagramUpdate(BaseModel):
     """A change: a new name, a new canvas, or both. Every update makes a new version."""
@@ -39,6 +51,11 @@ class DiagramUpdate(BaseModel):
     @classmethod
     def _name(cls, value: str | None) -> str | None:
         return None if value is None else clean_text(value, "name", MAX_NAME)
+
+    @field_validator("canvas")
+    @classmethod
+    def _canvas_depth(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _canvas(value)
 
     @model_validator(mode="after")
     def _something(self) -> DiagramUpdate:
