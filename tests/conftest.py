@@ -28,3 +28,17 @@ def infra_stack() -> Iterator[Stack]:
     finally:
         stack.down()
         remove_home(home)
+
+
+@pytest.fixture(scope="session")
+def app_stack() -> Iterator[Stack]:
+    """PostgreSQL, Redis, S3 and the gateway, auth and diagram services, shared by the
+    session (its own home and free ports)."""
+    home = make_home("autograph-app-")
+    stack = Stack(stack_settings(home, services=("gateway", "auth", "diagram")))
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+        remove_home(home)

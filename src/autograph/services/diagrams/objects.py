@@ -99,15 +99,19 @@ async def undo_put(s3: Any, bucket: str, key: str) -> None:
 async def purge_queued(resources: Resources,
                        items: Iterable[tuple[str, str]] | None = None) -> int:
     """Delete queued objects (the given ones, or up to 1000 from the queue) and dequeue
-    those gone; returns how many were removed. Never raises for an S3 failure."""
+    those gone, stopping at the first S3 failure; returns how many were removed. Never
+    raises for an S3 failure."""
     pool = await resources.db()
     if items is None:
         async with pool.connection() as conn:
             cursor = await conn.execute(
                 "SELECT bucket, object_key FROM object_deletions ORDER BY queued_at LIMIT 1000")
             items = [(row[0], row[1]) for row in await cursor.fetchall()]
-    done = [(bucket, key) for bucket, key in items
-            if await delete_quietly(resources.s3, bucket, key)]
+    done: list[tuple[str, str]] = []
+    for bucket, key in items:
+        if not await delete_quietly(resources.s3, bucket, key):
+            break  # S3 is failing: leave the rest queued for the next purge
+        done.append((bucket, key))
     if done:
         async with pool.connection() as conn:
             await conn.cursor().executemany(

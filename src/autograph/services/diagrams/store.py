@@ -178,15 +178,14 @@ async def delete_diagram(resources: Resources, owner_id: int, diagram_id: uuid.U
             (diagram_id, owner_id))).fetchone()
         if found is None:
             raise NotFound("diagram not found")
-        cursor = await conn.execute(
+        await conn.execute(
             "INSERT INTO object_deletions (bucket, object_key) "
             "SELECT DISTINCT %s, object_key FROM diagram_versions WHERE diagram_id = %s "
             "UNION SELECT %s, object_key FROM uploads WHERE diagram_id = %s "
-            "ON CONFLICT DO NOTHING RETURNING bucket, object_key",
+            "ON CONFLICT DO NOTHING",
             (objects.DIAGRAMS_BUCKET, diagram_id, objects.UPLOADS_BUCKET, diagram_id))
-        queued = [(row[0], row[1]) for row in await cursor.fetchall()]
         await conn.execute("DELETE FROM diagrams WHERE id = %s", (diagram_id,))
-    await objects.purge_queued(resources, queued)
+    await objects.purge_queued(resources)  # these objects, and any left by an S3 outage
 
 
 async def list_versions(resources: Resources, owner_id: int,

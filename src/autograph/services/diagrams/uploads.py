@@ -132,4 +132,4 @@ async def delete_upload(resources: Resources, owner_id: int, diagram_id: uuid.UU
             raise NotFound("upload not found")
         await conn.execute("INSERT INTO object_deletions (bucket, object_key) VALUES (%s, %s) "
                            "ON CONFLICT DO NOTHING", (objects.UPLOADS_BUCKET, row["object_key"]))
-    await objects.purge_queued(resources, [(objects.UPLOADS_BUCKET, row["object_key"])])
+    await objects.purge_queued(resources)
