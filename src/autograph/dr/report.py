@@ -202,9 +202,10 @@ def render_html(report: DrillReport) -> str:
 
 # Files and history --------------------------------------------------------------------------
 
-def report_dir_name(report: DrillReport) -> str:
-    """``YYYYMMDDTHHMMSSZ-<scenario>``: sortable, and distinct for ``--scenario all``."""
-    return f"{report.started_at.astimezone(UTC):%Y%m%dT%H%M%SZ}-{report.scenario}"
+def report_folder(dr_dir: Path, started_at: datetime, scenario: str) -> Path:
+    """``dr_dir/reports/YYYYMMDDTHHMMSSZ-<scenario>``: sortable, and distinct for
+    ``--scenario all``."""
+    return dr_dir / "reports" / f"{started_at.astimezone(UTC):%Y%m%dT%H%M%SZ}-{scenario}"
 
 
 def _write(path: Path, text: str) -> None:
@@ -216,7 +217,7 @@ def _write(path: Path, text: str) -> None:
 def write_report(report: DrillReport, dr_dir: Path) -> Path:
     """Write the three renderings into ``dr_dir/reports/<timestamp>-<scenario>/`` and append
     the drill to ``dr_dir/drills.jsonl``. Returns the report folder."""
-    folder = dr_dir / "reports" / report_dir_name(report)
+    folder = report_folder(dr_dir, report.started_at, report.scenario)
     folder.mkdir(parents=True, exist_ok=True)
     _write(folder / "report.json", render_json(report))
     _write(folder / "report.md", render_markdown(report))

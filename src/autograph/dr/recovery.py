@@ -1,0 +1,289 @@
+"""``autograph dr recover``: the plan's recovery runbooks as steps, walked over the stack's
+component list in priority order.
+
+Every scenario runs the same seven steps; a step with nothing to do for the scenario (or the
+damage found) is recorded as skipped, with why:
+
+1. assess — state and health of every component, what data is there, which backups to use;
+2. stop_services — complete: every service still running; database: the services that write
+   to it (the gateway stays up, SPEC §8); objects: none (the plan keeps them up);
+3. restore_infrastructure — start the infrastructure components (PostgreSQL, Redis, S3, WAL
+   streaming) where not healthy, recreating lost data folders (a folder that holds no
+   cluster is moved aside, never deleted);
+4. restore_database — the newest verified database backup (or ``--backup``, or the newest
+   before ``--to``), falling back to the next one if a backup is refused;
+5. restore_buckets — the same per application bucket, ``overwrite=false``;
+6. start_services — every application service not healthy, in priority order, each waited on;
+7. verify — health of all, login, diagram create and read, object references intact.
+
+The backup and restore work is the backup managers'; this module only orders and records it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from autograph.clock import Clock, isoformat, utc_now
+from autograph.dr import recovery_backups as backups
+from autograph.dr import recovery_checks as checks
+from autograph.dr.drill_models import SCENARIOS, Scenario
+from autograph.dr.steps import Operation, Outcome, Progress, Skip, Step, StepContext, StepResult
+from autograph.errors import InvalidInput, OperationFailed
+from autograph.stack.infra import postgres_data_dir
+from autograph.stack.lifecycle import Stack
+
+DEFAULT_TIMEOUTS = {
+    "assess": 120.0, "stop_services": 180.0, "restore_infrastructure": 300.0,
+    "restore_database": 3600.0, "restore_buckets": 3600.0, "start_services": 600.0,
+    "verify": 300.0,
+}
+
+
+@dataclass(frozen=True)
+class RecoveryOptions:
+    """What to recover and from what."""
+
+    scenario: Scenario
+    backups: tuple[str, ...] = ()  # named backups (database and/or bucket ones)
+    to: datetime | None = None     # use the newest backups created at or before this time
+    timeouts: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise InvalidInput(f"unknown scenario {self.scenario!r} "
+                               f"(choose from {', '.join(SCENARIOS)})")
+        if self.to is not None and self.to.tzinfo is None:
+            raise InvalidInput("--to needs a time zone (e.g. 2026-01-05T09:00:00Z)")
+
+    def params(self) -> dict[str, Any]:
+        """The parameters that identify a run (a resumed run must have the same)."""
+        return {"scenario": self.scenario, "backups": sorted(self.backups),
+                "to": isoformat(self.to) if self.to else None}
+
+
+class RecoveryReport(BaseModel):
+    """What a recovery did: each step, the backups used, and what to do if it stopped."""
+
+    scenario: str
+    params: dict[str, Any]
+    status: str
+    started_at: datetime
+    finished_at: datetime
+    steps: list[StepResult]
+    failed_step: str | None = None
+    next_action: str = ""
+    issues: list[str] = Field(default_factory=list)
+    report_dir: str | None = None
+
+
+class Recovery:
+    """One recovery run over a stack."""
+
+    def __init__(self, stack: Stack, options: RecoveryOptions, *, clock: Clock = utc_now,
+                 state_path: Path | None = None) -> None:
+        self.stack = stack
+        self.settings = stack.settings
+        self.options = options
+        self.clock = clock
+        self.state_path = state_path or self.settings.dr_dir / "recovery" / "state.json"
+
+    # The steps --------------------------------------------------------------------------
+    def steps(self) -> list[Step]:
+        """The seven steps, with their timeouts and failure advice."""
+        limits = {**DEFAULT_TIMEOUTS, **self.options.timeouts}
+        table = [
+            ("assess", self._assess, "check the backup folder and S3 credentials"),
+            ("stop_services", self._stop_services, "stop them with `autograph stop NAME`"),
+            ("restore_infrastructure", self._restore_infrastructure,
+             "see the component's log (`autograph logs NAME`); fix it and re-run"),
+            ("restore_database", self._restore_database,
+             "name an older verified backup with --backup, or check `autograph backup db list`"),
+            ("restore_buckets", self._restore_buckets,
+             "name an older bucket backup with --backup, or check the S3 server"),
+            ("start_services", self._start_services,
+             "see the service's log (`autograph logs NAME`); fix it and re-run"),
+            ("verify", self._verify, "see the failed checks in the report and the service logs"),
+        ]
+        return [Step(name, run, limits[name], advice) for name, run, advice in table]
+
+    def operation(self) -> Operation:
+        """The resumable operation (state under HOME/dr/recovery)."""
+        return Operation("recovery", self.steps(), params=self.options.params(),
+                         state_path=self.state_path, clock=self.clock)
+
+    def run(self, progress: Progress = lambda _m: None,
+            on_step: Any = None, fresh: bool = False) -> RecoveryReport:
+        """Run (or resume) the recovery and write its report.
+
+        Raises Conflict when another recovery runs or one with other parameters is pending
+        (unless ``fresh``). A failed step does not raise: the report names it.
+        """
+        operation = self.operation()
+        if fresh:
+            operation.discard()
+        result = operation.run(progress, on_step=on_step)
+        issues = [issue for step in result.steps for issue in step.data.get("issues", [])]
+        report = RecoveryReport(
+            scenario=self.options.scenario, params=result.params, status=result.status,
+            started_at=result.started_at, finished_at=result.finished_at, steps=result.steps,
+            failed_step=result.failed_step, next_action=result.next_action, issues=issues)
+        report.report_dir = str(write_recovery_report(report, self.settings.dr_dir))
+        return report
+
+    # 1. assess --------------------------------------------------------------------------
+    def _assess(self, ctx: StepContext) -> Outcome:
+        rows = {row.name: row for row in self.stack.ps()}
+        components = {name: {"state": row.state, "healthy": row.healthy,
+                             "detail": row.detail[:120]} for name, row in rows.items()}
+        down = [name for name, row in rows.items() if not row.healthy]
+        data: dict[str, Any] = {"components": components, "down": down, "issues": []}
+        data["postgres_cluster"] = (postgres_data_dir(self.settings) / "PG_VERSION").exists()
+        plan = backups.plan(self.stack, self.options)
+        data["plan"] = plan
+        if self.options.scenario in ("complete", "database") and not plan["database"]:
+            raise OperationFailed("no verified database backup to restore"
+                                  + backups.why_none(plan, "database"))
+        if self.options.scenario in ("complete", "objects"):
+            missing = [b for b in self.settings.app_buckets if not plan["buckets"].get(b)]
+            if missing:
+                data["issues"].append(f"no verified backup of bucket(s) {', '.join(missing)}"
+                                      "; they will be left as found")
+        if self.options.scenario == "objects" and "postgres" in down:
+            data["issues"].append("PostgreSQL is down too: consider --scenario complete")
+        detail = (f"down: {', '.join(down)}" if down else "every component healthy")
+        chosen = plan["database"][:1] + [v[0] for v in plan["buckets"].values() if v]
+        return Outcome(f"{detail}; backups: {', '.join(chosen) or 'none'}", data)
+
+    # 2. stop services -------------------------------------------------------------------
+    def _stop_services(self, ctx: StepContext) -> Outcome:
+        scenario = self.options.scenario
+        if scenario == "objects":
+            raise Skip("scenario objects: services keep running (the plan's Scenario 3)")
+        keep = {"gateway"} if scenario == "database" else set()
+        stopped = []
+        if self.stack.supervisor.running():
+            states = self.stack.supervisor.all_info()
+            for component in reversed(self.stack.components):
+                if component.kind != "service" or component.name in keep:
+                    continue
+                info = states.get(component.name)
+                if info and info.state in ("RUNNING", "STARTING", "BACKOFF"):
+                    self.stack.stop(component.name)
+                    stopped.append(component.name)
+        if not stopped:
+            raise Skip("no application service was running")
+        return Outcome(f"stopped {', '.join(stopped)}", {"stopped": stopped})
+
+    # 3. infrastructure ------------------------------------------------------------------
+    def _restore_infrastructure(self, ctx: StepContext) -> Outcome:
+        healthy_at: dict[str, str] = {}
+        seconds: dict[str, float] = {}
+        moved: list[str] = []
+        for component in self.stack.components:
+            if component.kind != "infrastructure":
+                continue
+            if component.health().healthy:
+                continue
+            if component.name == "postgres":
+                moved += _set_aside_broken_cluster(self.settings.data_dir, self.clock)
+            start = time.monotonic()
+            self.stack.stop(component.name)
+            self.stack.up(only=[component.name])
+            seconds[component.name] = round(time.monotonic() - start, 3)
+            healthy_at[component.name] = isoformat(self.clock())
+        if not seconds:
+            raise Skip("every infrastructure component healthy", {"healthy_at": {}})
+        shown = ", ".join(f"{n} {s:.1f} s" for n, s in seconds.items())
+        issues = [f"moved a broken data folder aside: {m}" for m in moved]
+        return Outcome(f"started {shown}", {"seconds": seconds, "healthy_at": healthy_at,
+                                            "moved_aside": moved, "issues": issues})
+
+    # 4. database ------------------------------------------------------------------------
+    def _restore_database(self, ctx: StepContext) -> Outcome:
+        if self.options.scenario == "objects":
+            raise Skip("scenario objects: the database is not restored")
+        plan = ctx.data("assess")["plan"]
+        outcome = backups.restore_database(self.stack, plan["database"])
+        used = outcome["backup"]
+        detail = f"restored {used} in {outcome['restore_seconds']:.1f} s"
+        if outcome["refused"]:
+            detail += f" (after refusing {len(outcome['refused'])} newer)"
+        return Outcome(detail, outcome)
+
+    # 5. buckets -------------------------------------------------------------------------
+    def _restore_buckets(self, ctx: StepContext) -> Outcome:
+        if self.options.scenario == "database":
+            raise Skip("scenario database: buckets are not restored")
+        plan = ctx.data("assess")["plan"]
+        outcome = backups.restore_buckets(self.stack, plan["buckets"])
+        if not outcome["buckets"]:
+            raise Skip("no bucket backup to restore", outcome)
+        counts = ", ".join(f"{b} {v['restored']}+{v['skipped']} skipped"
+                           for b, v in outcome["buckets"].items())
+        return Outcome(f"{counts} in {outcome['restore_seconds']:.1f} s", outcome)
+
+    # 6. services ------------------------------------------------------------------------
+    def _start_services(self, ctx: StepContext) -> Outcome:
+        seconds: dict[str, float] = {}
+        healthy_at: dict[str, str] = {}
+        for component in self.stack.components:
+            if component.kind != "service" or component.health().healthy:
+                continue
+            start = time.monotonic()
+            self.stack.up(only=[component.name])
+            seconds[component.name] = round(time.monotonic() - start, 3)
+            healthy_at[component.name] = isoformat(self.clock())
+        if not seconds:
+            raise Skip("every application service healthy", {"healthy_at": {}})
+        shown = ", ".join(f"{n} {s:.1f} s" for n, s in seconds.items())
+        return Outcome(f"started {shown}", {"seconds": seconds, "healthy_at": healthy_at})
+
+    # 7. verify --------------------------------------------------------------------------
+    def _verify(self, ctx: StepContext) -> Outcome:
+        found = checks.verify(self.stack, self.clock)
+        failed = [name for name, check in found.items() if not check["ok"]]
+        data = {"checks": found, "issues": [found[n]["detail"] for n in failed
+                                            if n == "references"]}
+        blocking = [name for name in failed if name != "references"]
+        if blocking:
+            raise OperationFailed("; ".join(f"{n}: {found[n]['detail']}" for n in blocking))
+        note = f" (warning: {found['references']['detail']})" if "references" in failed else ""
+        return Outcome(f"{len(found)} checks green{note}", data)
+
+
+def _set_aside_broken_cluster(data_dir: Path, clock: Clock) -> list[str]:
+    """A PostgreSQL data folder without a cluster in it is renamed, never deleted."""
+    folder = data_dir / "postgres"
+    if folder.exists() and not (folder / "PG_VERSION").exists() and any(folder.iterdir()):
+        target = folder.with_name(f"postgres.lost-{clock():%Y%m%dT%H%M%SZ}")
+        os.rename(folder, target)
+        return [str(target)]
+    return []
+
+
+def write_recovery_report(report: RecoveryReport, dr_dir: Path) -> Path:
+    """``HOME/dr/recoveries/<timestamp>-<scenario>/report.json`` and ``report.md``."""
+    folder = dr_dir / "recoveries" / f"{report.started_at:%Y%m%dT%H%M%SZ}-{report.scenario}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.json").write_text(report.model_dump_json(indent=2))
+    lines = [f"# Recovery ({report.scenario}): {report.status}", "",
+             f"Started {isoformat(report.started_at)}, finished {isoformat(report.finished_at)}.",
+             "", "| step | started | duration | status | detail |", "|---|---|---|---|---|"]
+    for step in report.steps:
+        mark = " (resumed)" if step.resumed else ""
+        lines.append(f"| {step.name}{mark} | {isoformat(step.started_at)} | "
+                     f"{step.duration_seconds:.2f} s | {step.status} | "
+                     f"{step.detail.replace('|', '/')} |")
+    if report.next_action:
+        lines += ["", f"**Next:** {report.next_action}"]
+    if report.issues:
+        lines += ["", "## Issues", ""] + [f"- {issue}" for issue in report.issues]
+    (folder / "report.md").write_text("\n".join(lines) + "\n")
+    return folder

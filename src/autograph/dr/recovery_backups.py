@@ -1,0 +1,172 @@
+"""Which backups a recovery uses, and the calls into the backup managers that restore them.
+
+Choice: the backups named with ``--backup`` (no fallback: the operator chose), else every
+verified backup newest first (created at or before ``--to`` when given). Restoring walks that
+list: a backup the manager refuses (checksum mismatch, unreadable archive, failed
+``pg_restore``) is recorded with its reason and the next older one is tried. An unreachable
+server stops the walk at once: an older backup would not help.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from autograph.dr.catalog import open_catalog
+from autograph.dr.models import BackupEntry
+from autograph.errors import (
+    AutographError,
+    DependencyDown,
+    InvalidInput,
+    NotFound,
+    OperationFailed,
+)
+
+if TYPE_CHECKING:
+    from autograph.dr.recovery import RecoveryOptions
+    from autograph.stack.lifecycle import Stack
+
+MAX_ATTEMPTS = 5
+
+
+def _listing(stack: Stack, kind: str) -> tuple[list[BackupEntry], dict[str, str]]:
+    catalog = open_catalog(stack.settings, stack.creds, kind)  # type: ignore[arg-type]
+    found = catalog.list()
+    return list(found.backups), dict(found.unreachable)
+
+
+def plan(stack: Stack, options: RecoveryOptions) -> dict[str, Any]:
+    """The candidate backups, newest first: ``{"database": [...], "buckets": {b: [...]},
+    "unverified": {...}, "unreachable": {...}}``.
+
+    Raises NotFound for a ``--backup`` name that is in neither catalog, InvalidInput for a
+    bucket backup of a bucket that is not an application bucket.
+    """
+    database, db_down = _listing(stack, "database")
+    bucket_entries, obj_down = _listing(stack, "bucket")
+    result: dict[str, Any] = {
+        "database": [], "buckets": {b: [] for b in stack.settings.app_buckets},
+        "unverified": {"database": 0, "buckets": 0},
+        "unreachable": {**{f"database {k}": v for k, v in db_down.items()},
+                        **{f"buckets {k}": v for k, v in obj_down.items()}},
+    }
+    if options.backups:
+        by_name = {e.name: ("database", e) for e in database}
+        by_name.update({e.name: ("bucket", e) for e in bucket_entries})
+        for name in options.backups:
+            if name not in by_name:
+                raise NotFound(f"no database or bucket backup named {name}")
+            kind, entry = by_name[name]
+            if kind == "database":
+                result["database"] = [name]
+            elif entry.source not in result["buckets"]:
+                raise InvalidInput(f"backup {name} is of bucket {entry.source}, which is not "
+                                   "an application bucket")
+            else:
+                result["buckets"][entry.source] = [name]
+        return result
+
+    def usable(entry: BackupEntry) -> bool:
+        return options.to is None or entry.created_at <= options.to
+
+    for entry in database:
+        if not usable(entry):
+            continue
+        if entry.verification.status == "passed":
+            result["database"].append(entry.name)
+        else:
+            result["unverified"]["database"] += 1
+    for entry in bucket_entries:
+        if not usable(entry) or entry.source not in result["buckets"]:
+            continue
+        if entry.verification.status == "passed":
+            result["buckets"][entry.source].append(entry.name)
+        else:
+            result["unverified"]["buckets"] += 1
+    return result
+
+
+def why_none(found: dict[str, Any], kind: str) -> str:
+    """A parenthesised explanation of why no backup of ``kind`` is usable."""
+    reasons = []
+    unverified = found["unverified"]["database" if kind == "database" else "buckets"]
+    if unverified:
+        reasons.append(f"{unverified} not verified: verify one or name it with --backup")
+    reasons += [f"{tier} unreachable: {why}" for tier, why in found["unreachable"].items()]
+    return f" ({'; '.join(reasons)})" if reasons else ""
+
+
+def _walk(candidates: list[str], restore: Any) -> dict[str, Any]:
+    """Try candidates in order until one restores; record refusals with their reasons."""
+    refused: list[dict[str, str]] = []
+    for name in candidates[:MAX_ATTEMPTS]:
+        start = time.monotonic()
+        try:
+            result = restore(name)
+        except DependencyDown:
+            raise
+        except (OperationFailed, NotFound) as exc:
+            refused.append({"backup": name, "reason": exc.message})
+            continue
+        return {"backup": name, "restore_seconds": round(time.monotonic() - start, 3),
+                "result": result, "refused": refused,
+                "issues": [f"backup {r['backup']} refused: {r['reason']}; fell back to an "
+                           "older one" for r in refused]}
+    tried = "; ".join(f"{r['backup']}: {r['reason']}" for r in refused)
+    raise OperationFailed(f"no backup could be restored ({tried or 'none to try'})")
+
+
+def restore_database(stack: Stack, candidates: list[str]) -> dict[str, Any]:
+    """Restore the first of ``candidates`` the database manager accepts (SPEC §6: into a new
+    database, then swapped in). Raises OperationFailed when none restores, DependencyDown
+    when PostgreSQL or the backup store is unreachable."""
+    from autograph.dr.postgres import DatabaseBackupManager
+
+    manager = DatabaseBackupManager(stack.settings, stack.creds)
+
+    def restore(name: str) -> dict[str, Any]:
+        result = manager.restore(name)
+        return _plain(result)
+
+    return _walk(candidates, restore)
+
+
+def restore_buckets(stack: Stack, plan_buckets: dict[str, list[str]]) -> dict[str, Any]:
+    """Restore each application bucket from its first acceptable backup, ``overwrite=false``
+    (existing keys are kept and counted as skipped). Raises OperationFailed naming the bucket
+    when none of its backups restores or objects failed to upload."""
+    from autograph.dr.objects import MinIOBucketBackupManager
+
+    manager = MinIOBucketBackupManager(stack.settings, stack.creds)
+    outcome: dict[str, Any] = {"buckets": {}, "refused": [], "issues": []}
+    start = time.monotonic()
+    for bucket, candidates in plan_buckets.items():
+        if not candidates:
+            outcome["issues"].append(f"bucket {bucket}: no backup to restore; left as found")
+            continue
+
+        def restore(name: str, target: str = bucket) -> dict[str, Any]:
+            return _plain(manager.restore(name, target_bucket=target, overwrite=False))
+
+        try:
+            done = _walk(candidates, restore)
+        except AutographError as exc:
+            raise OperationFailed(f"bucket {bucket}: {exc.message}") from None
+        extra = done["result"].get("extra", {}) or {}
+        counts = {k: done["result"].get(k, extra.get(k, 0)) for k in
+                  ("restored", "skipped", "failed")}
+        if counts["failed"]:
+            raise OperationFailed(f"bucket {bucket}: {counts['failed']} objects failed to "
+                                  f"restore from {done['backup']}")
+        outcome["buckets"][bucket] = {"backup": done["backup"], **counts,
+                                      "seconds": done["restore_seconds"]}
+        outcome["refused"] += [{**r, "bucket": bucket} for r in done["refused"]]
+        outcome["issues"] += [f"bucket {bucket}: {i}" for i in done["issues"]]
+    outcome["restore_seconds"] = round(time.monotonic() - start, 3)
+    return outcome
+
+
+def _plain(result: Any) -> dict[str, Any]:
+    if hasattr(result, "model_dump"):
+        return dict(result.model_dump(mode="json"))
+    return dict(result)
