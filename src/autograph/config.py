@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     alert_backoff_seconds: float = 2.0
     metrics_public: bool = Field(
         default=False, description="serve /metrics without the admin token")
+    webhook_destinations: str = Field(
+        default="public", pattern="^(public|loopback|any)$",
+        description="integration hub targets: public addresses only (SSRF guard), "
+                    "loopback only (tests, sandboxes), or any")
 
     # Timeouts.
     health_timeout_seconds: float = 60.0
