@@ -155,3 +155,22 @@ def test_an_altered_surviving_write_is_corruption() -> None:
 def test_backup_intervals_over_the_rpo_target_make_an_action_item() -> None:
     items = _report(_evidence()).action_items
     assert any("continuous protection" in item for item in items)
+
+
+def test_collaboration_and_export_checks_complete_the_checklist() -> None:
+    ev = _evidence()
+    ev.components += ["collaboration", "export"]
+    verify = ev.step("verify")
+    assert verify is not None
+    verify.data["checks"] = {**GREEN,
+                             "collaboration": {"ok": True, "detail": "edit reached"},
+                             "export": {"ok": True, "detail": "exported"}}
+    report = _report(ev)
+    assert all(line.status == "pass" for line in report.success_criteria)
+    assert report.passed
+
+
+def test_a_present_service_that_was_not_verified_is_not_a_pass() -> None:
+    ev = _evidence()
+    ev.components.append("export")
+    assert _status(_report(ev))[CRITERIA[6]] == "not_checked"

@@ -248,9 +248,13 @@ def criteria(ev: Evidence, rto: float | None, integrity: dict[str, Any]) -> dict
         results[CRITERIA[4]] = (bad == 0, results[CRITERIA[4]][1] + f"; {checked} diagrams "
                                 f"from before the failure read back, {bad} differ")
     for item, service in ((CRITERIA[5], "collaboration"), (CRITERIA[6], "export")):
-        present = service in ev.components
-        results[item] = (None, f"{service} service {'present but' if present else 'not in this'}"
-                         f" stack{'' if present else ';'} no functional check implemented")
+        check = checks.get(service)
+        if check is not None:
+            results[item] = (bool(check["ok"]), check["detail"])
+        elif service in ev.components:
+            results[item] = (False if failed_step else None, f"not verified: {down}")
+        else:
+            results[item] = (None, f"no {service} service in this stack")
     results[CRITERIA[7]] = _corruption_verdict(ev, integrity)
     return results
 

@@ -1,13 +1,21 @@
 """The verification a recovery ends with (the plan's "Verify System"): every component's health,
-a login and ``/api/users/me``, a diagram created and read back (then removed), and every stored
-object reference pointing at an object that exists.
+a login and ``/api/users/me``, a diagram created and read back (then removed), an edit passed
+between two editors of it (when the stack runs the collaboration service), an SVG export of it
+(when it runs the export service), and every stored object reference pointing at an object
+that exists.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
+import json
+import time
 from collections.abc import Callable
 from typing import Any
+
+import httpx
 
 from autograph.clock import Clock, isoformat
 from autograph.config import Settings
@@ -19,6 +27,7 @@ from autograph.secrets import read_or_create
 from autograph.stack.lifecycle import Stack
 
 Check = dict[str, Any]
+WAIT_SECONDS = 10.0
 
 
 def admin_login(settings: Settings) -> tuple[str, str]:
@@ -80,20 +89,29 @@ def verify(stack: Stack, clock: Clock) -> dict[str, Check]:
 
             results["authentication"] = _timed(clock, login)
 
+            made: dict[str, Any] = {}
+
             def diagram_round_trip() -> str:
                 if "value" not in token:
                     raise AutographError("not checked: no session (login failed)")
                 canvas = {"nodes": [{"id": "dr", "label": "DR Test Diagram"}]}
-                made = api.create_diagram(token["value"], "DR Test Diagram", canvas)
+                made.update(api.create_diagram(token["value"], "DR Test Diagram", canvas))
                 read = api.get_diagram(token["value"], str(made["id"]))
-                with contextlib.suppress(AutographError):
-                    api.delete_diagram(token["value"], str(made["id"]))
                 if read.get("canvas") != canvas:
                     raise AutographError("the diagram read back differs from the one created")
-                return f"created and read diagram {made['id']} (then removed it)"
+                return f"created and read back diagram {made['id']}"
 
             results["diagrams"] = _timed(clock, diagram_round_trip)
+            names = {c.name for c in stack.components}
+            for name, check in (("collaboration", collaboration_check),
+                                ("export", export_check)):
+                if name in names:
+                    results[name] = _timed(clock, functools.partial(
+                        check, settings, token.get("value", ""), str(made.get("id", ""))))
         finally:
+            if made and "value" in token:
+                with contextlib.suppress(AutographError):
+                    api.delete_diagram(token["value"], str(made["id"]))
             api.close()
 
     def references() -> str:
@@ -111,3 +129,50 @@ def verify(stack: Stack, clock: Clock) -> dict[str, Check]:
 
     results["references"] = _timed(clock, references)
     return results
+
+
+def collaboration_check(settings: Settings, token: str, diagram_id: str) -> str:
+    """Two editors join the diagram's room; an edit from one reaches the other."""
+    if not token or not diagram_id:
+        raise AutographError("not checked: no session or no diagram")
+    from websockets.exceptions import WebSocketException
+    from websockets.sync.client import connect
+
+    url = (f"ws://{settings.host}:{settings.collaboration_port}/api/collab/ws/{diagram_id}"
+           f"?token={token}")
+    try:
+        with connect(url, open_timeout=WAIT_SECONDS) as first, \
+                connect(url, open_timeout=WAIT_SECONDS) as second:
+            for socket in (first, second):
+                if json.loads(socket.recv(WAIT_SECONDS)).get("type") != "welcome":
+                    raise AutographError("no welcome frame from the room")
+            first.send(json.dumps({"type": "op", "data": {"dr": "edit"}, "ref": "dr"}))
+            deadline = time.monotonic() + WAIT_SECONDS
+            while time.monotonic() < deadline:
+                frame = json.loads(second.recv(max(0.1, deadline - time.monotonic())))
+                if frame.get("type") == "op" and frame.get("data") == {"dr": "edit"}:
+                    return f"an edit reached the other editor (seq {frame.get('seq')})"
+    except (OSError, TimeoutError, WebSocketException, ValueError) as exc:
+        raise AutographError(f"collaboration room: {type(exc).__name__}: {exc}") from None
+    raise AutographError("the edit did not reach the other editor")
+
+
+def export_check(settings: Settings, token: str, diagram_id: str) -> str:
+    """Export the diagram as SVG and download it; its bytes must match the recorded sha256."""
+    if not token or not diagram_id:
+        raise AutographError("not checked: no session or no diagram")
+    base = settings.service_url("export")
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(timeout=30.0) as http:
+        made = http.post(f"{base}/api/exports", headers=headers,
+                         json={"diagram_id": diagram_id, "format": "svg"})
+        if made.status_code != 201:
+            raise AutographError(f"export answered {made.status_code}: {made.text[:200]}")
+        record = made.json()
+        body = http.get(f"{base}/api/exports/{record['id']}", headers=headers)
+        http.delete(f"{base}/api/exports/{record['id']}", headers=headers)
+    if body.status_code != 200:
+        raise AutographError(f"export download answered {body.status_code}")
+    if hashlib.sha256(body.content).hexdigest() != record["sha256"]:
+        raise AutographError("the exported file does not match its recorded sha256")
+    return f"exported the diagram as SVG ({len(body.content)} bytes) and read it back"
