@@ -32,10 +32,10 @@ def infra_stack() -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def app_stack() -> Iterator[Stack]:
-    """PostgreSQL, Redis, S3 and the gateway, auth and diagram services, shared by the
-    session (its own home and free ports)."""
+    """PostgreSQL, Redis, S3 and every application service (priorities 2 and 3), shared by
+    the session (its own home and free ports; webhooks may deliver to loopback only)."""
     home = make_home("autograph-app-")
-    stack = Stack(stack_settings(home, services=("gateway", "auth", "diagram")))
+    stack = Stack(stack_settings(home, services=None, webhook_destinations="loopback"))
     try:
         stack.up()
         yield stack

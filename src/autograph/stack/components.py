@@ -62,6 +62,16 @@ APPLICATION_SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("gateway", "autograph.services.gateway.app:create_app", 2),
     ServiceSpec("auth", "autograph.services.auth.app:create_app", 2),
     ServiceSpec("diagram", "autograph.services.diagrams.app:create_app", 2),
+    ServiceSpec("svg", "autograph.services.svg.app:create_app", 3, ("redis",)),
+    ServiceSpec("ai", "autograph.services.ai.app:create_app", 3, ("redis", "diagram")),
+    ServiceSpec("collaboration", "autograph.services.collaboration.app:create_app", 3,
+                ("postgres", "redis")),
+    ServiceSpec("export", "autograph.services.export.app:create_app", 3,
+                ("redis", "s3", "diagram", "svg")),
+    ServiceSpec("git", "autograph.services.git.app:create_app", 3, ("redis", "diagram")),
+    ServiceSpec("integrations", "autograph.services.integrations.app:create_app", 3,
+                ("postgres", "redis")),
+    ServiceSpec("frontend", "autograph.services.frontend.app:create_app", 3, ("gateway",)),
 )
 
 

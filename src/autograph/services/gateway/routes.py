@@ -22,6 +22,12 @@ ROUTES: dict[str, str] = {
     "/api/auth": "auth",
     "/api/users": "auth",
     "/api/diagrams": "diagram",
+    "/api/ai": "ai",
+    "/api/collab": "collaboration",
+    "/api/exports": "export",
+    "/api/git": "git",
+    "/api/integrations": "integrations",
+    "/api/render": "svg",
 }
 
 
