@@ -38,7 +38,9 @@ def make_home(prefix: str = "autograph-test-") -> Path:
 
 
 def remove_home(home: Path) -> None:
-    shutil.rmtree(home, ignore_errors=True)
+    """Delete a test home (kept for debugging when AUTOGRAPH_TEST_KEEP_HOMES is set)."""
+    if not os.environ.get("AUTOGRAPH_TEST_KEEP_HOMES"):
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def stack_settings(home: Path, **overrides: object) -> Settings:

@@ -55,7 +55,7 @@ from autograph.errors import (
 )
 from autograph.secrets import Credentials
 
-LOCAL_FOLDERS: dict[Kind, str] = {"database": "database", "bucket": "minio"}
+LOCAL_FOLDERS: dict[Kind, str] = {"database": "database", "bucket": "minio", "basebackup": "base"}
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,8 @@ def open_catalog(settings: Settings, creds: Credentials | None, kind: Kind,
                                retries=2)
         if kind == "database":
             remote = S3Store(client, settings.backup_bucket_database, "database/")
+        elif kind == "basebackup":
+            remote = S3Store(client, settings.backup_bucket_database, "base/")
         else:
             remote = S3Store(client, settings.backup_bucket_objects, "")
     return Catalog(kind, local, remote, settings.backups_dir)

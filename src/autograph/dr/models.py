@@ -17,12 +17,12 @@ from pydantic import BaseModel, Field, JsonValue
 
 from autograph.errors import InvalidInput
 
-Kind = Literal["database", "bucket"]
+Kind = Literal["database", "bucket", "basebackup"]
 Tier = Literal["local", "s3"]
 VerificationStatus = Literal["passed", "failed", "not_verified"]
 CopyState = Literal["uploaded", "missing", "disabled"]
 
-KINDS: tuple[Kind, ...] = ("database", "bucket")
+KINDS: tuple[Kind, ...] = ("database", "bucket", "basebackup")
 MANIFEST_SUFFIX = ".manifest.json"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 

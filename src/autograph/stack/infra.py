@@ -78,6 +78,7 @@ max_replication_slots = 5
 wal_keep_size = 256MB
 logging_collector = off
 log_destination = 'stderr'
+include_if_exists = 'autograph-recovery.conf'
 """
 
 PG_HBA = """\
