@@ -53,6 +53,7 @@ def stack_settings(home: Path, **overrides: object) -> Settings:
         "services": (),
         "health_timeout_seconds": 60.0,
         "scheduler_enabled": False,
+        "s3_stop_grace_seconds": 2,
     }
     for service in ("gateway", "auth", "diagram", "ai", "collaboration", "export", "git",
                     "integrations", "svg", "frontend"):

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     s3_access_key: SecretStr | None = None
     s3_secret_key: SecretStr | None = None
     s3_region: str = "us-east-1"
+    s3_stop_grace_seconds: int = Field(
+        default=10, description="SeaweedFS can hang on SIGTERM: SIGKILL after this grace")
     app_buckets: tuple[str, ...] = ("diagrams", "exports", "uploads")
 
     # Application services (priorities 2 and 3).

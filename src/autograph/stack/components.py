@@ -150,7 +150,7 @@ def build_components(settings: Settings, creds: Credentials) -> list[Component]:
             environment=infra.s3_environment(settings, creds),
             prepare=lambda: infra.prepare_s3(settings, creds),
             after_healthy=lambda: infra.ensure_s3_buckets(settings, creds),
-            stop_wait_seconds=10,
+            stop_wait_seconds=settings.s3_stop_grace_seconds,
         ),
         Component(
             name="walstream",
