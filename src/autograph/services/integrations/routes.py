@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -9,6 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from autograph.errors import InvalidInput
 from autograph.services.common.deps import CurrentUser, DbDep, SettingsDep
 from autograph.services.common.security import Principal
 from autograph.services.common.validation import clean_text
@@ -16,6 +18,14 @@ from autograph.services.integrations import webhooks
 from autograph.services.integrations.destinations import check_destination, check_url
 
 router = APIRouter(prefix="/api/integrations", tags=["integrations"])
+
+
+def _as_value_error(check: Callable[[str], str], value: str) -> str:
+    """Run a check inside a validator: its InvalidInput becomes a 422 validation error."""
+    try:
+        return check(value)
+    except InvalidInput as exc:
+        raise ValueError(exc.message) from None
 
 
 class WebhookCreate(BaseModel):
@@ -30,12 +40,12 @@ class WebhookCreate(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        return check_url(value)
+        return _as_value_error(check_url, value)
 
     @field_validator("events")
     @classmethod
     def _events(cls, value: list[str]) -> list[str]:
-        return [webhooks.check_event_type(v) for v in value]
+        return [_as_value_error(webhooks.check_event_type, v) for v in value]
 
     @field_validator("description")
     @classmethod
@@ -97,7 +107,7 @@ class EventCreate(BaseModel):
     @field_validator("type")
     @classmethod
     def _type(cls, value: str) -> str:
-        return webhooks.check_event_type(value)
+        return _as_value_error(webhooks.check_event_type, value)
 
 
 class EventQueued(BaseModel):
