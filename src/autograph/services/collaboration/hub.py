@@ -104,6 +104,7 @@ class RoomHub:
         try:
             await self.publish(client.diagram_id, {
                 "type": "presence", "event": "join", "client_id": client.client_id,
+                "from": client.client_id,
                 "user": {"id": client.user_id, "email": client.email}, "members": members})
         except redis.exceptions.RedisError:
             self._forget(client)
@@ -153,8 +154,8 @@ class RoomHub:
         await self.redis.publish(CHANNEL_PREFIX + diagram_id, json.dumps(message))
 
     def deliver(self, diagram_id: str, message: dict[str, Any]) -> int:
-        """Hand a room message to this replica's clients (not back to its sender, except
-        presence); returns how many clients got it."""
+        """Hand a room message to this replica's clients except its sender (``from``);
+        returns how many clients got it."""
         text = json.dumps(message)
         sender = message.get("from")
         count = 0
