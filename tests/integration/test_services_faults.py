@@ -1,0 +1,135 @@
+"""Faults on the real stack: PostgreSQL or S3 stopped under the running services.
+
+Health turns 503 and back to 200 without restarting any service; failed writes leave
+neither a row pointing to a missing object nor an object without its row.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import psycopg
+import pytest
+
+from autograph.s3client import app_client
+from autograph.stack.lifecycle import Stack
+
+SERVICES = ("gateway", "auth", "diagram")
+PASSWORD = "Sturdy-Pass-42"
+
+
+@pytest.fixture(scope="module")
+def gateway(app_stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=app_stack.settings.service_url("gateway"), timeout=60,
+                      trust_env=False) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def user(gateway: httpx.Client) -> dict[str, str]:
+    email = f"faults-{uuid.uuid4().hex[:10]}@example.com"
+    gateway.post("/api/auth/register", json={"email": email, "password": PASSWORD})
+    token = gateway.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+def _health(stack: Stack, service: str) -> httpx.Response:
+    return httpx.get(f"{stack.settings.service_url(service)}/health", timeout=30,
+                     trust_env=False)
+
+
+def _wait_until_healthy(stack: Stack, deadline_seconds: float = 90.0) -> None:
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        if all(_health(stack, s).status_code == 200 for s in SERVICES):
+            return
+        time.sleep(0.5)
+    raise AssertionError("services did not become healthy again")
+
+
+def _pids(stack: Stack) -> dict[str, int | None]:
+    return {row.name: row.pid for row in stack.ps() if row.name in SERVICES}
+
+
+def _object_keys(stack: Stack, bucket: str) -> set[str]:
+    client = app_client(stack.settings, stack.creds)
+    keys: set[str] = set()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys.update(item["Key"] for item in page.get("Contents", []))
+    return keys
+
+
+def _sql(stack: Stack, query: str) -> list[tuple[object, ...]]:
+    settings = stack.settings
+    with psycopg.connect(host=settings.host, port=settings.pg_port, user=settings.pg_user,
+                         password=stack.creds.pg_password, dbname=settings.pg_database) as conn:
+        return conn.execute(query).fetchall()
+
+
+def test_postgres_down_makes_health_503_and_up_again_heals_without_restart(
+        app_stack: Stack, gateway: httpx.Client, user: dict[str, str]) -> None:
+    pids = _pids(app_stack)
+    objects_before = _object_keys(app_stack, "diagrams")
+    app_stack.stop("postgres")
+    try:
+        for service in SERVICES:
+            answer = _health(app_stack, service)
+            assert answer.status_code == 503
+            assert answer.json()["status"] == "unhealthy"
+            assert answer.json()["checks"]["postgres"] != "ok"
+            assert answer.json()["checks"]["redis"] == "ok"
+        failed = gateway.post("/api/diagrams", json={"name": "during outage"}, headers=user)
+        assert failed.status_code == 503
+        assert failed.json()["detail"] == "PostgreSQL is unavailable"
+        # The canvas object was written before the row failed: it must be gone again.
+        assert _object_keys(app_stack, "diagrams") == objects_before
+    finally:
+        app_stack.start("postgres")
+    _wait_until_healthy(app_stack)
+    assert _pids(app_stack) == pids
+    created = gateway.post("/api/diagrams", json={"name": "after outage"}, headers=user)
+    assert created.status_code == 201
+    assert gateway.get("/api/users/me", headers=user).status_code == 200
+
+
+def test_s3_down_leaves_no_row_and_deletions_finish_when_it_returns(
+        app_stack: Stack, gateway: httpx.Client, user: dict[str, str]) -> None:
+    kept = gateway.post("/api/diagrams", json={"name": "kept", "canvas": {"k": 1}},
+                        headers=user).json()
+    doomed = gateway.post("/api/diagrams", json={"name": "doomed", "canvas": {"d": 1}},
+                          headers=user).json()
+    rows_before = _sql(app_stack, "SELECT count(*) FROM diagrams")[0][0]
+    app_stack.stop("s3")
+    try:
+        assert _health(app_stack, "diagram").status_code == 503
+        failed = gateway.post("/api/diagrams", json={"name": "no storage"}, headers=user)
+        assert failed.status_code == 503
+        assert "S3" in failed.json()["detail"]
+        assert _sql(app_stack, "SELECT count(*) FROM diagrams")[0][0] == rows_before
+        # Rows go first on delete; the object is queued and survives the outage.
+        assert gateway.delete(f"/api/diagrams/{doomed['id']}", headers=user).status_code == 204
+        queued = _sql(app_stack, "SELECT object_key FROM object_deletions")
+        assert any(str(key).startswith(doomed["id"]) for (key,) in queued)
+    finally:
+        app_stack.start("s3")
+    _wait_until_healthy(app_stack)
+    assert any(k.startswith(doomed["id"]) for k in _object_keys(app_stack, "diagrams"))
+    # The next delete purges the queue left by the outage.
+    other = gateway.post("/api/diagrams", json={"name": "other"}, headers=user).json()
+    assert gateway.delete(f"/api/diagrams/{other['id']}", headers=user).status_code == 204
+    keys = _object_keys(app_stack, "diagrams")
+    assert not any(k.startswith((doomed["id"], other["id"])) for k in keys)
+    assert _sql(app_stack, "SELECT count(*) FROM object_deletions")[0][0] == 0
+    assert gateway.get(f"/api/diagrams/{kept['id']}", headers=user).json()["canvas"] == {"k": 1}
+
+
+def test_every_row_points_to_an_existing_object(app_stack: Stack) -> None:
+    keys = _object_keys(app_stack, "diagrams")
+    referenced = {str(key) for (key,) in _sql(app_stack,
+                                              "SELECT object_key FROM diagram_versions")}
+    assert referenced <= keys
+    uploads = {str(key) for (key,) in _sql(app_stack, "SELECT object_key FROM uploads")}
+    assert uploads <= _object_keys(app_stack, "uploads")
