@@ -4,6 +4,7 @@ recovery that leaves the cluster as it was."""
 from __future__ import annotations
 
 import hashlib
+import json
 import tarfile
 import time
 from collections.abc import Iterator
@@ -12,12 +13,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
+from autograph.cli.main import app
 from autograph.dr.postgres.physical import PhysicalBackupManager
 from autograph.dr.postgres.walstream import streaming_lag_bytes
 from autograph.errors import OperationFailed
 from autograph.stack.lifecycle import Stack
-from stackutil import make_home, remove_home, stack_settings
+from stackutil import make_home, remove_home, settings_env, stack_settings
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +125,28 @@ def test_failed_recovery_puts_the_previous_cluster_back(stack: Stack, tmp_path: 
     assert "put back" in str(caught.value)
     assert _ids(stack) == before
     _insert(stack, 303, 303)  # and it is the live, writable cluster again
+
+
+def test_cli_reports_the_wal_stream_and_prunes_wal_no_base_backup_needs(stack: Stack) -> None:
+    env = settings_env(stack.settings)
+    runner = CliRunner()
+    with _connect(stack) as conn:  # move to a fresh segment so older ones become prunable
+        conn.execute("SELECT pg_switch_wal()")
+        conn.execute("INSERT INTO events VALUES (900, now()) ON CONFLICT DO NOTHING")
+        conn.execute("SELECT pg_switch_wal()")
+    _wait_streamed(stack)
+    status = CliRunner().invoke(app, ["backup", "base", "wal", "--json"], env=env)
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.stdout)["streaming"] is True
+    manager = PhysicalBackupManager(stack.settings, stack.creds)
+    for entry in manager.catalog.list().backups:
+        manager.catalog.delete(entry.name)
+    created = runner.invoke(app, ["backup", "base", "create", "--json"], env=env)
+    assert created.exit_code == 0, created.output
+    start = json.loads(created.stdout)["extra"]["start_wal_file"]
+    pruned = runner.invoke(app, ["backup", "base", "prune-wal", "--json"], env=env)
+    assert pruned.exit_code == 0, pruned.output
+    removed = json.loads(pruned.stdout)["removed"]
+    assert removed and all(name.split("/")[1][8:24] < start[8:] for name in removed)
+    bad = runner.invoke(app, ["backup", "base", "recover", "--to", "yesterday", "--yes"], env=env)
+    assert bad.exit_code != 0 and "ISO 8601" in bad.output

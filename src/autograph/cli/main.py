@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import sys
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from autograph.cli import stack as stack_cli
 from autograph.cli.output import fail
 from autograph.errors import AutographError
 
+
+class AutographGroup(TyperGroup):
+    """The root command group: an AutographError anywhere below becomes one line on stderr
+    and its exit code (so CliRunner tests see what an operator sees)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except AutographError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            ctx.exit(exc.exit_code)
+
+
 app = typer.Typer(
+    cls=AutographGroup,
     help="AutoGraph v3: run the stack, back it up, restore it, and drill disaster recovery.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -100,6 +100,8 @@ class PhysicalBackupManager:
             sysid = str(conn.execute(
                 "SELECT system_identifier::text FROM pg_control_system()").fetchone()[0])
             version = str(conn.execute("SHOW server_version").fetchone()[0])
+            start_wal = str(conn.execute(
+                "SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()[0])
         args = [self.server.program("pg_basebackup"), "-D", "-", "-Ft", "-X", "fetch",
                 "-c", "fast", "--no-password", "-h", self.server.host, "-p",
                 str(self.server.port), "-U", self.server.user]
@@ -123,7 +125,7 @@ class PhysicalBackupManager:
             sha256=digest, server_version=version, tags=list(tags),
             verification=Verification(status="passed", at=finished, method="sha256 on write",
                                       checks={"checksum": "passed"}),
-            extra={"system_identifier": sysid},
+            extra={"system_identifier": sysid, "start_wal_file": start_wal},
         )
         progress("upload", None)
         return self.catalog.commit(manifest)
@@ -278,3 +280,52 @@ def _write_recovery_conf(data: Path, target_time: datetime | None, user: str | N
     (data / RECOVERY_CONF).write_text("\n".join(lines) + "\n")
     (data / "recovery.signal").write_text("")
     _chown_tree(data, user)
+
+
+def prune_wal(settings: Settings, catalog: Catalog) -> list[str]:
+    """Remove streamed WAL no base backup needs any more; return the files removed.
+
+    Per cluster folder, segments older than the oldest listed base backup's start segment
+    go. A folder whose cluster has no base backup is left alone (nothing can say it is
+    unneeded), and so is everything when the catalog cannot be read in full.
+    """
+    listing = catalog.list()
+    if listing.unreachable or listing.problems:
+        return []
+    oldest: dict[str, str] = {}
+    for entry in listing.backups:
+        sysid, start = entry.extra.get("system_identifier"), entry.extra.get("start_wal_file")
+        if isinstance(sysid, str) and isinstance(start, str):
+            key = start[8:]
+            if sysid not in oldest or key < oldest[sysid]:
+                oldest[sysid] = key
+    removed: list[str] = []
+    for sysid, first_needed in oldest.items():
+        folder = wal_root(settings) / sysid
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            name = path.name.removesuffix(".partial")
+            if _SEGMENT.match(name) and name[8:] < first_needed:
+                path.unlink()
+                removed.append(f"{sysid}/{path.name}")
+    return sorted(removed)
+
+
+def wal_summary(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Per cluster folder: segment count, bytes, newest segment and its age in seconds."""
+    summary: dict[str, dict[str, Any]] = {}
+    root = wal_root(settings)
+    if not root.is_dir():
+        return summary
+    now = time.time()
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = [p for p in folder.iterdir() if _SEGMENT.match(p.name.removesuffix(".partial"))]
+        newest = max(files, key=lambda p: p.stat().st_mtime, default=None)
+        summary[folder.name] = {
+            "segments": len(files),
+            "bytes": sum(p.stat().st_size for p in files),
+            "newest": newest.name if newest else None,
+            "newest_age_seconds": round(now - newest.stat().st_mtime, 1) if newest else None,
+        }
+    return summary
