@@ -18,8 +18,7 @@ from autograph.cli.output import console, emit_json
 from autograph.clock import utc_now
 from autograph.config import load_settings
 from autograph.dr.catalog import Catalog, open_catalog
-from autograph.dr.models import KINDS
-from autograph.dr.prune import PruneReport, pin, prune
+from autograph.dr.prune import PRUNED_KINDS, PruneReport, pin, prune
 from autograph.errors import OperationFailed
 from autograph.secrets import load_credentials
 
@@ -41,7 +40,7 @@ KindOpt = Annotated[KindChoice | None, typer.Option("--kind", help="only this ki
 def _catalogs(kind: KindChoice | None) -> list[Catalog]:
     settings = load_settings()
     creds = load_credentials(settings)
-    kinds = [kind.value] if kind else list(KINDS)
+    kinds = [kind.value] if kind else list(PRUNED_KINDS)
     return [open_catalog(settings, creds, k) for k in kinds]  # type: ignore[arg-type]
 
 

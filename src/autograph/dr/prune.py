@@ -34,6 +34,8 @@ from autograph.dr.retention import (
 from autograph.errors import AutographError, DependencyDown, InvalidInput, NotFound
 
 POLICIES: dict[Kind, RetentionPolicy] = {"database": DATABASE_POLICY, "bucket": BUCKET_POLICY}
+PRUNED_KINDS: tuple[Kind, ...] = ("database", "bucket")
+"""The kinds the plan gives a retention policy (base backups are kept with their WAL)."""
 RULE_TAGS = frozenset(PERIODS)
 
 Outcome = Literal["kept", "removed", "would remove", "not removed"]
@@ -115,6 +117,8 @@ def prune_kind(catalog: Catalog, now: datetime, *, dry_run: bool = False,
     backup, restore or verify of that kind runs meanwhile. Raises Conflict (409) when another
     operation holds it. A backup that cannot be deleted is reported, not raised.
     """
+    if policy is None and catalog.kind not in POLICIES:
+        raise InvalidInput(f"no retention policy for {catalog.kind} backups")
     policy = policy or POLICIES[catalog.kind]
     report = PruneReport(dry_run=dry_run, at=now)
     if dry_run:
@@ -178,7 +182,7 @@ def prune(catalogs: Sequence[Catalog], now: datetime, *, dry_run: bool = False,
     """
     report = PruneReport(dry_run=dry_run, at=now)
     for catalog in catalogs:
-        policy = (policies or POLICIES).get(catalog.kind, POLICIES[catalog.kind])
+        policy = (policies or POLICIES).get(catalog.kind)
         part = prune_kind(catalog, now, dry_run=dry_run, policy=policy)
         report.decisions.extend(part.decisions)
         report.unreachable.update(part.unreachable)

@@ -23,7 +23,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -164,16 +164,21 @@ class Scheduler:
 
     # Planning ----------------------------------------------------------------------------------
 
-    def plan(self, kinds: Iterable[Kind] | None = None) -> list[NextRun]:
-        """When each source of each schedule is due next (reads the catalog; takes no lock)."""
+    def plan(self, kinds: Iterable[Kind] | None = None,
+             listings: Mapping[Kind, Sequence[BackupEntry]] | None = None) -> list[NextRun]:
+        """When each source of each schedule is due next (reads the catalog, unless the
+        kind's backups are given in ``listings``; takes no lock)."""
         runs: list[NextRun] = []
         for kind in kinds or list(self.schedules):
             schedule = self.schedules[kind]
-            runs.extend(self._plan(schedule, self.load_state(kind)))
+            given = listings.get(kind) if listings is not None else None
+            runs.extend(self._plan(schedule, self.load_state(kind), given))
         return runs
 
-    def _plan(self, schedule: Schedule, state: ScheduleState) -> list[NextRun]:
-        backups = schedule.catalog.list().backups
+    def _plan(self, schedule: Schedule, state: ScheduleState,
+              backups: Sequence[BackupEntry] | None = None) -> list[NextRun]:
+        if backups is None:
+            backups = schedule.catalog.list().backups
         runs = []
         for source in schedule.sources:
             last = last_scheduled(backups, source)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 
 from autograph.config import Settings, load_settings
 from autograph.logs import setup_logging
+from autograph.services.common.app import Hook
 from autograph.services.common.app import create_app as create_service_app
 from autograph.services.common.checks import postgres_connect_check, redis_check, s3_check
 from autograph.services.common.resources import Resources
@@ -31,6 +32,18 @@ def admin_routers() -> list[APIRouter]:
     return [router]
 
 
+def dr_extension() -> tuple[list[Hook], list[Hook], list[APIRouter]]:
+    """The DR runtime (backup schedules, monitor) as startup/shutdown hooks, and ``/metrics``,
+    if ``autograph.dr.runtime`` exists."""
+    try:
+        from autograph.dr.runtime import gateway_extension
+    except ModuleNotFoundError as exc:
+        if exc.name != "autograph.dr.runtime":
+            raise
+        return [], [], []
+    return gateway_extension()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The gateway app."""
     if settings is None:
@@ -42,12 +55,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def close_http(_resources: Resources) -> None:
         await http.aclose()
 
+    dr_start, dr_stop, dr_routers = dr_extension()
     app = create_service_app(
         "AutoGraph API gateway", settings,
-        [health_router, *admin_routers(), proxy_router],
+        [health_router, *admin_routers(), *dr_routers, proxy_router],
         {"postgres": postgres_connect_check(resources), "redis": redis_check(resources),
          "s3": s3_check(resources)},
-        resources=resources, on_shutdown=[close_http],
+        resources=resources, on_startup=dr_start, on_shutdown=[*dr_stop, close_http],
         description="The single entry point of AutoGraph v3: application API (proxied to the "
                     "auth and diagram services) and the admin/disaster-recovery API.",
     )

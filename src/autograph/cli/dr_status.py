@@ -1,0 +1,106 @@
+"""``autograph dr status``: the same picture as ``GET /api/admin/dr/status``, with no gateway.
+
+Reads the backup catalogs, the schedule state, the monitor's persisted alerts and the drill
+history directly. Exits 0 when the status is ``ok``, 1 for ``warning``, 2 for ``critical`` (so a
+cron job or a check script can use it).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from autograph.cli.output import emit_json
+from autograph.clock import utc_now
+from autograph.config import load_settings
+from autograph.dr.runtime import collect_status
+from autograph.dr.status import DrStatus
+from autograph.secrets import load_credentials
+
+out = Console()
+EXIT_CODES = {"ok": 0, "warning": 1, "critical": 2}
+COLOURS = {"ok": "green", "warning": "yellow", "critical": "red"}
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+def _stamp(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _when(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "-"
+    if moment <= now:
+        return "due now"
+    return f"{_stamp(moment)} (in {_ago((moment - now).total_seconds())[:-4]})"
+
+
+def render(status: DrStatus) -> None:
+    """Print the status: one block per backup source, then alerts and drills."""
+    now = status.generated_at
+    level = status.status
+    out.print(f"DR status: [{COLOURS[level]}]{level}[/]   RPO target "
+              f"{status.rpo_target_seconds}s, RTO target {status.rto_target_seconds}s, "
+              f"scheduler {'on' if status.scheduler_enabled else 'off'}")
+    for item in status.sources:
+        out.print(f"{item.kind}/{item.source}  [{COLOURS[item.status]}]{item.status}[/]")
+        last = item.last_success
+        if last is None:
+            out.print("  last success: never")
+        else:
+            rpo = "[green]met[/]" if item.within_rpo else "[yellow]missed[/]"
+            out.print(f"  last success: {last.name}, {_ago(item.age_seconds)}, "
+                      f"{last.size_bytes} bytes, {', '.join(last.locations)} (RPO {rpo})")
+        verified = item.last_verified.name if item.last_verified else "none"
+        if item.verification_failed:
+            verified += f"; failed: {', '.join(item.verification_failed)}"
+        out.print(f"  next run: {_when(item.next_scheduled_run, now)}; last verified: "
+                  f"{verified}")
+        for problem in item.problems:
+            out.print(f"  - {problem}")
+    for where, why in status.unreachable.items():
+        out.print(f"  [yellow]{where} unreachable[/]: {why}")
+    if status.active_alerts:
+        out.print(f"active alerts ({len(status.active_alerts)}):")
+        for alert in status.active_alerts:
+            out.print(f"  [{'red' if alert.severity == 'critical' else 'yellow'}]"
+                      f"{alert.severity}[/] {alert.key}: {alert.message} "
+                      f"(since {_stamp(alert.started_at)})")
+    else:
+        out.print("active alerts: none")
+    drills = status.drills
+    last = (f"{_stamp(drills.last_tested)} ({drills.last_scenario}, "
+            f"{'passed' if drills.last_passed else 'failed'})" if drills.last_tested
+            else "never")
+    out.print(f"last DR drill: {last}; next scheduled: {_stamp(drills.next_scheduled)}"
+              + (" [yellow](overdue)[/]" if drills.overdue else ""))
+
+
+def status_command(
+    json_output: Annotated[bool, typer.Option("--json", help="machine-readable output")]
+    = False,
+) -> None:
+    """Backups per kind against the RPO target, next scheduled runs, alerts, drills."""
+    settings = load_settings()
+    status = collect_status(settings, load_credentials(settings), clock=utc_now)
+    if json_output:
+        emit_json(status)
+    else:
+        render(status)
+    raise typer.Exit(EXIT_CODES[status.status])
+
+
+def register(dr_app: typer.Typer) -> None:
+    """Add ``status`` to the ``autograph dr`` group."""
+    dr_app.command("status")(status_command)
