@@ -132,6 +132,28 @@ def _mtime(last_modified: str, fallback: int) -> int:
     return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
 
 
+_SAMPLE = 32 * 1024
+_STORED_MAX = 65535
+
+
+def _incompressible(piece: memoryview) -> bool:
+    """True when a sample of ``piece`` does not shrink by 10 %: such data (media, archives,
+    random bytes) is stored as deflate "stored" blocks, a copy, instead of being entropy-coded
+    for no gain; inflating it is a copy too. Pieces under two samples are always deflated."""
+    if len(piece) < 2 * _SAMPLE:
+        return False
+    return len(members.CODEC.compress(piece[:_SAMPLE], 1, -15)) > 0.9 * _SAMPLE
+
+
+def _stored_blocks(piece: memoryview) -> list[bytes | memoryview]:
+    """``piece`` as non-final deflate stored blocks (byte-aligned, each at most 65,535 bytes)."""
+    blocks: list[bytes | memoryview] = []
+    for start in range(0, len(piece), _STORED_MAX):
+        block = piece[start : start + _STORED_MAX]
+        blocks += [struct.pack("<BHH", 0, len(block), 0xFFFF ^ len(block)), block]
+    return blocks
+
+
 class ArchiveWriter:
     """Builds one bucket archive into ``out``; see the module docstring for the design.
 
@@ -193,10 +215,10 @@ class ArchiveWriter:
         return spooled.sha256
 
     def _deflate(self, info: ObjectInfo, chunks: Iterable[bytes]) -> _Spooled:
-        engine = members.CODEC.compressobj(self._level, members.CODEC.DEFLATED, -15)
+        engine = None
         digest = hashlib.sha256()
         crc = size = pending_size = 0
-        pending: list[bytes] = []
+        pending: list[bytes | memoryview] = []
         extents: list[tuple[int, int]] = []
         for chunk in chunks:
             view = memoryview(chunk).cast("B")
@@ -205,10 +227,21 @@ class ArchiveWriter:
                 digest.update(piece)
                 crc = members.CODEC.crc32(piece, crc)
                 size += len(piece)
-                packed = engine.compress(piece)
-                if packed:
-                    pending.append(packed)
-                    pending_size += len(packed)
+                if _incompressible(piece):
+                    if engine is not None:
+                        pending.append(engine.flush(members.CODEC.Z_SYNC_FLUSH))
+                        pending_size += len(pending[-1])
+                        engine = None
+                    blocks = _stored_blocks(piece)
+                    pending += blocks
+                    pending_size += sum(len(b) for b in blocks)
+                else:
+                    if engine is None:
+                        engine = members.CODEC.compressobj(self._level, members.CODEC.DEFLATED, -15)
+                    packed = engine.compress(piece)
+                    if packed:
+                        pending.append(packed)
+                        pending_size += len(packed)
                 if pending_size >= CHUNK:
                     extents.append(self._spill(pending, pending_size))
                     pending, pending_size = [], 0
@@ -216,11 +249,12 @@ class ArchiveWriter:
             raise IntegrityError(f"object {info.key!r}: expected {info.size} bytes, read {size}")
         pad = members.padding(size)
         crc = members.CODEC.crc32(pad, crc)
+        engine = engine or members.CODEC.compressobj(self._level, members.CODEC.DEFLATED, -15)
         pending += [engine.compress(pad), engine.flush(members.CODEC.Z_SYNC_FLUSH)]
         extents.append(self._spill(pending, pending_size + len(pending[-2]) + len(pending[-1])))
         return _Spooled(info, digest.hexdigest(), crc, size + len(pad), extents)
 
-    def _spill(self, parts: list[bytes], size: int) -> tuple[int, int]:
+    def _spill(self, parts: list[bytes | memoryview], size: int) -> tuple[int, int]:
         """Append ``parts`` to the spool (reserving the range under the lock, writing outside)."""
         if len(parts) > 64:  # stay far below the kernel's limit on a vector's length
             parts = [b"".join(parts)]
