@@ -1,32 +1,27 @@
-"""The bulk transfer engine over :class:`S3Client`: many objects out of a bucket, many into one,
-and one big file up in parts. Concurrency is bounded by workers and by bytes in flight, so
-memory stays flat whatever the object sizes.
+"""The fetch engine over :class:`S3Client`: many objects out of a bucket, concurrently, with
+memory bounded whatever the object sizes (plus the counters and byte budget the put engine in
+:mod:`autograph.dr.objects.restore` shares).
 
-- :func:`fetch_objects` hands every object to a consumer as a stream of chunks, from ``workers``
-  threads; objects above ``large`` are read as ranged GETs fetched ``ahead`` parts in advance
-  (pinned to the first part's etag), so one big object never waits on one TCP stream.
-- :func:`put_objects` takes objects one after another from a reader (an archive) and PUTs them
-  from worker threads, multipart above ``large``; it retries and reports, never drops silently.
-- :func:`upload_file` sends a local file as a multipart upload, parts checked by MD5 and sha256.
+:func:`fetch_objects` hands every object to a consumer as a stream of chunks, from ``workers``
+threads; objects above ``large`` are read as ranged GETs fetched ``ahead`` parts in advance
+(pinned to the first part's etag), so one big object never waits on one TCP stream and at most
+``ahead`` parts of it are in memory.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import BinaryIO, Protocol
 
 from autograph.dr.objects.s3io import ListedObject, ObjectHead, ObjectMissing, S3Client
-from autograph.errors import AutographError, DependencyDown, OperationFailed
+from autograph.errors import DependencyDown
 
 MiB = 1 << 20
 CHUNK = MiB
 
+Chunk = bytes | memoryview
 ProgressFn = Callable[[int, int], None]
 """``(objects done, bytes done)``, called from worker threads."""
 
@@ -74,7 +69,7 @@ class _ReadFailed(DependencyDown):
     """A GET broke off mid-body; the object may be fetched again."""
 
 
-Consumer = Callable[[ListedObject, ObjectHead, Iterator[bytes]], object]
+Consumer = Callable[[ListedObject, ObjectHead, Iterator[Chunk]], object]
 
 
 @dataclass
@@ -86,7 +81,7 @@ class FetchOutcome:
     missing: list[str] = field(default_factory=list)
 
 
-def _guarded(chunks: Iterator[bytes], tally: Tally) -> Iterator[bytes]:
+def _guarded(chunks: Iterator[Chunk], tally: Tally) -> Iterator[Chunk]:
     try:
         for chunk in chunks:
             tally.add(size=len(chunk))
@@ -129,7 +124,7 @@ def _ranged(
     first_part: bytes,
     part: int,
     ahead: int,
-) -> Iterator[bytes]:
+) -> Iterator[Chunk]:
     """The object's bytes: the first part already read, the rest prefetched ``ahead`` deep."""
     yield first_part
     ranges = [
@@ -144,9 +139,9 @@ def _ranged(
                 pending.append(
                     pool.submit(_read_range, client, bucket, key, first, last, head.etag)
                 )
-            data = pending.pop(0).result()
-            for start in range(0, len(data), CHUNK):
-                yield bytes(data[start : start + CHUNK])
+            view = memoryview(pending.pop(0).result())
+            for start in range(0, len(view), CHUNK):
+                yield view[start : start + CHUNK]
     finally:
         for future in pending:
             future.cancel()
@@ -237,220 +232,3 @@ def _read_first(client: S3Client, bucket: str, key: str, part: int) -> tuple[Obj
     with client.get_object(bucket, key, (0, part - 1)) as resp:
         head = resp.head()
         return head, resp.read()
-
-
-# --- putting -----------------------------------------------------------------------------------
-
-
-class Restorable(Protocol):
-    """An object to store: its key, size, content type, user metadata and sha256."""
-
-    key: str
-    size: int
-    content_type: str
-    metadata: dict[str, str]
-    sha256: str
-
-
-@dataclass
-class PutOutcome:
-    """What :func:`put_objects` did; ``failed`` maps keys to the last error after retries."""
-
-    restored: int = 0
-    skipped: int = 0
-    bytes: int = 0
-    failed: dict[str, str] = field(default_factory=dict)
-    skipped_keys: list[str] = field(default_factory=list)
-
-
-class _Putter:
-    """Shared state of one :func:`put_objects` run."""
-
-    def __init__(
-        self, client: S3Client, bucket: str, workers: int, budget: int, attempts: int, tally: Tally
-    ) -> None:
-        self.client = client
-        self.bucket = bucket
-        self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="s3-put")
-        self.budget = Budget(budget)
-        self.attempts = attempts
-        self.tally = tally
-        self.outcome = PutOutcome()
-        self.lock = threading.Lock()
-        self.futures: list[Future[None]] = []
-
-    def retrying(self, what: Callable[[], str]) -> str:
-        last: AutographError | None = None
-        for _ in range(self.attempts):
-            try:
-                return what()
-            except (DependencyDown, OperationFailed) as exc:
-                last = exc
-        assert last is not None
-        raise last
-
-    def fail(self, key: str, error: AutographError) -> None:
-        with self.lock:
-            self.outcome.failed[key] = error.message
-
-    def put_small(self, item: Restorable, data: bytes, held: int) -> None:
-        try:
-            self.retrying(
-                lambda: self.client.put_object(
-                    self.bucket,
-                    item.key,
-                    data,
-                    content_type=item.content_type,
-                    metadata=item.metadata,
-                    sha256=item.sha256,
-                )
-            )
-            with self.lock:
-                self.outcome.restored += 1
-                self.outcome.bytes += len(data)
-            self.tally.add(1, len(data))
-        except AutographError as exc:
-            self.fail(item.key, exc)
-        finally:
-            self.budget.give(held)
-
-    def put_large(self, item: Restorable, stream: BinaryIO, part: int) -> None:
-        """Multipart: parts read here (the reader's thread), sent by the pool."""
-        try:
-            upload_id = self.retrying(
-                lambda: self.client.create_multipart(
-                    self.bucket, item.key, content_type=item.content_type, metadata=item.metadata
-                )
-            )
-        except AutographError as exc:
-            self.fail(item.key, exc)
-            return
-        parts: list[Future[str]] = []
-        for number in range(1, max(1, -(-item.size // part)) + 1):
-            data = stream.read(part) if item.size else b""
-            held = self.budget.take(len(data))
-            parts.append(self.pool.submit(self._part, item.key, upload_id, number, data, held))
-        done: Future[None] = Future()
-        self.futures.append(done)
-        threading.Thread(
-            target=self._complete, args=(item, upload_id, parts, done), daemon=True
-        ).start()
-
-    def _part(self, key: str, upload_id: str, number: int, data: bytes, held: int) -> str:
-        try:
-            etag = self.retrying(
-                lambda: self.client.upload_part(self.bucket, key, upload_id, number, data)
-            )
-            self.tally.add(size=len(data))
-            return etag
-        finally:
-            self.budget.give(held)
-
-    def _complete(
-        self, item: Restorable, upload_id: str, parts: list[Future[str]], done: Future[None]
-    ) -> None:
-        try:
-            etags = [future.result() for future in parts]
-            self.retrying(
-                lambda: self.client.complete_multipart(self.bucket, item.key, upload_id, etags)
-            )
-            with self.lock:
-                self.outcome.restored += 1
-                self.outcome.bytes += item.size
-            self.tally.add(objects=1)
-        except AutographError as exc:
-            self.client.abort_multipart(self.bucket, item.key, upload_id)
-            self.fail(item.key, exc)
-        finally:
-            done.set_result(None)
-
-
-def put_objects(
-    client: S3Client,
-    bucket: str,
-    items: Iterable[tuple[Restorable, BinaryIO]],
-    *,
-    skip: Callable[[str], bool] = lambda _key: False,
-    workers: int = 16,
-    budget: int = 128 * MiB,
-    large: int = 64 * MiB,
-    part: int = 16 * MiB,
-    attempts: int = 3,
-    progress: ProgressFn | None = None,
-) -> PutOutcome:
-    """Store each ``(item, stream)`` under ``item.key`` with its content type and metadata.
-
-    ``items`` is consumed in order in this thread (each stream read before the next item is
-    asked for); keys for which ``skip(key)`` is true are counted as skipped, unread. Every
-    PUT is checked by the server against ``item.sha256``; a failing object is retried
-    ``attempts`` times, then reported in ``failed``. Raises what reading ``items`` raises
-    (e.g. IntegrityError), after waiting for the uploads already started.
-    """
-    putter = _Putter(client, bucket, workers, budget, attempts, Tally(progress))
-    try:
-        for item, stream in items:
-            if skip(item.key):
-                putter.outcome.skipped += 1
-                putter.outcome.skipped_keys.append(item.key)
-                continue
-            if item.size >= large:
-                putter.put_large(item, stream, part)
-                continue
-            held = putter.budget.take(max(item.size, 1))
-            try:
-                data = stream.read() if item.size else b""
-            except BaseException:
-                putter.budget.give(held)
-                raise
-            putter.futures.append(putter.pool.submit(putter.put_small, item, data, held))
-    finally:
-        for future in putter.futures:
-            with contextlib.suppress(Exception):
-                future.result()
-        putter.pool.shutdown(wait=True)
-    return putter.outcome
-
-
-# --- one file up ---------------------------------------------------------------------------
-
-
-def upload_file(
-    client: S3Client,
-    bucket: str,
-    key: str,
-    path: Path,
-    *,
-    part: int = 16 * MiB,
-    workers: int = 6,
-    content_type: str = "application/gzip",
-    progress: Callable[[int], None] | None = None,
-) -> str:
-    """Upload ``path`` to ``bucket/key`` (multipart when bigger than a part, parts read with
-    ``pread`` and sent concurrently); return the etag. Nothing appears under ``key`` on error.
-
-    Raises DependencyDown if S3 is unreachable, OperationFailed if a part arrives damaged.
-    """
-    size = path.stat().st_size
-    sent = Tally(None if progress is None else lambda _o, b: progress(b))
-    with open(path, "rb") as handle:
-        fd = handle.fileno()
-        if size <= part:
-            data = os.pread(fd, size, 0)
-            etag = client.put_object(bucket, key, data, content_type=content_type)
-            sent.add(size=size)
-            return etag
-        upload_id = client.create_multipart(bucket, key, content_type=content_type)
-        try:
-
-            def send(number: int) -> str:
-                data = os.pread(fd, part, (number - 1) * part)
-                etag = client.upload_part(bucket, key, upload_id, number, data)
-                sent.add(size=len(data))
-                return etag
-
-            with ThreadPoolExecutor(workers, thread_name_prefix="s3-upload") as pool:
-                etags = list(pool.map(send, range(1, -(-size // part) + 1)))
-            return client.complete_multipart(bucket, key, upload_id, etags)
-        except BaseException:
-            client.abort_multipart(bucket, key, upload_id)
-            raise

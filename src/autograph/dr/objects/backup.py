@@ -1,0 +1,279 @@
+"""Building one bucket archive: fetch → archive → local file, verified and uploaded as it lands.
+
+The objects are fetched concurrently into an :class:`ArchiveWriter` (which keeps key order and
+puts the manifest first). When the writer assembles the archive into the local tier's temporary
+file, two readers follow the file as it grows: one verifies it in full (gzip CRC, tar structure,
+every object's sha256, the archive's sha256), one uploads it to the S3 tier as a multipart
+upload. Both read the page cache behind the writer, so the archive is written once and read
+twice without waiting for each other; the verdict is only given once the file is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from autograph.clock import Clock, utc_now
+from autograph.dr.models import StepRecord
+from autograph.dr.objects.archive import (
+    ArchiveResult,
+    ArchiveWriter,
+    ObjectInfo,
+    VerifyResult,
+    verify_archive,
+)
+from autograph.dr.objects.s3io import ListedObject, ObjectHead, S3Client
+from autograph.dr.objects.transfer import FetchOutcome, MiB, fetch_objects
+from autograph.dr.storage.local import LocalWriter
+from autograph.errors import AutographError, IntegrityError, OperationFailed
+
+CountsFn = Callable[[str, int, int, int, int], None]
+"""``(phase, objects done, objects total, bytes done, bytes total)``."""
+
+UPLOAD_PART = 32 * MiB
+
+
+def no_counts(_phase: str, _od: int, _ot: int, _bd: int, _bt: int) -> None:
+    """A counts callback that ignores everything."""
+
+
+class GrowingFile:
+    """A file another thread is still writing: readers block until bytes arrive or it ends."""
+
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_RDONLY)
+        self._cond = threading.Condition()
+        self._writes = 0
+        self._state = "growing"  # → "complete" | "abandoned"
+
+    def written(self) -> None:
+        """The writer appended something."""
+        with self._cond:
+            self._writes += 1
+            self._cond.notify_all()
+
+    def finish(self, complete: bool) -> None:
+        """The writer is done: ``complete`` (flushed to the end) or abandoned."""
+        with self._cond:
+            self._state = "complete" if complete else "abandoned"
+            self._cond.notify_all()
+
+    def pread(self, size: int, offset: int, *, exact: bool = False) -> bytes:
+        """Up to ``size`` bytes at ``offset`` (``exact``: all of them unless the file ends),
+        waiting while the file grows. Raises OperationFailed once the writer gave up."""
+        parts: list[bytes] = []
+        while size > 0:
+            with self._cond:
+                seen, state = self._writes, self._state
+            if state == "abandoned":
+                raise OperationFailed("the archive was abandoned while being read")
+            data = os.pread(self._fd, size, offset)
+            if data:
+                parts.append(data)
+                offset += len(data)
+                size -= len(data)
+                if not exact:
+                    break
+                continue
+            if state == "complete":
+                break
+            with self._cond:
+                self._cond.wait_for(partial(self._moved, seen, state), 1.0)
+        return b"".join(parts)
+
+    def _moved(self, writes: int, state: str) -> bool:
+        return self._writes != writes or self._state != state
+
+    def reader(self) -> GrowingReader:
+        """A sequential reader from the start."""
+        return GrowingReader(self)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+class GrowingReader:
+    """``read(n)`` over a :class:`GrowingFile`, for :func:`verify_archive`."""
+
+    def __init__(self, source: GrowingFile) -> None:
+        self._source = source
+        self._offset = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.pread(size if size > 0 else 8 * MiB, self._offset)
+        self._offset += len(data)
+        return data
+
+
+class _NotifyingSink:
+    """What the archive writer writes to: the local tier's writer, announcing each write."""
+
+    def __init__(self, sink: LocalWriter, growing: GrowingFile) -> None:
+        self._sink = sink
+        self._growing = growing
+
+    def write(self, data: bytes) -> int:
+        written = self._sink.write(data)
+        self._growing.written()
+        return written
+
+
+@dataclass
+class Upload:
+    """Where the archive goes in the S3 tier; ``error`` is set if the copy failed."""
+
+    client: S3Client
+    bucket: str
+    key: str
+    etag: str = ""
+    error: str | None = None
+
+
+@dataclass
+class Built:
+    """What :func:`build_archive` produced (the local file is committed; no manifest yet)."""
+
+    archive: ArchiveResult
+    fetch: FetchOutcome
+    verify: VerifyResult | None
+    listed: int
+    listed_bytes: int
+    steps: list[StepRecord] = field(default_factory=list)
+
+
+def _info(listed: ListedObject, head: ObjectHead) -> ObjectInfo:
+    return ObjectInfo(
+        key=listed.key,
+        size=head.size,
+        etag=head.etag or listed.etag,
+        content_type=head.content_type,
+        metadata=head.metadata,
+        last_modified=listed.last_modified,
+    )
+
+
+def _upload(growing: GrowingFile, upload: Upload, counts: Callable[[int], None]) -> None:
+    """Multipart-upload the growing file; parts read as soon as they are complete."""
+    client = upload.client
+    first = growing.pread(UPLOAD_PART, 0, exact=True)
+    if len(first) < UPLOAD_PART:
+        upload.etag = client.put_object(
+            upload.bucket, upload.key, first, content_type="application/gzip"
+        )
+        counts(len(first))
+        return
+    upload_id = client.create_multipart(upload.bucket, upload.key, content_type="application/gzip")
+    try:
+        with ThreadPoolExecutor(4, thread_name_prefix="archive-upload") as pool:
+            parts: list[Future[str]] = []
+            number, data = 1, first
+            while data:
+                while sum(not f.done() for f in parts) >= 4:
+                    next(f for f in parts if not f.done()).exception()
+                parts.append(
+                    pool.submit(
+                        client.upload_part, upload.bucket, upload.key, upload_id, number, data
+                    )
+                )
+                counts(number * UPLOAD_PART)
+                data = growing.pread(UPLOAD_PART, number * UPLOAD_PART, exact=True)
+                number += 1
+            etags = [f.result() for f in parts]
+        upload.etag = client.complete_multipart(upload.bucket, upload.key, upload_id, etags)
+    except BaseException:
+        client.abort_multipart(upload.bucket, upload.key, upload_id)
+        raise
+
+
+def build_archive(
+    client: S3Client,
+    bucket: str,
+    objects: list[ListedObject],
+    sink: LocalWriter,
+    *,
+    upload: Upload | None,
+    spool_dir: Path,
+    workers: int = 16,
+    clock: Clock = utc_now,
+    counts: CountsFn = no_counts,
+    verify: bool = True,
+) -> Built:
+    """Archive ``objects`` of ``bucket`` into ``sink`` (committed on success; aborted by the
+    caller otherwise), verifying it and copying it to ``upload`` while it is written.
+
+    Upload trouble is recorded in ``upload.error``, never raised. Raises DependencyDown (the
+    source S3 is unreachable), IntegrityError (verification failed), OperationFailed.
+    """
+    steps: list[StepRecord] = []
+    total = sum(o.size for o in objects)
+    growing = GrowingFile(sink.temp)
+    readers = ThreadPoolExecutor(2, thread_name_prefix="archive-read")
+    checked: Future[VerifyResult] | None = None
+    copied: Future[None] | None = None
+    try:
+        since = time.monotonic()
+        with ArchiveWriter(
+            _NotifyingSink(sink, growing),
+            spool_dir=spool_dir,  # type: ignore[arg-type]
+            clock=clock,
+        ) as writer:
+            fetched = fetch_objects(
+                client,
+                bucket,
+                objects,
+                lambda listed, head, chunks: writer.add(_info(listed, head), chunks),
+                workers=workers,
+                progress=lambda n, b: counts("fetching", n, len(objects), b, total),
+            )
+            steps.append(
+                _step(
+                    "fetch",
+                    since,
+                    f"{fetched.fetched} objects, {fetched.bytes} "
+                    f"bytes; {len(fetched.missing)} deleted since the listing",
+                )
+            )
+            since = time.monotonic()
+            if verify:
+                checked = readers.submit(verify_archive, growing.reader())  # type: ignore[arg-type]
+            if upload is not None:
+                copied = readers.submit(
+                    _upload, growing, upload, lambda b: counts("uploading", 0, 0, b, 0)
+                )
+            result = writer.close()
+        sink.commit()
+        growing.finish(complete=True)
+        steps.append(_step("archive", since, f"{result.archive_size} bytes written, fsynced"))
+        verified = checked.result() if checked is not None else None
+        if verified is not None:
+            if not verified.archive_sha256 == result.archive_sha256 == sink.hexdigest():
+                raise IntegrityError("the archive read back differs from the one written")
+            steps.append(_step("verify", since, f"{verified.objects} objects, sha256 each"))
+        if copied is not None and upload is not None:
+            try:
+                copied.result()
+            except AutographError as exc:
+                upload.error = exc.message
+            steps.append(
+                _step("upload", since, upload.error or f"s3://{upload.bucket}/{upload.key}")
+            )
+        return Built(result, fetched, verified, len(objects), total, steps)
+    except BaseException:
+        growing.finish(complete=False)
+        for future in (checked, copied):
+            if future is not None:
+                future.cancel()
+        raise
+    finally:
+        readers.shutdown(wait=True)
+        growing.close()
+
+
+def _step(name: str, since: float, detail: str) -> StepRecord:
+    return StepRecord(name=name, duration_seconds=round(time.monotonic() - since, 3), detail=detail)
