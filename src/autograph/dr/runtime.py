@@ -103,7 +103,7 @@ def bucket_backup(settings: Settings, creds: Credentials, clock: Clock) -> Backu
     """Runs one scheduled backup of a bucket (``scheduled_<bucket>_<ts>``)."""
 
     def run(bucket: str) -> object:
-        from autograph.dr.objects import MinIOBucketBackupManager  # type: ignore[attr-defined]
+        from autograph.dr.objects.manager import MinIOBucketBackupManager
 
         manager = MinIOBucketBackupManager(settings, creds, clock=clock)
         return manager.create(bucket, scheduled=True)
@@ -198,7 +198,8 @@ def collect_status(settings: Settings, creds: Credentials, *, clock: Clock = utc
     return DrStatus(generated_at=now, status=overall(states, active, drills, unreachable),
                     rpo_target_seconds=settings.rpo_target_seconds,
                     rto_target_seconds=settings.rto_target_seconds,
-                    scheduler_enabled=settings.scheduler_enabled, sources=states,
+                    scheduler_enabled=settings.scheduler_enabled,
+                    scheduler_last_tick=scheduler.last_tick_at, sources=states,
                     active_alerts=active, drills=drills, unreachable=unreachable)
 
 

@@ -132,6 +132,8 @@ class Scheduler:
         self.retry = timedelta(seconds=retry)
         self.started_at = started_at or clock()
         self._next: dict[Kind, datetime] = {}
+        self.last_tick_at: datetime | None = None
+        """When this instance last checked its schedules (liveness, shown in the DR status)."""
 
     # State -------------------------------------------------------------------------------------
 
@@ -204,6 +206,7 @@ class Scheduler:
         and the hook events.
         """
         records = []
+        self.last_tick_at = self.clock()
         for kind in kinds or list(self.schedules):
             record = self._tick(self.schedules[kind])
             if record is not None:

@@ -69,6 +69,9 @@ class DrStatus(BaseModel):
     rpo_target_seconds: int
     rto_target_seconds: int
     scheduler_enabled: bool
+    scheduler_last_tick: datetime | None = Field(
+        default=None, description="when this process's scheduler last checked (None: not "
+                                  "running here)")
     sources: list[SourceStatus]
     active_alerts: list[Alert]
     drills: DrillSchedule
