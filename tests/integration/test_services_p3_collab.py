@@ -88,8 +88,19 @@ def _next(conn: ClientConnection, wanted: Callable[[dict[str, Any]], bool]) -> d
             return frame
 
 
-def _editing_session(first: ClientConnection, second: ClientConnection) -> None:
+def _editing_session(first: ClientConnection, join: Callable[[], ClientConnection],
+                     auth_frame_token: str | None = None) -> None:
+    """``first`` is in the room; ``join`` opens the second editor's connection (which
+    authenticates with a first frame when ``auth_frame_token`` is given)."""
     welcome_a = _next(first, lambda f: f["type"] == "welcome")
+    with join() as second:
+        if auth_frame_token:
+            second.send(json.dumps({"type": "auth", "token": auth_frame_token}))
+        _two_editors(first, second, welcome_a)
+
+
+def _two_editors(first: ClientConnection, second: ClientConnection,
+                 welcome_a: dict[str, Any]) -> None:
     welcome_b = _next(second, lambda f: f["type"] == "welcome")
     assert [m["client_id"] for m in welcome_b["members"]] == [
         welcome_a["client_id"], welcome_b["client_id"]]
@@ -116,17 +127,15 @@ def _editing_session(first: ClientConnection, second: ClientConnection) -> None:
 def test_two_editors_in_one_room_on_one_replica(app_stack: Stack, token: str,
                                                 diagram_id: str) -> None:
     base = app_stack.settings.service_url("collaboration")
-    with _ws(base, diagram_id, token) as first, _ws(base, diagram_id) as second:
-        second.send(json.dumps({"type": "auth", "token": token}))
-        _editing_session(first, second)
+    with _ws(base, diagram_id, token) as first:
+        _editing_session(first, lambda: _ws(base, diagram_id), auth_frame_token=token)
 
 
 def test_two_replicas_share_a_room_through_redis(app_stack: Stack, second_replica: str,
                                                  token: str, diagram_id: str) -> None:
     base = app_stack.settings.service_url("collaboration")
-    with _ws(base, diagram_id, token) as first, _ws(second_replica, diagram_id,
-                                                     token) as second:
-        _editing_session(first, second)
+    with _ws(base, diagram_id, token) as first:
+        _editing_session(first, lambda: _ws(second_replica, diagram_id, token))
 
 
 def test_members_endpoint_sees_editors_of_every_replica(
@@ -178,3 +187,13 @@ def test_malformed_frames_get_an_error_and_the_room_goes_on(app_stack: Stack, to
         assert _next(conn, lambda f: f["type"] != "welcome")["type"] == "pong"
         conn.send("not json")
         assert _close_code(conn) == 4400
+
+
+def test_the_gateway_relays_rooms_and_close_codes(app_stack: Stack, token: str,
+                                                  diagram_id: str) -> None:
+    gateway = app_stack.settings.service_url("gateway")
+    direct = app_stack.settings.service_url("collaboration")
+    with _ws(gateway, diagram_id, token) as first:
+        _editing_session(first, lambda: _ws(direct, diagram_id, token))
+    with _ws(gateway, diagram_id, "not-a-session") as refused:
+        assert _close_code(refused) == 4401

@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 
 from autograph.config import Settings, load_settings
 from autograph.logs import setup_logging
+from autograph.services.collaboration.relay import relay_router
 from autograph.services.common.app import Hook
 from autograph.services.common.app import create_app as create_service_app
 from autograph.services.common.checks import postgres_connect_check, redis_check, s3_check
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     dr_start, dr_stop, dr_routers = dr_extension()
     app = create_service_app(
         "AutoGraph API gateway", settings,
-        [health_router, *admin_routers(), *dr_routers, proxy_router],
+        [health_router, *admin_routers(), *dr_routers, relay_router, proxy_router],
         {"postgres": postgres_connect_check(resources), "redis": redis_check(resources),
          "s3": s3_check(resources)},
         resources=resources, on_startup=dr_start, on_shutdown=[*dr_stop, close_http],
