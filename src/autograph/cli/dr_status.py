@@ -80,10 +80,10 @@ def render(status: DrStatus) -> None:
     else:
         out.print("active alerts: none")
     drills = status.drills
-    last = (f"{_stamp(drills.last_tested)} ({drills.last_scenario}, "
-            f"{'passed' if drills.last_passed else 'failed'})" if drills.last_tested
-            else "never")
-    out.print(f"last DR drill: {last}; next scheduled: {_stamp(drills.next_scheduled)}"
+    tested = (f"{_stamp(drills.last_tested)} ({drills.last_scenario}, "
+              f"{'passed' if drills.last_passed else 'failed'})" if drills.last_tested
+              else "never")
+    out.print(f"last DR drill: {tested}; next scheduled: {_stamp(drills.next_scheduled)}"
               + (" [yellow](overdue)[/]" if drills.overdue else ""))
 
 

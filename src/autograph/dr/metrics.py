@@ -135,7 +135,7 @@ def metrics(resources: ResourcesDep) -> Response:
     runtime = runtime_for(resources)
     if runtime is not None:
         def snapshot() -> DrStatus:
-            return runtime.status(max_age=SCRAPE_CACHE_SECONDS)  # type: ignore[no-any-return]
+            return runtime.status(max_age=SCRAPE_CACHE_SECONDS)
     else:
         def snapshot() -> DrStatus:
             return collect_status(resources.settings, resources.creds)

@@ -150,7 +150,7 @@ class Monitor:
         return match.group(1) if event.kind == "bucket" and match else None
 
     def _entry(self, kind: str, name: str | None) -> BackupEntry | None:
-        catalog = self.catalogs.get(kind)  # type: ignore[call-overload]
+        catalog = next((c for k, c in self.catalogs.items() if k == kind), None)
         if catalog is None or not name:
             return None
         try:

@@ -35,7 +35,7 @@ from autograph.dr.alerts.models import Alert, Channel
 from autograph.dr.alerts.slack import SlackChannel
 from autograph.dr.catalog import Catalog, open_catalog
 from autograph.dr.models import Kind
-from autograph.dr.monitor import Expected, Monitor, Watched
+from autograph.dr.monitor import Expected, Monitor, Role, Watched
 from autograph.dr.prune import PRUNED_KINDS, prune_kind
 from autograph.dr.scheduler import BackupFn, Schedule, Scheduler
 from autograph.dr.status import (
@@ -151,11 +151,9 @@ def build_watched(settings: Settings, creds: Credentials) -> list[Watched]:
     from autograph.stack.components import build_components
     from autograph.stack.health import s3_probe
 
-    watched: list[Watched] = []
-    for component in build_components(settings, creds):
-        role = component.name if component.name in ("postgres", "s3") else "service"
-        watched.append(Watched(component.name, "database" if role == "postgres" else role,
-                               component.health))  # type: ignore[arg-type]
+    roles: dict[str, Role] = {"postgres": "database", "s3": "s3"}
+    watched = [Watched(c.name, roles.get(c.name, "service"), c.health)
+               for c in build_components(settings, creds)]
     if settings.backup_s3_endpoint:
         watched.append(Watched("backup-s3", "backup_s3", s3_probe(
             lambda: backup_client(settings, creds, retries=1, connect_timeout=1,

@@ -257,8 +257,8 @@ class Scheduler:
                            results=results, errors=errors)
         if schedule.prune is not None:
             try:
-                outcome = schedule.prune()
-                record.pruned = list(getattr(outcome, "removed", []))
+                pruned = schedule.prune()
+                record.pruned = list(getattr(pruned, "removed", []))
             except Exception as exc:
                 record.prune_error = exc.message if isinstance(exc, AutographError) \
                     else type(exc).__name__

@@ -107,7 +107,7 @@ def source_status(kind: Kind, source: str, backups: Sequence[BackupEntry],
     if last is None:
         problems.append(f"no {kind} backup of {source}")
         levels.append("critical")
-    elif not within_schedule:
+    elif not within_schedule and age is not None:
         problems.append(f"last backup is {age / 3600:.1f} h old, over the "
                         f"{interval.total_seconds() / 3600:.0f} h schedule plus margin")
         levels.append("critical")
