@@ -13,7 +13,8 @@ damage found) is recorded as skipped, with why:
 4. restore_database — the newest verified database backup (or ``--backup``, or the newest
    before ``--to``), falling back to the next one if a backup is refused;
 5. restore_buckets — the same per application bucket, ``overwrite=false``;
-6. start_services — every application service not healthy, in priority order, each waited on;
+6. start_services — every application service not healthy, in priority order (at the same time
+   within a priority), each waited on;
 7. verify — health of all, login, diagram create and read, object references intact.
 
 The backup and restore work is the backup managers'; this module only orders and records it.
@@ -22,7 +23,6 @@ The backup and restore work is the backup managers'; this module only orders and
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +34,7 @@ from autograph.clock import Clock, isoformat, utc_now
 from autograph.dr import recovery_backups as backups
 from autograph.dr import recovery_checks as checks
 from autograph.dr.drill_models import SCENARIOS, Scenario
+from autograph.dr.recovery_start import start_components
 from autograph.dr.steps import Operation, Outcome, Progress, Skip, Step, StepContext, StepResult
 from autograph.errors import InvalidInput, OperationFailed
 from autograph.stack.infra import postgres_data_dir
@@ -145,7 +146,7 @@ class Recovery:
         down = [name for name, row in rows.items() if not row.healthy]
         data: dict[str, Any] = {"components": components, "down": down, "issues": []}
         data["postgres_cluster"] = (postgres_data_dir(self.settings) / "PG_VERSION").exists()
-        plan = backups.plan(self.stack, self.options)
+        plan = backups.plan(self.stack, self.options, s3_up="s3" not in down)
         data["plan"] = plan
         if self.options.scenario in ("complete", "database") and not plan["database"]:
             raise OperationFailed("no verified database backup to restore"
@@ -183,26 +184,18 @@ class Recovery:
 
     # 3. infrastructure ------------------------------------------------------------------
     def _restore_infrastructure(self, ctx: StepContext) -> Outcome:
-        healthy_at: dict[str, str] = {}
-        seconds: dict[str, float] = {}
-        moved: list[str] = []
-        for component in self.stack.components:
-            if component.kind != "infrastructure":
-                continue
-            if component.health().healthy:
-                continue
-            if component.name == "postgres":
-                moved += _set_aside_broken_cluster(self.settings.data_dir, self.clock)
-            start = time.monotonic()
-            self.stack.stop(component.name)
-            self.stack.up(only=[component.name])
-            seconds[component.name] = round(time.monotonic() - start, 3)
-            healthy_at[component.name] = isoformat(self.clock())
-        if not seconds:
+        todo = [c for c in self.stack.components
+                if c.kind == "infrastructure" and not c.health().healthy]
+        if not todo:
             raise Skip("every infrastructure component healthy", {"healthy_at": {}})
-        shown = ", ".join(f"{n} {s:.1f} s" for n, s in seconds.items())
+        moved = []
+        if any(c.name == "postgres" for c in todo):
+            moved = _set_aside_broken_cluster(self.settings.data_dir, self.clock)
+        started = start_components(self.stack, todo, self.clock)
+        shown = ", ".join(f"{n} {s:.1f} s" for n, s in started.seconds.items())
         issues = [f"moved a broken data folder aside: {m}" for m in moved]
-        return Outcome(f"started {shown}", {"seconds": seconds, "healthy_at": healthy_at,
+        return Outcome(f"started {shown}", {"seconds": started.seconds,
+                                            "healthy_at": started.healthy_at,
                                             "moved_aside": moved, "issues": issues})
 
     # 4. database ------------------------------------------------------------------------
@@ -231,19 +224,14 @@ class Recovery:
 
     # 6. services ------------------------------------------------------------------------
     def _start_services(self, ctx: StepContext) -> Outcome:
-        seconds: dict[str, float] = {}
-        healthy_at: dict[str, str] = {}
-        for component in self.stack.components:
-            if component.kind != "service" or component.health().healthy:
-                continue
-            start = time.monotonic()
-            self.stack.up(only=[component.name])
-            seconds[component.name] = round(time.monotonic() - start, 3)
-            healthy_at[component.name] = isoformat(self.clock())
-        if not seconds:
+        todo = [c for c in self.stack.components
+                if c.kind == "service" and not c.health().healthy]
+        if not todo:
             raise Skip("every application service healthy", {"healthy_at": {}})
-        shown = ", ".join(f"{n} {s:.1f} s" for n, s in seconds.items())
-        return Outcome(f"started {shown}", {"seconds": seconds, "healthy_at": healthy_at})
+        started = start_components(self.stack, todo, self.clock)
+        shown = ", ".join(f"{n} {s:.1f} s" for n, s in started.seconds.items())
+        return Outcome(f"started {shown}", {"seconds": started.seconds,
+                                            "healthy_at": started.healthy_at})
 
     # 7. verify --------------------------------------------------------------------------
     def _verify(self, ctx: StepContext) -> Outcome:

@@ -29,21 +29,26 @@ if TYPE_CHECKING:
 MAX_ATTEMPTS = 5
 
 
-def _listing(stack: Stack, kind: str) -> tuple[list[BackupEntry], dict[str, str]]:
-    catalog = open_catalog(stack.settings, stack.creds, kind)  # type: ignore[arg-type]
+def _listing(stack: Stack, kind: str, with_s3: bool) -> tuple[list[BackupEntry], dict[str, str]]:
+    catalog = open_catalog(stack.settings, stack.creds, kind,  # type: ignore[arg-type]
+                           with_s3=with_s3)
     found = catalog.list()
+    if not with_s3:
+        found.unreachable["s3"] = "not asked: the S3 server holding the copies is down"
     return list(found.backups), dict(found.unreachable)
 
 
-def plan(stack: Stack, options: RecoveryOptions) -> dict[str, Any]:
+def plan(stack: Stack, options: RecoveryOptions, s3_up: bool = True) -> dict[str, Any]:
     """The candidate backups, newest first: ``{"database": [...], "buckets": {b: [...]},
-    "unverified": {...}, "unreachable": {...}}``.
+    "unverified": {...}, "unreachable": {...}}``. With ``s3_up`` False (the application S3
+    server is down) the S3 tier is only asked when the backups live on another endpoint.
 
     Raises NotFound for a ``--backup`` name that is in neither catalog, InvalidInput for a
     bucket backup of a bucket that is not an application bucket.
     """
-    database, db_down = _listing(stack, "database")
-    bucket_entries, obj_down = _listing(stack, "bucket")
+    with_s3 = s3_up or bool(stack.settings.backup_s3_endpoint)
+    database, db_down = _listing(stack, "database", with_s3)
+    bucket_entries, obj_down = _listing(stack, "bucket", with_s3)
     result: dict[str, Any] = {
         "database": [], "buckets": {b: [] for b in stack.settings.app_buckets},
         "unverified": {"database": 0, "buckets": 0},
@@ -135,7 +140,7 @@ def restore_buckets(stack: Stack, plan_buckets: dict[str, list[str]]) -> dict[st
     """Restore each application bucket from its first acceptable backup, ``overwrite=false``
     (existing keys are kept and counted as skipped). Raises OperationFailed naming the bucket
     when none of its backups restores or objects failed to upload."""
-    from autograph.dr.objects import MinIOBucketBackupManager
+    from autograph.dr.objects.manager import MinIOBucketBackupManager
 
     manager = MinIOBucketBackupManager(stack.settings, stack.creds)
     outcome: dict[str, Any] = {"buckets": {}, "refused": [], "issues": []}

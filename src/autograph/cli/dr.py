@@ -1,0 +1,186 @@
+"""``autograph dr``: ``recover`` (the plan's recovery runbooks) and ``drill`` (the automated DR
+test, also ``python test_disaster_recovery.py --simulate``). ``dr status`` comes from
+``cli/dr_status.py`` when present.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from autograph.cli.output import console, emit_json
+from autograph.config import load_settings
+from autograph.dr.drill import DrillOptions, run_drills
+from autograph.dr.drill_models import SCENARIOS, Targets
+from autograph.dr.recovery import Recovery, RecoveryOptions
+from autograph.dr.report import summary_line
+from autograph.dr.workload import DatasetSpec
+from autograph.errors import AutographError, InvalidInput, OperationFailed
+from autograph.stack.lifecycle import Stack
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
+
+dr_app = typer.Typer(help="Disaster recovery: recover from a scenario, drill it, its status.",
+                     no_args_is_help=True)
+
+
+def _echo(message: str) -> None:
+    console.print(message, highlight=False, markup=False)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"--to {value!r} is not an ISO 8601 time "
+                           "(e.g. 2026-01-05T09:00:00Z)") from None
+    if moment.tzinfo is None:
+        raise InvalidInput("--to needs a time zone (e.g. 2026-01-05T09:00:00Z)")
+    return moment
+
+
+@dr_app.command()
+def recover(
+    scenario: Annotated[str, typer.Option(help="complete | database | objects")],
+    backup: Annotated[list[str] | None, typer.Option(
+        "--backup", help="a database or bucket backup to use (repeatable); default: the "
+                         "newest verified")] = None,
+    to: Annotated[str | None, typer.Option(
+        "--to", help="use the newest backups created at or before this ISO 8601 time")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
+    = False,
+    fresh: Annotated[bool, typer.Option(
+        "--fresh", help="forget an interrupted recovery and start from the first step")]
+    = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Recover the stack from a disaster scenario, step by step, in priority order.
+
+    Re-running after an interruption continues from the first unfinished step.
+    """
+    settings = load_settings()
+    options = RecoveryOptions(scenario, tuple(backup or ()), _parse_time(to))  # type: ignore[arg-type]
+    recovery = Recovery(Stack(settings), options)
+    pending = recovery.operation().pending()
+    if pending is not None and not fresh:
+        where = f" (stopped during {pending.current})" if pending.current else ""
+        _echo(f"resuming an interrupted recovery{where}: "
+              f"{len(pending.done)} steps already done")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InvalidInput("recovery stops services and replaces data: pass --yes")
+        typer.confirm(f"Recover ({scenario}): services may be stopped and data replaced from "
+                      "backups. Continue?", abort=True)
+    report = recovery.run(progress=_echo, fresh=fresh)
+    if json_output:
+        emit_json(report)
+    _echo(f"recovery {report.status}; report in {report.report_dir}")
+    for issue in report.issues:
+        _echo(f"issue: {issue}")
+    if report.status != "passed":
+        raise OperationFailed(report.next_action)
+
+
+@dr_app.command()
+def drill(
+    scenario: Annotated[str, typer.Option(help="complete | database | objects | all")]
+    = "complete",
+    live: Annotated[bool, typer.Option(
+        "--live", help="drill the configured stack itself instead of a sandbox")] = False,
+    confirm_live: Annotated[bool, typer.Option(
+        "--i-understand-this-destroys-data", help="required with --live")] = False,
+    simulate: Annotated[bool, typer.Option(
+        "--simulate", help="simulate the failure (the plan's spelling; always on)")] = True,
+    users: Annotated[int, typer.Option(help="dataset: users")] = 3,
+    diagrams: Annotated[int, typer.Option(help="dataset: diagrams per user")] = 4,
+    versions: Annotated[int, typer.Option(help="dataset: versions per diagram")] = 3,
+    uploads: Annotated[int, typer.Option(help="dataset: uploads")] = 6,
+    exports: Annotated[int, typer.Option(help="dataset: export files")] = 6,
+    window: Annotated[float, typer.Option(
+        help="seconds the writer keeps committing after the last backup")] = 3.0,
+    rounds: Annotated[int, typer.Option(help="backup rounds before the failure")] = 1,
+    corrupt_latest: Annotated[bool, typer.Option(
+        "--corrupt-latest", help="flip a byte in every copy of the newest backups "
+                                 "(tests the fallback; needs --rounds 2 or more)")] = False,
+    database_fault: Annotated[str, typer.Option(help="corrupt | drop")] = "corrupt",
+    rto_target: Annotated[float | None, typer.Option(help="seconds (default: settings)")]
+    = None,
+    rpo_target: Annotated[float | None, typer.Option(help="seconds (default: settings)")]
+    = None,
+    keep_sandbox: Annotated[bool, typer.Option("--keep-sandbox")] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Run the DR drill: load data, keep writing, back up, inject the failure, recover, and
+    measure RTO, RPO and integrity against the plan's success criteria.
+
+    Exits 0 only when every drill passed. Reports go to HOME/dr/reports/.
+    """
+    del simulate
+    if live and not confirm_live:
+        raise InvalidInput("--live destroys the stack's data: add "
+                           "--i-understand-this-destroys-data to confirm")
+    if database_fault not in ("corrupt", "drop"):
+        raise InvalidInput("--database-fault must be corrupt or drop")
+    settings = load_settings()
+    chosen = SCENARIOS if scenario == "all" else (scenario,)
+    targets = Targets(rto_seconds=rto_target or settings.rto_target_seconds,
+                      rpo_seconds=rpo_target or settings.rpo_target_seconds)
+    options = DrillOptions(
+        scenarios=chosen, live=live,  # type: ignore[arg-type]
+        dataset=DatasetSpec(users=users, diagrams_per_user=diagrams,
+                            versions_per_diagram=versions, uploads=uploads, exports=exports),
+        window_seconds=window, backup_rounds=rounds, corrupt_latest=corrupt_latest,
+        database_fault=database_fault, targets=targets,  # type: ignore[arg-type]
+        keep_sandbox=keep_sandbox)
+    reports = run_drills(settings, options, progress=_echo)
+    if json_output:
+        emit_json([summary_line(report) | {"report": str(folder)}
+                   for report, folder in reports])
+    for report, folder in reports:
+        rpo = report.rpo
+        _echo(f"{report.scenario}: {'PASSED' if report.passed else 'FAILED'}; RTO "
+              f"{_s(report.rto_seconds)}; RPO database {_s(rpo.database_seconds)} "
+              f"({rpo.database_writes_lost} writes lost), objects {_s(rpo.objects_seconds)} "
+              f"({rpo.objects_lost} lost); report {folder / 'report.html'}")
+        for line in report.success_criteria:
+            _echo(f"  [{line.status}] {line.item}: {line.evidence}")
+    if not reports or not all(report.passed for report, _ in reports):
+        raise typer.Exit(1)
+
+
+def _s(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.1f} s"
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``autograph dr`` (and ``dr status`` when ``cli/dr_status.py`` exists)."""
+    try:
+        status = importlib.import_module("autograph.cli.dr_status")
+    except ModuleNotFoundError as exc:
+        if exc.name != "autograph.cli.dr_status":
+            raise
+    else:
+        status.register(dr_app)
+    app.add_typer(dr_app, name="dr")
+
+
+def drill_main(argv: list[str] | None = None) -> int:
+    """``test_disaster_recovery.py``: the drill command alone; returns the exit code."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(drill)
+    try:
+        app(args=argv, standalone_mode=False)
+    except AutographError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except typer.Exit as done:
+        return int(done.exit_code)
+    except SystemExit as done:
+        return int(done.code or 0)
+    return 0

@@ -1,0 +1,402 @@
+"""The automated DR drill (``python test_disaster_recovery.py --simulate``, ``autograph dr
+drill``): load data, keep a writer committing, take backups, inject a scenario's failure, run
+the recovery, measure RTO, RPO, restore times and integrity, judge the plan's success criteria,
+and write the reports.
+
+By default the drill runs in a sandbox: a stack of its own in a temporary home on free ports,
+so the stack it was started beside is never touched. ``live=True`` runs it on the configured
+stack (destroying its data by design; the CLI demands an explicit confirmation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autograph.clock import Clock, utc_now
+from autograph.config import Settings, load_settings
+from autograph.dr import drill_faults as faults
+from autograph.dr import drill_integrity as integrity
+from autograph.dr.drill_measure import Evidence, evaluate
+from autograph.dr.drill_models import SCENARIOS, DrillReport, Scenario, StepRecord, Targets
+from autograph.dr.recovery import Recovery, RecoveryOptions
+from autograph.dr.recovery_checks import uses_gateway, verify
+from autograph.dr.report import report_folder, write_report
+from autograph.dr.rpo import data_loss, parse_log
+from autograph.dr.steps import Operation, Step, StepResult
+from autograph.dr.workload import (
+    Account,
+    ApiClient,
+    Dataset,
+    DatasetSpec,
+    Writer,
+    check_dataset,
+    load_dataset,
+    new_account,
+    surviving_diagrams,
+    surviving_objects,
+)
+from autograph.errors import InvalidInput, OperationFailed
+from autograph.s3client import app_client
+from autograph.stack.health import port_free
+from autograph.stack.lifecycle import Stack
+
+Progress = Callable[[str], None]
+SERVICE_PORTS = ("gateway", "auth", "diagram", "ai", "collaboration", "export", "git",
+                 "integrations", "svg", "frontend")
+
+
+@dataclass(frozen=True)
+class DrillOptions:
+    """What to drill and how."""
+
+    scenarios: tuple[Scenario, ...] = ("complete",)
+    live: bool = False
+    dataset: DatasetSpec = field(default_factory=DatasetSpec)
+    lead_seconds: float = 1.0          # the writer commits this long before the first backup
+    window_seconds: float = 3.0        # the writer commits this long after the last backup
+    backup_rounds: int = 1             # backups taken, oldest first, writes between them
+    corrupt_latest: bool = False       # bit rot in every copy of the newest backups
+    database_fault: faults.DatabaseFault = "corrupt"
+    targets: Targets | None = None
+    keep_sandbox: bool = False
+    recovery_timeouts: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.scenarios if s not in SCENARIOS]
+        if unknown or not self.scenarios:
+            raise InvalidInput(f"unknown scenario(s) {unknown}: choose from "
+                               f"{', '.join(SCENARIOS)} or all")
+        if self.backup_rounds < 1 or (self.corrupt_latest and self.backup_rounds < 2):
+            raise InvalidInput("corrupting the latest backups needs at least 2 backup rounds")
+
+
+# The sandbox ---------------------------------------------------------------------------------
+
+def _free_ports(avoid: set[int], singles: int, block: int) -> tuple[list[int], int]:
+    """``singles`` free ports and the first of ``block`` consecutive free ones."""
+    rng = random.Random()
+    chosen: list[int] = []
+
+    def usable(port: int) -> bool:
+        return port not in avoid and port not in chosen and port_free("127.0.0.1", port)
+
+    while len(chosen) < singles:
+        port = rng.randrange(20000, 60000)
+        if usable(port):
+            chosen.append(port)
+    while True:
+        first = rng.randrange(20000, 60000 - block)
+        if all(usable(p) for p in range(first, first + block)):
+            return chosen, first
+
+
+def sandbox_settings(base: Settings, home: Path) -> Settings:
+    """The base settings moved into ``home`` on free ports, with everything that could reach
+    outside the sandbox (backup folder, external S3 endpoints, alert channels) reset."""
+    avoid = {base.pg_port, base.redis_port, *range(base.s3_port, base.s3_port + 8)}
+    avoid |= {base.service_port(name) for name in SERVICE_PORTS}
+    singles, s3_port = _free_ports(avoid, 2 + len(SERVICE_PORTS), 8)
+    values: dict[str, Any] = {
+        name: getattr(base, name) for name in type(base).model_fields
+        if name not in ("home",)
+    }
+    values.update({
+        "home": home, "pg_port": singles[0], "redis_port": singles[1], "s3_port": s3_port,
+        "backup_dir": None, "s3_endpoint": None, "s3_access_key": None, "s3_secret_key": None,
+        "backup_s3_endpoint": None, "backup_s3_access_key": None,
+        "backup_s3_secret_key": None, "alerts_log": None, "smtp_host": None,
+        "slack_webhook_url": None, "alert_email_to": (), "admin_password": None,
+        "admin_api_key": None, "scheduler_enabled": False,
+    })
+    for name, port in zip(SERVICE_PORTS, singles[2:], strict=True):
+        values[f"{name}_port"] = port
+    return load_settings(**values)
+
+
+def make_sandbox(base: Settings) -> Stack:
+    """A stack of its own in a new temporary home (traversable by the PostgreSQL user)."""
+    home = Path(tempfile.mkdtemp(prefix="autograph-drill-"))
+    os.chmod(home, 0o755)
+    return Stack(sandbox_settings(base, home))
+
+
+def remove_sandbox(stack: Stack) -> None:
+    """Stop the sandbox's processes and delete its home."""
+    with contextlib.suppress(Exception):
+        stack.down()
+    with contextlib.suppress(Exception):
+        faults.kill_everything(stack, timeout=5)
+    for port in stack.component("s3").ports:
+        for path in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+            with contextlib.suppress(OSError):
+                path.unlink()
+    shutil.rmtree(stack.settings.home_dir, ignore_errors=True)
+
+
+# One drill -----------------------------------------------------------------------------------
+
+class _Recorder:
+    """Runs the drill's own steps one at a time, recording each (a failure stops the drill)."""
+
+    def __init__(self, clock: Clock, progress: Progress) -> None:
+        self.clock = clock
+        self.progress = progress
+        self.steps: list[StepRecord] = []
+        self.results: dict[str, StepResult] = {}
+
+    def run(self, name: str, work: Callable[[], Any], timeout: float = 600.0) -> Any:
+        box: dict[str, Any] = {}
+
+        def step(_ctx: Any) -> str:
+            box["value"] = work()
+            value = box["value"]
+            return value if isinstance(value, str) else ""
+
+        result = Operation(f"drill step {name}", [Step(name, step, timeout)],
+                           clock=self.clock).run().steps[0]
+        self.steps.append(StepRecord.of(result))
+        self.results[name] = result
+        self.progress(f"{name}: {result.status} {result.detail}".rstrip())
+        if result.status == "failed":
+            raise OperationFailed(f"drill step {name} failed: {result.detail}")
+        return box.get("value")
+
+
+def _login_all(api: ApiClient, accounts: list[Account]) -> dict[str, Any]:
+    """Log every account in again (sessions may have been lost with Redis)."""
+    failed = []
+    for account in accounts:
+        try:
+            account.token = api.login(account.email, account.password)
+        except OperationFailed as exc:
+            failed.append(f"{account.email}: {exc.message}")
+    return {"accounts": len(accounts), "failed": failed}
+
+
+def take_backups(stack: Stack, label: str, clock: Clock = utc_now) -> dict[str, Any]:
+    """A database backup and one backup per application bucket, named for the drill."""
+    from autograph.dr.objects.manager import MinIOBucketBackupManager
+    from autograph.dr.postgres import DatabaseBackupManager
+
+    stamp = f"{clock():%Y%m%d_%H%M%S}"
+    database = DatabaseBackupManager(stack.settings, stack.creds).create(
+        f"drill_backup_{stamp}_{label}", tags=("drill",))
+    buckets = {}
+    manager = MinIOBucketBackupManager(stack.settings, stack.creds)
+    for bucket in stack.settings.app_buckets:
+        entry = manager.create(bucket, name=f"drill_{bucket}_{stamp}_{label}", tags=("drill",))
+        buckets[bucket] = entry
+    return {"database": database, "buckets": buckets}
+
+
+def run_drill(stack: Stack, scenario: Scenario, options: DrillOptions, dr_dir: Path, *,
+              live: bool, clock: Clock = utc_now, progress: Progress = lambda _m: None
+              ) -> DrillReport:
+    """One drill of ``scenario`` on a running, healthy ``stack``; reports under ``dr_dir``.
+
+    Never raises for a failure of the system under test: that is what the report records.
+    """
+    settings = stack.settings
+    started = clock()
+    folder = report_folder(dr_dir, started, scenario)
+    folder.mkdir(parents=True, exist_ok=True)
+    rec = _Recorder(clock, progress)
+    ev = Evidence(scenario=scenario, targets=options.targets or Targets(
+        rto_seconds=settings.rto_target_seconds, rpo_seconds=settings.rpo_target_seconds),
+        schedule={"database": settings.database_backup_interval_seconds,
+                  "buckets": settings.bucket_backup_interval_seconds},
+        components=[c.name for c in stack.components])
+    api = ApiClient(settings, via_gateway=uses_gateway(stack))
+    s3 = app_client(settings, stack.creds)
+    dataset = Dataset()
+    writer: Writer | None = None
+    try:
+        dataset = rec.run("load_dataset", lambda: load_dataset(
+            api, s3, options.dataset, seed=int(started.timestamp()), progress=progress))
+        ev.workload["dataset"] = dataset.summary()
+        account = new_account("writer")
+
+        def start_writer() -> str:
+            nonlocal writer
+            api.register(account.email, account.password)
+            account.token = api.login(account.email, account.password)
+            writer = Writer(api, s3, account, folder / "writes.jsonl", clock=clock)
+            writer.start()
+            time.sleep(options.lead_seconds)
+            return f"writing as {account.email}"
+
+        rec.run("start_writer", start_writer)
+        assert writer is not None
+        for round_number in range(1, options.backup_rounds + 1):
+            def backup_round(n: int = round_number) -> str:
+                assert writer is not None
+                writer.pause()
+                try:
+                    shot = integrity.fingerprint(settings, stack.creds, s3)
+                    taken = take_backups(stack, str(n), clock)
+                finally:
+                    writer.resume()
+                ev.at_backup[taken["database"].name] = shot
+                for entry in taken["buckets"].values():
+                    ev.at_backup[entry.name] = shot
+                ev.backups_taken.append({"database": taken["database"].name, "buckets": {
+                    b: e.name for b, e in taken["buckets"].items()}, "at": str(clock())})
+                time.sleep(0.5 if n < options.backup_rounds else 0)
+                return f"database {taken['database'].name} and {len(taken['buckets'])} buckets"
+
+            rec.run(f"backup_round_{round_number}", backup_round, timeout=3600)
+        if options.corrupt_latest:
+            rec.run("corrupt_latest_backups", lambda: _corrupt_latest(stack, ev))
+        def window() -> str:
+            time.sleep(options.window_seconds)
+            return f"writer ran {options.window_seconds:g} s past the last backup"
+
+        rec.run("write_window", window)
+
+        def stop_and_snapshot() -> str:
+            assert writer is not None
+            writer.stop()
+            ev.before = integrity.fingerprint(settings, stack.creds, s3)
+            ev.workload["writer"] = writer.stats()
+            return f"writer stopped: {writer.stats()}"
+
+        rec.run("snapshot_before_failure", stop_and_snapshot)
+        ev.failure_at = clock()
+        ev.fault = rec.run("inject_failure", lambda: _inject(stack, scenario, options))
+        _recover(stack, scenario, options, ev, rec, clock, progress)
+        _measure(stack, api, s3, account, dataset, writer, ev, rec, folder)
+    except OperationFailed as exc:
+        ev.issues.append(exc.message)
+    finally:
+        if writer is not None:
+            writer.stop()
+        api.close()
+    report = evaluate(ev, rec.steps, started=started, finished=clock(),
+                      mode="live" if live else "sandbox")
+    write_report(report, dr_dir)
+    return report
+
+
+def _corrupt_latest(stack: Stack, ev: Evidence) -> str:
+    from autograph.dr.catalog import open_catalog
+
+    latest = ev.backups_taken[-1]
+    damaged: list[str] = []
+    database = open_catalog(stack.settings, stack.creds, "database").get(latest["database"])
+    damaged += faults.corrupt_backup(stack, database)
+    buckets = open_catalog(stack.settings, stack.creds, "bucket")
+    for name in latest["buckets"].values():
+        damaged += faults.corrupt_backup(stack, buckets.get(name))
+    ev.corrupted = damaged
+    return f"flipped a byte in {len(damaged)} copies"
+
+
+def _inject(stack: Stack, scenario: Scenario, options: DrillOptions) -> dict[str, Any]:
+    if scenario == "complete":
+        return faults.complete_failure(stack)
+    if scenario == "database":
+        return faults.database_failure(stack, options.database_fault)
+    return faults.objects_failure(stack)
+
+
+def _recover(stack: Stack, scenario: Scenario, options: DrillOptions, ev: Evidence,
+             rec: _Recorder, clock: Clock, progress: Progress) -> None:
+    """Run the recovery; after the restores (before any service writes), fingerprint what came
+    back. That pause is measured and left out of the RTO."""
+
+    def on_step(result: StepResult) -> None:
+        if result.name != "restore_buckets":
+            return
+        start = time.monotonic()
+        try:
+            ev.after = integrity.fingerprint(stack.settings, stack.creds,
+                                             app_client(stack.settings, stack.creds))
+            ev.dangling = integrity.dangling_references(stack.settings, stack.creds,
+                                                        ev.after.objects)
+        except Exception as exc:  # evidence we could not take is reported, not fatal
+            ev.issues.append(f"could not fingerprint the restored data: {exc}")
+        ev.pause_seconds += time.monotonic() - start
+
+    recovery = Recovery(stack, RecoveryOptions(scenario, timeouts=options.recovery_timeouts),
+                        clock=clock)
+    report = recovery.run(lambda m: progress(f"recover.{m}"), on_step=on_step, fresh=True)
+    ev.recovery = report
+    rec.steps += [StepRecord.of(step, "recover.") for step in report.steps]
+
+
+def _measure(stack: Stack, api: ApiClient, s3: Any, writer_account: Account, dataset: Dataset,
+             writer: Writer, ev: Evidence, rec: _Recorder, folder: Path) -> None:
+    """RPO from the writer's log; the dataset read back; logins of the users."""
+    if ev.recovery is None or ev.recovery.status != "passed":
+        ev.verify_checks = verify(stack, utc_now)
+        return
+
+    def rpo() -> str:
+        writes = parse_log((folder / "writes.jsonl").read_text().splitlines()
+                           if (folder / "writes.jsonl").exists() else [])
+        writer_account.token = api.login(writer_account.email, writer_account.password)
+        ev.rpo_database = data_loss("database", writes,
+                                    surviving_diagrams(api, writer_account), ev.failure_at)
+        ev.rpo_objects = data_loss("object", writes, surviving_objects(
+            s3, writer.bucket, writer.prefix), ev.failure_at)
+        return (f"database: {ev.rpo_database.lost} of {ev.rpo_database.acknowledged} lost; "
+                f"objects: {ev.rpo_objects.lost} of {ev.rpo_objects.acknowledged} lost")
+
+    with contextlib.suppress(OperationFailed):
+        rec.run("measure_rpo", rpo)
+
+    def read_back() -> str:
+        ev.relogin = _login_all(api, dataset.accounts)
+        ev.dataset_check = check_dataset(api, s3, dataset)
+        bad = sum(v["mismatched"] for k, v in ev.dataset_check.items() if k != "problems")
+        return f"dataset read back: {bad} mismatches; {len(ev.relogin['failed'])} logins failed"
+
+    with contextlib.suppress(OperationFailed):
+        rec.run("check_dataset", read_back)
+
+
+# Several drills ------------------------------------------------------------------------------
+
+def run_drills(settings: Settings, options: DrillOptions, *, clock: Clock = utc_now,
+               progress: Progress = lambda _m: None) -> list[tuple[DrillReport, Path]]:
+    """Run each scenario in turn (one sandbox shared by all, removed at the end unless
+    ``keep_sandbox``); reports go to ``settings.dr_dir``. Returns each report and its folder.
+
+    Raises OperationFailed when the sandbox does not start or the live stack is not healthy.
+    """
+    dr_dir = settings.dr_dir
+    if options.live:
+        stack = Stack(settings)
+        unhealthy = [row.name for row in stack.ps() if not row.healthy]
+        if unhealthy:
+            raise OperationFailed(f"the live stack is not healthy ({', '.join(unhealthy)}); "
+                                  "start it with `autograph up` first")
+    else:
+        stack = make_sandbox(settings)
+        progress(f"sandbox in {stack.settings.home_dir}")
+    reports: list[tuple[DrillReport, Path]] = []
+    try:
+        if not options.live:
+            stack.up(progress=progress)
+        for scenario in options.scenarios:
+            progress(f"drill {scenario}")
+            report = run_drill(stack, scenario, options, dr_dir, live=options.live,
+                               clock=clock, progress=progress)
+            reports.append((report, report_folder(dr_dir, report.started_at, scenario)))
+            if report.rto_seconds is None and scenario != options.scenarios[-1]:
+                progress("recovery failed: later scenarios skipped")
+                break
+    finally:
+        if not options.live and not options.keep_sandbox:
+            remove_sandbox(stack)
+    return reports
+
