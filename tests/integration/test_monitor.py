@@ -255,3 +255,14 @@ def test_backup_storage_low_when_the_next_round_would_not_fit(
     monitor.check_storage()
     assert notices(dispatcher, alerts_log) == ["backup_storage_low firing"]
     assert dispatcher.active()[0].details["needed_bytes"] == size
+
+
+def test_stale_journaled_events_are_dropped(
+        tmp_path: Path, dispatcher: AlertDispatcher, clock: Clock, alerts_log: Path) -> None:
+    path = journal.journal_path(tmp_path / "dr")
+    journal.append(path, BackupEvent("backup_failed", "database", None, "old news",
+                                     at=T0 - timedelta(hours=2)))
+    journal.append(path, BackupEvent("verification_failed", "bucket", "x", "new",
+                                     at=T0 - timedelta(minutes=1)))
+    make_monitor(tmp_path, dispatcher, clock, journal_path=path).process_journal()
+    assert notices(dispatcher, alerts_log) == ["verification_failed:bucket firing"]

@@ -46,6 +46,8 @@ log = logging.getLogger("autograph.dr.monitor")
 
 Role = Literal["database", "s3", "backup_s3", "service"]
 SMALL_WINDOW = 7
+STALE_EVENT = timedelta(hours=1)
+"""Journaled events older than this when read (no monitor ran meanwhile) are dropped."""
 _BUCKET_NAME = re.compile(r"(?:scheduled|manual)_(.+)_\d{8}_\d{6}(?:_\d+)?")
 UNREACHABLE_RULES: dict[str, str] = {"database": "database_unreachable", "s3": "s3_unreachable",
                                      "backup_s3": "backup_s3_unreachable"}
@@ -136,9 +138,15 @@ class Monitor:
 
     def process_journal(self) -> None:
         """Handle every event other processes (and this one) journaled since the last pass."""
-        if self.journal_path is not None:
-            for event in journal.take(self.journal_path):
-                self.handle(event)
+        if self.journal_path is None:
+            return
+        now = self.clock()
+        for event in journal.take(self.journal_path):
+            if now - event.at > STALE_EVENT:
+                log.info("stale backup event dropped: %s %s at %s", event.event, event.kind,
+                         isoformat(event.at))
+                continue
+            self.handle(event)
 
     def _source(self, event: BackupEvent, entry: BackupEntry | None) -> str | None:
         for key in ("source", "bucket"):

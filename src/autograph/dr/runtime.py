@@ -54,6 +54,12 @@ log = logging.getLogger("autograph.dr.runtime")
 
 # Wiring from settings ------------------------------------------------------------------------
 
+def record_events(settings: Settings) -> Callable[[], None]:
+    """Journal this process's backup events for the gateway's monitor (for processes that
+    run backups without a Runtime, e.g. the CLI); returns the unsubscribe function."""
+    return hooks.on_event(journal.recorder(journal.journal_path(settings.dr_dir)))
+
+
 def build_channels(settings: Settings) -> list[Channel]:
     """Console and file always; e-mail when an SMTP host and recipients are set; Slack when a
     webhook URL is set."""
