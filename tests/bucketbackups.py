@@ -70,7 +70,7 @@ class Buckets:
                 for item in page.get("Contents", []):
                     self.client.delete_object(Bucket=bucket, Key=item["Key"])
             self.client.delete_bucket(Bucket=bucket)
-        except Exception:  # noqa: BLE001 - cleanup is best effort
+        except Exception:
             pass
 
 

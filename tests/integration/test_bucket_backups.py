@@ -30,7 +30,7 @@ ODD_OBJECTS = {
     "sp ace/tab\there": b"whitespace",
     "new\nline": b"a control character",
     "pct%2F/q?x=1&y=2#frag": b"URL metacharacters",
-    "ⓤⓝⓘ/ключ/键": "unicode".encode(),
+    "ⓤⓝⓘ/ключ/键": "ünïcødé body".encode(),
     LONG_KEY: b"a 1000-character key",
 }
 

@@ -28,6 +28,7 @@ from autograph.dr.models import (
     RestoreResult,
     StepRecord,
     Verification,
+    manifest_key,
     no_progress,
     validate_name,
 )
@@ -36,7 +37,7 @@ from autograph.dr.objects.backup import CountsFn, Upload, build_archive, no_coun
 from autograph.dr.objects.restore import restore_archive
 from autograph.dr.objects.s3io import S3Client, S3Endpoint
 from autograph.dr.storage.s3 import S3Store
-from autograph.errors import AutographError, IntegrityError, InvalidInput
+from autograph.errors import AutographError, IntegrityError, InvalidInput, NotFound
 from autograph.secrets import Credentials
 
 KIND = "bucket"
@@ -151,8 +152,16 @@ class MinIOBucketBackupManager:
         return listing
 
     def get(self, name: str) -> BackupEntry:
-        """One backup. Raises InvalidInput, NotFound."""
-        return self.catalog.get(name)
+        """One backup. Raises InvalidInput, NotFound, IntegrityError when its manifest exists
+        but no tier holds an artifact of the recorded size (truncated or missing)."""
+        try:
+            return self.catalog.get(name)
+        except NotFound:
+            marker = f": {manifest_key(name)}: "
+            damage = [p for p in self.catalog.list().problems if marker in p]
+            if damage:
+                raise IntegrityError(f"backup {name} is damaged: {'; '.join(damage)}") from None
+            raise
 
     def buckets(self) -> BucketList:
         """Every bucket of the application S3 server with its object count and total size,
@@ -404,7 +413,11 @@ class MinIOBucketBackupManager:
             self._locked("verify", name, lock),
             locks.mark_busy(self.settings.backups_dir, KIND, name, "verify"),
         ):
-            entry = self.catalog.get(name)
+            try:
+                entry = self.get(name)
+            except IntegrityError as exc:
+                hooks.emit(hooks.BackupEvent("verification_failed", KIND, name, exc.message))
+                raise
             progress(f"verifying {name}", None)
             result = self._check_copies(entry)
             entry = self.catalog.update(name, verification=result)
@@ -480,6 +493,7 @@ class MinIOBucketBackupManager:
             ):
                 t = time.monotonic()
                 progress(f"fetching and checking {name}", None)
+                self.get(name)
                 fetched = self.catalog.fetch(name)
                 target = self.check_target(target_bucket or fetched.entry.source)
                 steps = [_step("fetch", t, f"{fetched.location} copy, sha256 matches")]

@@ -3,8 +3,9 @@
 The archive is read once, in order, in the caller's thread (each object's sha256 is checked as
 its last byte is read); objects are stored from a pool of worker threads, small ones in one PUT
 with their Content-MD5, big ones as multipart uploads whose parts are sent while the next ones
-are read. Bytes waiting to be sent are bounded (``budget``). A failing object is retried, then
-reported in ``failed``: never dropped silently. With ``overwrite=False`` a key that exists
+are read. Bytes waiting to be sent are bounded (``budget``). A failing request is retried (by
+the client on network errors and 5xx; ``attempts`` more times here), then the object is reported
+in ``failed``: never dropped silently. With ``overwrite=False`` a key that exists
 (listed before the restore, or created meanwhile: ``If-None-Match: *``) is skipped, unread.
 """
 
@@ -204,7 +205,7 @@ def put_objects(
     budget: int = 128 * MiB,
     large: int = 64 * MiB,
     part: int = 16 * MiB,
-    attempts: int = 3,
+    attempts: int = 1,
     progress: ProgressFn | None = None,
 ) -> PutOutcome:
     """Store each ``(item, stream)`` under ``item.key`` with its content type and metadata.
