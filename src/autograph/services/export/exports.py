@@ -67,7 +67,11 @@ async def render(settings: Settings, token: str, canvas: dict[str, Any], fmt: st
         raise DependencyDown(f"the SVG renderer is unavailable ({type(exc).__name__})") \
             from None
     if response.status_code in (400, 422):
-        raise InvalidInput(f"the diagram cannot be rendered: {response.json().get('detail')}")
+        try:
+            detail = response.json().get("detail")
+        except ValueError:
+            detail = response.text[:200]
+        raise InvalidInput(f"the diagram cannot be rendered: {detail}")
     if not response.is_success:
         raise DependencyDown(f"the SVG renderer answered {response.status_code}")
     return response.content
