@@ -1,9 +1,11 @@
-"""The DR runtime's monitor leadership: one process alerts; a new leader carries on from the
-persisted state, so an alert is neither sent twice nor left unresolved across a hand-over."""
+"""The DR runtime: monitor leadership (a new leader carries on from the persisted alert state, so
+an alert is neither sent twice nor left unresolved across a hand-over) and the bucket schedule
+wired to the real MinIOBucketBackupManager and S3."""
 
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 
 from alertservers import free_port
@@ -12,7 +14,9 @@ from autograph.config import load_settings
 from autograph.dr import journal
 from autograph.dr.alerts.file import FileChannel
 from autograph.dr.hooks import BackupEvent
-from autograph.dr.runtime import Runtime
+from autograph.dr.runtime import Runtime, build_scheduler, open_catalogs
+from autograph.s3client import app_client, backup_client, ensure_buckets
+from autograph.stack.lifecycle import Stack
 from catalogutil import add_backup, local_catalog
 
 
@@ -46,3 +50,28 @@ def test_a_new_leader_continues_the_alert_state(tmp_path: Path) -> None:
     notices = [(a["key"], a["status"]) for a in map(json.loads, log.read_text().splitlines())]
     assert notices == [("backup_failed:database", "firing"),
                        ("backup_failed:database", "resolved")]
+
+
+def test_the_bucket_schedule_backs_up_each_bucket_once_and_prunes(
+        infra_stack: Stack, tmp_path: Path) -> None:
+    base = infra_stack.settings
+    bucket = f"sched-backups-{secrets.token_hex(3)}"
+    ensure_buckets(backup_client(base, infra_stack.creds), [bucket])
+    source = app_client(base, infra_stack.creds)
+    for index in range(3):
+        source.put_object(Bucket="diagrams", Key=f"scheduled-test/{index}", Body=b"d" * 200)
+    settings = base.model_copy(update={
+        "backup_dir": tmp_path / "backups", "backup_bucket_objects": bucket,
+        "app_buckets": ("diagrams", "uploads"), "scheduler_startup_delay_seconds": 0.0})
+    catalogs = open_catalogs(settings, infra_stack.creds)
+    scheduler = build_scheduler(settings, infra_stack.creds, catalogs)
+
+    records = scheduler.tick(["bucket"])
+    assert [r.results for r in records] == [{"diagrams": "succeeded", "uploads": "succeeded"}]
+    assert scheduler.tick(["bucket"]) == []  # nothing due until next week
+    backups = catalogs["bucket"].list().backups
+    assert sorted(b.source for b in backups) == ["diagrams", "uploads"]
+    for backup in backups:
+        assert backup.name.startswith(f"scheduled_{backup.source}_")
+        assert set(backup.locations) == {"local", "s3"}
+        assert {"scheduled", "weekly", "monthly"} <= set(backup.tags)  # tagged by the prune
