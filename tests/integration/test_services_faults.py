@@ -1,4 +1,4 @@
-"""Faults on the real stack: PostgreSQL or S3 stopped under the running services.
+"""Faults on the real stack: PostgreSQL, Redis or S3 stopped under the running services.
 
 Health turns 503 and back to 200 without restarting any service; failed writes leave
 neither a row pointing to a missing object nor an object without its row.
@@ -28,8 +28,9 @@ def gateway(app_stack: Stack) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def user(gateway: httpx.Client) -> dict[str, str]:
+    """A fresh session per test (a Redis restart ends every session)."""
     email = f"faults-{uuid.uuid4().hex[:10]}@example.com"
     gateway.post("/api/auth/register", json={"email": email, "password": PASSWORD})
     token = gateway.post("/api/auth/login", json={"email": email, "password": PASSWORD})
@@ -93,6 +94,33 @@ def test_postgres_down_makes_health_503_and_up_again_heals_without_restart(
     created = gateway.post("/api/diagrams", json={"name": "after outage"}, headers=user)
     assert created.status_code == 201
     assert gateway.get("/api/users/me", headers=user).status_code == 200
+
+
+def test_redis_down_makes_health_503_and_the_api_key_still_works(
+        app_stack: Stack, gateway: httpx.Client, user: dict[str, str]) -> None:
+    pids = _pids(app_stack)
+    key = {"Authorization": f"Bearer {app_stack.creds.admin_api_key}"}
+    app_stack.stop("redis")
+    try:
+        for service in SERVICES:
+            answer = _health(app_stack, service)
+            assert answer.status_code == 503
+            assert answer.json()["checks"]["redis"] != "ok"
+        session = gateway.get("/api/users/me", headers=user)
+        assert session.status_code == 503
+        assert "Redis" in session.json()["detail"]
+        assert gateway.get("/api/users", headers=key).status_code == 200
+    finally:
+        app_stack.start("redis")
+    _wait_until_healthy(app_stack)
+    assert _pids(app_stack) == pids
+    email = f"after-redis-{uuid.uuid4().hex[:8]}@example.com"
+    gateway.post("/api/auth/register", json={"email": email, "password": PASSWORD})
+    token = gateway.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+    assert token.status_code == 200
+    me = gateway.get("/api/users/me",
+                     headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+    assert me.json()["email"] == email
 
 
 def test_s3_down_leaves_no_row_and_deletions_finish_when_it_returns(

@@ -14,6 +14,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from autograph.config import Settings
 from autograph.s3client import app_client
@@ -110,6 +112,8 @@ class Resources:
                 socket_connect_timeout=2.0,
                 health_check_interval=15,
                 decode_responses=True,
+                # One quick retry: a dropped connection is re-made, a dead server fails fast.
+                retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
             )
         return self._redis
 
