@@ -11,15 +11,16 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from autograph.config import Settings
+from autograph.services.gateway.routes import ROUTES
 
 log = logging.getLogger("autograph.gateway")
 
-SERVICES = ("auth", "diagram")
 
 
 def merged_openapi(app: FastAPI, settings: Settings) -> Callable[[], dict[str, Any]]:
-    """An ``app.openapi`` replacement merging the services' documents (cached once every
-    service answered; a service that is down is left out until it answers)."""
+    """An ``app.openapi`` replacement merging the documents of the services the gateway
+    routes to (cached once every configured one answered; a service that is down is left
+    out until it answers)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -27,7 +28,10 @@ def merged_openapi(app: FastAPI, settings: Settings) -> Callable[[], dict[str, A
         schema = get_openapi(title=app.title, version=app.version,
                              description=app.description, routes=app.routes)
         complete = True
-        for service in SERVICES:
+        wanted = settings.services
+        for service in dict.fromkeys(ROUTES.values()):
+            if wanted is not None and service not in wanted:
+                continue
             try:
                 response = httpx.get(f"{settings.service_url(service)}/openapi.json",
                                      timeout=2.0, trust_env=False)
