@@ -64,6 +64,13 @@ class Buckets:
                 found[item["Key"]] = item["ETag"]
         return found
 
+    def drop_all(self, keep: tuple[str, ...] = ()) -> None:
+        """Drop every bucket of this test (``t-*-<token>``) but ``keep``: SeaweedFS gives each
+        bucket several 1 GB volumes, so few may exist at once."""
+        names = {b["Name"] for b in self.client.list_buckets().get("Buckets", [])}
+        for bucket in sorted(n for n in names if n.endswith(self.token) and n not in keep):
+            self.drop(bucket)
+
     def drop(self, bucket: str) -> None:
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
@@ -90,9 +97,7 @@ def bucket_settings(stack: Stack, tmp_path: Path) -> Iterator[Buckets]:
     try:
         yield handle
     finally:
-        names = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
-        for bucket in sorted(n for n in names if n.endswith(token)):
-            handle.drop(bucket)
+        handle.drop_all()
 
 
 class S3Proxy:

@@ -25,9 +25,9 @@ from autograph.cli.backup import (
 )
 from autograph.cli.output import console, emit_json
 from autograph.config import load_settings
-from autograph.dr.models import ProgressFn
+from autograph.dr.models import ProgressFn, validate_name
 from autograph.dr.objects.backup import CountsFn
-from autograph.dr.objects.manager import MinIOBucketBackupManager
+from autograph.dr.objects.manager import MinIOBucketBackupManager, validate_bucket
 from autograph.errors import AutographError
 from autograph.secrets import load_credentials
 
@@ -83,12 +83,15 @@ def create(
     workers: Annotated[int, typer.Option(min=1, max=64, help="concurrent fetches")] = 16,
     json_output: JsonOpt = False,
 ) -> None:
-    """Archive a bucket (or all application buckets): objects and metadata, verified, on
-    local disk and in S3."""
+    """Archive a bucket (default: every application bucket), verify it, copy it to S3."""
     manager = _manager()
     manager.workers = workers
     if name and not bucket:
         raise AutographError("--name names one backup: give a BUCKET too")
+    if name:
+        validate_name(name)
+    if bucket:
+        validate_bucket(bucket)
     with bars() as (progress, counts):
         if bucket:
             entries = [manager.create(bucket, name, scheduled=scheduled, tags=tuple(tag or ()),
@@ -149,6 +152,7 @@ def buckets(json_output: JsonOpt = False) -> None:
 @objects_app.command("verify")
 def verify(name: NameArg, json_output: JsonOpt = False) -> None:
     """Read every copy of a backup in full and check each object's sha256."""
+    validate_name(name)
     with progress_bar() as progress:
         entry = _manager().verify(name, progress=progress)
     if json_output:
@@ -172,6 +176,9 @@ def restore(
     """Restore a bucket backup (checksum checked before anything is written)."""
     manager = _manager()
     manager.workers = workers
+    validate_name(name)
+    if target_bucket is not None:
+        manager.check_target(target_bucket)
     if overwrite and not yes:
         typer.confirm(f"restore {name}, replacing existing objects in "
                       f"{target_bucket or 'its bucket'}?", abort=True)
