@@ -4,7 +4,9 @@ Layout (SPEC §5): database backups in ``BACKUPS/database/`` and ``s3://autograp
 database/``; bucket backups in ``BACKUPS/minio/`` and ``s3://minio-backups/``. Each backup is an
 artifact (``NAME.dump``, ``NAME.tar.gz``) plus ``NAME.manifest.json`` written last (the commit
 point). Only manifests are listed; an artifact without one is incomplete and removed by
-:meth:`Catalog.clean_incomplete`. Listing and fetching need nothing but the storage.
+:meth:`Catalog.clean_incomplete`. Artifacts are named ``NAME.<ext>`` (that is how a file is
+known to belong to a manifest without reading it). Listing and fetching need nothing but the
+storage.
 
 How a producer (DatabaseBackupManager, MinIOBucketBackupManager) uses it::
 
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ from autograph.dr.models import (
     validate_name,
 )
 from autograph.dr.storage import BackupStore, ByteProgress, sha256_of
+from autograph.dr.storage.follow import FollowUpload
 from autograph.dr.storage.local import LocalStore, LocalWriter
 from autograph.dr.storage.s3 import S3Store
 from autograph.errors import (
@@ -205,6 +207,15 @@ class Catalog:
         """A local writer for the artifact: renamed into place on clean exit, else removed."""
         return self.local.writer(artifact_key)
 
+    def follow_upload(self, sink: LocalWriter) -> FollowUpload | None:
+        """Start copying a staged artifact to S3 while it is still being written.
+
+        Returns None when there is no S3 tier. See :class:`FollowUpload`.
+        """
+        if self.remote is None:
+            return None
+        return FollowUpload(self.remote, sink)
+
     def upload(self, manifest: Manifest, progress: ByteProgress = None) -> Manifest:
         """Copy the local artifact to S3; return the manifest with ``s3_copy`` recorded.
 
@@ -342,21 +353,11 @@ class Catalog:
         return found
 
     def _orphans(self, store: BackupStore) -> list[str]:
+        """Keys of ``store`` that are neither a manifest nor ``NAME.*`` of one (no reads)."""
         keys = [o.key for o in store.list()]
-        owned: set[str] = set()
-        for key in keys:
-            if key.endswith(MANIFEST_SUFFIX):
-                owned.add(key)
-                owned.update(self._artifact_of(store, key))
-        return [k for k in keys if k not in owned]
-
-    def _artifact_of(self, store: BackupStore, key: str) -> list[str]:
-        try:
-            with store.open(key) as stream:
-                return [str(json.loads(stream.read())["artifact"])]
-        except (AutographError, ValueError, KeyError, TypeError):
-            stem = key[: -len(MANIFEST_SUFFIX)]
-            return [k.key for k in store.list(stem + ".")]  # unreadable: keep its files
+        stems = [k[: -len(MANIFEST_SUFFIX)] + "." for k in keys if k.endswith(MANIFEST_SUFFIX)]
+        return [k for k in keys if not k.endswith(MANIFEST_SUFFIX)
+                and not any(k.startswith(stem) for stem in stems)]
 
     def clean_incomplete(self) -> list[str]:
         """Remove interrupted backups' files from every reachable tier; return ``tier:key``s.

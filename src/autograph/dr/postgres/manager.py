@@ -11,7 +11,6 @@ import statistics
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,10 +30,11 @@ from autograph.dr.models import (
     validate_name,
 )
 from autograph.dr.postgres.dump import dump_database
-from autograph.dr.postgres.restore import check_counts, load_dump
+from autograph.dr.postgres.restore import check_counts, load_dump, toc_entries
 from autograph.dr.postgres.server import PgServer, derived_name
 from autograph.dr.postgres.verify import check_toc, verify_dump
 from autograph.dr.storage import sha256_of
+from autograph.dr.storage.follow import FollowUpload
 from autograph.errors import AutographError, IntegrityError, NotFound
 from autograph.secrets import Credentials
 
@@ -77,10 +77,11 @@ class DatabaseBackupManager:
         """One backup. Raises InvalidInput, NotFound."""
         return self.catalog.get(name)
 
-    def new_name(self, scheduled: bool = False) -> str:
+    def new_name(self, scheduled: bool = False, listing: BackupList | None = None) -> str:
         """``scheduled_backup_YYYYMMDD_HHMMSS`` or ``manual_backup_…``, suffixed if taken."""
         base = f"{'scheduled' if scheduled else 'manual'}_backup_{self.clock():%Y%m%d_%H%M%S}"
-        taken = {entry.name for entry in self.catalog.list().backups}
+        listing = listing or self.catalog.list()
+        taken = {entry.name for entry in listing.backups}
         name, n = base, 1
         while name in taken:
             name, n = f"{base}_{n}", n + 1
@@ -102,7 +103,8 @@ class DatabaseBackupManager:
         if name is not None:
             validate_name(name)
         with self._locked("backup", name or "", lock):
-            name = self.catalog.validate_new(name) if name else self.new_name(scheduled)
+            listing = self.catalog.list()
+            name = self.catalog.validate_new(name) if name else self.new_name(scheduled, listing)
             try:
                 entry = self._create(name, scheduled, tags, verify, upload, progress)
             except AutographError as exc:
@@ -111,7 +113,7 @@ class DatabaseBackupManager:
         hooks.emit(hooks.BackupEvent("backup_succeeded", KIND, name, f"{entry.size_bytes} bytes",
                                      data={"size_bytes": entry.size_bytes,
                                            "locations": list(entry.locations)}))
-        self._check_size(entry)
+        self._check_size(entry, listing)
         return entry
 
     def _create(self, name: str, scheduled: bool, tags: tuple[str, ...], verify: bool,
@@ -119,9 +121,11 @@ class DatabaseBackupManager:
         self.catalog.clean_incomplete()
         started = self.clock()
         artifact = f"{name}.dump"
+        mirror: FollowUpload | None = None
         try:
             progress("dumping", None)
             with self.catalog.stage(artifact) as sink:
+                mirror = self.catalog.follow_upload(sink) if upload else None
                 info = dump_database(self.server, self.server.live_database, sink, progress)
             manifest = Manifest(
                 name=name, kind=KIND, source=self.server.live_database, format=FORMAT,
@@ -132,38 +136,37 @@ class DatabaseBackupManager:
                 extra={"pg_dump_version": info.pg_dump_version,
                        "database_size_bytes": info.database_size_bytes},
             )
-            manifest = self._verify_and_upload(manifest, verify, upload, progress)
+            manifest = self._verify(manifest, verify, progress)
+            progress("uploading to S3", None)
+            problem = mirror.finish(manifest.sha256) if mirror else "upload disabled"
+            manifest = manifest.model_copy(update={"s3_copy": "missing" if problem else
+                                                   "uploaded", "s3_error": problem})
             progress("committing", None)
             return self.catalog.publish(manifest)
         except BaseException:
+            if mirror is not None:
+                mirror.cancel()
             self.catalog.discard(artifact)
             raise
 
-    def _verify_and_upload(self, manifest: Manifest, verify: bool, upload: bool,
-                           progress: ProgressFn) -> Manifest:
-        """Verify the local copy while the S3 copy uploads (both read the page cache)."""
-        with ThreadPoolExecutor(1, thread_name_prefix="upload") as pool:
-            pending = pool.submit(self.catalog.upload, manifest) if upload else None
-            verification = Verification()
-            if verify:
-                progress("verifying", None)
-                verification = verify_dump(self.server, self.catalog.local.path(
-                    manifest.artifact), manifest, clock=self.clock)
-            progress("uploading to S3", None)
-            uploaded = pending.result() if pending else manifest.model_copy(
-                update={"s3_copy": "missing", "s3_error": "not uploaded (upload disabled)"})
+    def _verify(self, manifest: Manifest, verify: bool, progress: ProgressFn) -> Manifest:
+        """Verify the local copy (checksum, pg_restore --list); IntegrityError if it fails."""
+        if not verify:
+            return manifest
+        progress("verifying", None)
+        verification = verify_dump(self.server, self.catalog.local.path(manifest.artifact),
+                                   manifest, clock=self.clock)
         if verification.status == "failed":
             hooks.emit(hooks.BackupEvent("verification_failed", KIND, manifest.name,
                                          verification.detail or "verification failed"))
             raise IntegrityError(f"backup {manifest.name} failed verification: "
                                  f"{verification.detail}")
-        return uploaded.model_copy(update={"verification": verification})
+        return manifest.model_copy(update={"verification": verification})
 
-    def _check_size(self, entry: BackupEntry) -> None:
+    def _check_size(self, entry: BackupEntry, earlier: BackupList) -> None:
         """Emit ``backup_small`` when this backup is below the configured fraction of the
         median of the previous (up to 7) backups."""
-        previous = [b.size_bytes for b in self.catalog.list().backups
-                    if b.name != entry.name and b.created_at <= entry.created_at][:7]
+        previous = [b.size_bytes for b in earlier.backups if b.name != entry.name][:7]
         if not previous:
             return
         median = statistics.median(previous)
@@ -264,17 +267,18 @@ class DatabaseBackupManager:
                 t = time.monotonic()
                 progress("fetching and checking the artifact", None)
                 fetched = self.catalog.fetch(name)
-                toc = check_toc(self.server, fetched.path, fetched.entry)
-                step("fetch", f"{fetched.location}; {toc}", t)
+                toc = toc_entries(self.server, fetched.path)
+                summary = check_toc(self.server, fetched.path, fetched.entry, toc)
+                step("fetch", f"{fetched.location}; {summary}", t)
                 stamp = f"{self.clock():%Y%m%d%H%M%S}"
                 scratch = derived_name(target, "restoring", stamp)
                 t = time.monotonic()
-                load_dump(self.server, fetched.path, scratch, jobs, progress, toc.entries)
+                counts = load_dump(self.server, fetched.path, scratch, toc, jobs, progress)
                 step("pg_restore", f"into {scratch}", t)
                 t = time.monotonic()
                 progress("checking row counts", None)
                 try:
-                    tables = check_counts(self.server, scratch, fetched.entry.row_counts)
+                    tables = check_counts(fetched.entry.row_counts, counts)
                 except BaseException:
                     self.server.drop_database(scratch)
                     raise

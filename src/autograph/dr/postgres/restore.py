@@ -1,8 +1,10 @@
-"""Loading a dump into a fresh database, and checking it against the manifest.
+"""Loading a dump into a fresh database, with its tables' exact row counts.
 
-``load_dump`` creates an empty database and runs ``pg_restore -j N --exit-on-error``; on any
-failure the new database is dropped, so nothing is left behind. ``count_mismatches`` compares
-the loaded tables' exact row counts with the manifest's. The swap into place is
+``load_dump`` creates an empty database and runs ``pg_restore -j N --exit-on-error -v``; on any
+failure the new database is dropped, so nothing is left behind. pg_restore's verbose output says
+when each table's data is loaded; that table is counted then, on its own connection, while
+pg_restore goes on building indexes and constraints — so the check costs little wall time.
+``check_counts`` compares the counts with the manifest's. The swap into place is
 :meth:`PgServer.swap`; the manager decides names and order.
 """
 
@@ -10,14 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import threading
 from pathlib import Path
 from typing import Any
 
 from autograph import commands
 from autograph.dr.models import ProgressFn, no_progress
-from autograph.dr.postgres.server import PgServer, row_counts
+from autograph.dr.postgres.server import PgServer, count_rows, row_counts
 from autograph.errors import AutographError, IntegrityError, OperationFailed
+
+_VERBOSE = ("processing item", "finished item", "launching item", "creating ", "executing ",
+            "processing data", "connecting ", "entering main", "finished main", "setting owner",
+            "dropping ", "disabling ", "enabling ")
 
 
 def default_jobs() -> int:
@@ -38,26 +45,45 @@ def toc_entries(server: PgServer, path: Path) -> list[str]:
     return [line for line in listing.stdout.splitlines() if line and not line.startswith(";")]
 
 
-def load_dump(server: PgServer, path: Path, dbname: str, jobs: int | None = None,
-              progress: ProgressFn = no_progress, total_items: int | None = None) -> None:
-    """Create ``dbname`` and restore the dump at ``path`` into it.
+def data_items(toc: list[str]) -> dict[str, tuple[str, str]]:
+    """TOC id -> (schema, table) of each TABLE DATA entry whose names hold no spaces."""
+    found: dict[str, tuple[str, str]] = {}
+    for line in toc:
+        ident, _, rest = line.partition(";")
+        _, marker, names = rest.partition(" TABLE DATA ")
+        parts = names.split()
+        if marker and len(parts) == 3:
+            found[ident.strip()] = (parts[0], parts[1])
+    return found
+
+
+def load_dump(server: PgServer, path: Path, dbname: str, toc: list[str], jobs: int | None = None,
+              progress: ProgressFn = no_progress) -> dict[str, int]:
+    """Create ``dbname``, restore the dump at ``path`` into it; return every table's row count.
 
     Raises OperationFailed (pg_restore's error in the message) or DependencyDown; the new
     database is dropped before raising.
     """
     server.create_database(dbname)
+    counter = _Counter(server, dbname)
     try:
         args = [server.program("pg_restore"), "-j", str(jobs or default_jobs()),
                 "--exit-on-error", "-v", *server.tool_args(dbname), str(path)]
         proc = commands.start(args, env=server.tool_env(), stdout=None)
-        watcher = _Watcher(proc.stderr, progress, total_items)
+        counter.start()
+        watcher = _Watcher(proc.stderr, progress, len(toc), data_items(toc), counter.add)
         watcher.start()
         proc.wait()
         watcher.join()
         if proc.returncode != 0:
             raise OperationFailed(f"pg_restore failed (exit {proc.returncode}): "
                                   f"{commands.tail(watcher.errors())}")
+        counts = counter.finish()
+        with server.connect(dbname) as conn:
+            counts.update(row_counts(conn, skip=set(counts)))
+        return counts
     except BaseException:
+        counter.stop()
         with contextlib.suppress(AutographError):
             server.drop_database(dbname)
         raise
@@ -76,18 +102,11 @@ def count_mismatches(expected: dict[str, int] | None, actual: dict[str, int]) ->
     return problems
 
 
-def loaded_counts(server: PgServer, dbname: str) -> dict[str, int]:
-    """Exact row counts of every table in ``dbname``."""
-    with server.connect(dbname) as conn:
-        return row_counts(conn)
-
-
-def check_counts(server: PgServer, dbname: str, expected: dict[str, int] | None) -> int:
-    """Compare ``dbname``'s row counts with ``expected``; return the tables checked.
+def check_counts(expected: dict[str, int] | None, actual: dict[str, int]) -> int:
+    """Compare loaded row counts with the manifest's; return the tables checked.
 
     Raises IntegrityError listing the first differences.
     """
-    actual = loaded_counts(server, dbname)
     problems = count_mismatches(expected, actual)
     if problems:
         shown = "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)"
@@ -96,19 +115,57 @@ def check_counts(server: PgServer, dbname: str, expected: dict[str, int] | None)
     return len(actual)
 
 
-_VERBOSE = ("processing item", "finished item", "launching item", "creating ", "executing ",
-            "processing data", "connecting ", "entering main", "finished main", "setting owner",
-            "dropping ", "disabling ", "enabling ")
+class _Counter(threading.Thread):
+    """Counts tables handed to ``add`` on its own connection, one after another."""
+
+    def __init__(self, server: PgServer, dbname: str) -> None:
+        super().__init__(name="restore-counts", daemon=True)
+        self._server = server
+        self._dbname = dbname
+        self._queue: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self._counts: dict[str, int] = {}
+        self._error: BaseException | None = None
+        self._conn: Any = None
+
+    def add(self, table: tuple[str, str]) -> None:
+        self._queue.put(table)
+
+    def run(self) -> None:
+        try:
+            while (item := self._queue.get()) is not None:
+                if self._conn is None:
+                    self._conn = self._server.connect(self._dbname)
+                self._counts[f"{item[0]}.{item[1]}"] = count_rows(self._conn, *item)
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+
+    def finish(self) -> dict[str, int]:
+        """Wait for the queued counts; those that failed are left for the caller to redo."""
+        self._queue.put(None)
+        self.join()
+        return dict(self._counts) if self._error is None else {}
+
+    def stop(self) -> None:
+        if self.is_alive():
+            self._queue.put(None)
+            self.join(timeout=30)
 
 
 class _Watcher(threading.Thread):
-    """Reads pg_restore's verbose stderr: progress from items done, everything else kept."""
+    """Reads pg_restore's verbose stderr: progress and loaded tables; other lines kept."""
 
-    def __init__(self, stream: Any, progress: ProgressFn, total: int | None) -> None:
+    def __init__(self, stream: Any, progress: ProgressFn, total: int,
+                 items: dict[str, tuple[str, str]],
+                 loaded: Any) -> None:
         super().__init__(name="pg_restore-stderr", daemon=True)
         self._stream = stream
         self._progress = progress
-        self._total = total
+        self._total = max(1, total)
+        self._items = items
+        self._loaded = loaded
         self._other: list[str] = []
 
     def run(self) -> None:
@@ -117,8 +174,10 @@ class _Watcher(threading.Thread):
             line = raw.decode(errors="replace").rstrip().removeprefix("pg_restore: ")
             if line.startswith(("processing item", "finished item")):
                 done += 1
-                fraction = min(1.0, done / self._total) if self._total else None
-                self._progress("restoring", fraction)
+                self._progress("restoring", min(1.0, done / self._total))
+                words = line.split()
+                if words[0] == "finished" and len(words) > 2 and words[2] in self._items:
+                    self._loaded(self._items[words[2]])
             elif not line.startswith(_VERBOSE):
                 self._other.append(line)
 

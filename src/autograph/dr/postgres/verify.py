@@ -46,9 +46,13 @@ class TocSummary:
         return f"{self.entries} entries, {self.tables} tables with data"
 
 
-def check_toc(server: PgServer, path: Path, manifest: Manifest) -> TocSummary:
-    """Raise IntegrityError unless pg_restore reads the TOC and it covers every counted table."""
-    entries = toc_entries(server, path)
+def check_toc(server: PgServer, path: Path, manifest: Manifest,
+              entries: list[str] | None = None) -> TocSummary:
+    """Raise IntegrityError unless pg_restore reads the TOC and it covers every counted table.
+
+    ``entries``: the TOC when already read (``toc_entries``).
+    """
+    entries = toc_entries(server, path) if entries is None else entries
     data = {" ".join(line.split()) for line in entries if " TABLE DATA " in line}
     missing = []
     for table in manifest.row_counts or {}:
@@ -97,9 +101,9 @@ def verify_dump(server: PgServer, path: Path, manifest: Manifest, *, deep: bool 
 
 def _deep(server: PgServer, path: Path, manifest: Manifest, scratch: str,
           progress: ProgressFn) -> str:
-    load_dump(server, path, scratch, progress=progress)
+    counts = load_dump(server, path, scratch, toc_entries(server, path), progress=progress)
     try:
-        tables = check_counts(server, scratch, manifest.row_counts)
+        tables = check_counts(manifest.row_counts, counts)
     finally:
         server.drop_database(scratch)
     return f"{tables} tables restored, row counts match"
