@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     backup_s3_secret_key: SecretStr | None = None
     database_backup_interval_seconds: int = 24 * 3600
     bucket_backup_interval_seconds: int = 7 * 24 * 3600
+    base_backup_interval_seconds: int = Field(
+        default=24 * 3600, description="physical base backups (with streamed WAL: PITR)")
+    base_backups_keep: int = Field(default=2, ge=1, description="newest base backups kept")
     scheduler_enabled: bool = True
     scheduler_poll_seconds: float = 30.0
     scheduler_startup_delay_seconds: float = Field(

@@ -100,7 +100,7 @@ def test_status_alerts_and_metrics_through_the_gateway(settings: Settings, histo
     assert [a["key"] for a in cli["active_alerts"]] == ["backup_failed:database"]
     assert {(s["kind"], s["source"]) for s in cli["sources"]} == {
         ("database", "autograph"), ("bucket", "diagrams"), ("bucket", "exports"),
-        ("bucket", "uploads")}
+        ("bucket", "uploads"), ("basebackup", "cluster")}
     table = CliRunner().invoke(cli_app, ["dr", "status"], env=settings_env(settings))
     assert "backup_failed:database" in table.stdout and "scheduled_backup_a" in table.stdout
 

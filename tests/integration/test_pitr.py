@@ -150,3 +150,21 @@ def test_cli_reports_the_wal_stream_and_prunes_wal_no_base_backup_needs(stack: S
     assert removed and all(name.split("/")[1][8:24] < start[8:] for name in removed)
     bad = runner.invoke(app, ["backup", "base", "recover", "--to", "yesterday", "--yes"], env=env)
     assert bad.exit_code != 0 and "ISO 8601" in bad.output
+
+
+def test_scheduled_base_backup_then_prune_keeps_the_newest(stack: Stack) -> None:
+    from autograph.dr.runtime import build_schedules, open_catalogs
+
+    catalogs = open_catalogs(stack.settings, stack.creds)
+    schedule = next(s for s in build_schedules(stack.settings, stack.creds, catalogs)
+                    if s.kind == "basebackup")
+    assert schedule.sources == ("cluster",)
+    for _ in range(3):
+        entry = schedule.backup("cluster")
+        assert "scheduled" in entry.tags  # type: ignore[attr-defined]
+        time.sleep(1.1)  # distinct names (second resolution)
+    newest = [e.name for e in catalogs["basebackup"].list().backups][:2]
+    assert schedule.prune is not None
+    removed = schedule.prune()
+    assert [e.name for e in catalogs["basebackup"].list().backups] == newest
+    assert len([r for r in removed if "/" not in r]) >= 1  # type: ignore[union-attr]

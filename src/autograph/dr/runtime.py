@@ -85,8 +85,9 @@ def build_dispatcher(settings: Settings, *, clock: Clock = utc_now,
         state_path=settings.dr_dir / ALERT_STATE_NAME)
 
 
-SCHEDULED_KINDS: tuple[Kind, ...] = PRUNED_KINDS
-"""The plan's scheduled kinds: database dumps and bucket archives."""
+SCHEDULED_KINDS: tuple[Kind, ...] = (*PRUNED_KINDS, "basebackup")
+"""The plan's scheduled kinds (database dumps, bucket archives) and the base backups that,
+with the streamed WAL, give recovery to the latest point (SPEC §7)."""
 
 
 def open_catalogs(settings: Settings, creds: Credentials) -> dict[Kind, Catalog]:
@@ -117,25 +118,44 @@ def bucket_backup(settings: Settings, creds: Credentials, clock: Clock) -> Backu
     return run
 
 
+def base_backup(settings: Settings, creds: Credentials, clock: Clock) -> BackupFn:
+    """Runs one scheduled base backup of the cluster (``scheduled_base_<ts>``)."""
+
+    def run(_source: str) -> object:
+        from autograph.dr.postgres.physical import PhysicalBackupManager
+
+        return PhysicalBackupManager(settings, creds, clock=clock).create(tags=("scheduled",))
+
+    return run
+
+
 def intervals(settings: Settings) -> dict[Kind, timedelta]:
     """The schedule interval of each kind."""
     return {"database": timedelta(seconds=settings.database_backup_interval_seconds),
-            "bucket": timedelta(seconds=settings.bucket_backup_interval_seconds)}
+            "bucket": timedelta(seconds=settings.bucket_backup_interval_seconds),
+            "basebackup": timedelta(seconds=settings.base_backup_interval_seconds)}
 
 
 def sources(settings: Settings) -> dict[Kind, tuple[str, ...]]:
-    """What each kind backs up: the application database; the application buckets."""
-    return {"database": (settings.pg_database,), "bucket": tuple(settings.app_buckets)}
+    """What each kind backs up: the application database; the application buckets; the
+    whole cluster (base backups)."""
+    return {"database": (settings.pg_database,), "bucket": tuple(settings.app_buckets),
+            "basebackup": ("cluster",)}
 
 
 def build_schedules(settings: Settings, creds: Credentials, catalogs: dict[Kind, Catalog],
                     clock: Clock = utc_now) -> list[Schedule]:
     """The plan's schedules, each followed by a prune of its kind."""
     runners = {"database": database_backup(settings, creds, clock),
-               "bucket": bucket_backup(settings, creds, clock)}
+               "bucket": bucket_backup(settings, creds, clock),
+               "basebackup": base_backup(settings, creds, clock)}
     every, what = intervals(settings), sources(settings)
 
     def pruner(kind: Kind) -> Callable[[], object]:
+        if kind == "basebackup":
+            from autograph.dr.postgres.physical import prune_base_backups
+
+            return lambda: prune_base_backups(settings, catalogs[kind])
         return lambda: prune_kind(catalogs[kind], clock())
 
     return [Schedule(kind, every[kind], what[kind], catalogs[kind], runners[kind], pruner(kind))

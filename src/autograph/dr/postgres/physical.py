@@ -329,3 +329,20 @@ def wal_summary(settings: Settings) -> dict[str, dict[str, Any]]:
             "newest_age_seconds": round(now - newest.stat().st_mtime, 1) if newest else None,
         }
     return summary
+
+
+def prune_base_backups(settings: Settings, catalog: Catalog) -> list[str]:
+    """Keep the newest ``base_backups_keep`` base backups (and any pinned or being restored),
+    delete the rest from both tiers, then the WAL none of the kept ones needs. Returns what
+    was removed (backup names, then ``sysid/segment`` files)."""
+    listing = catalog.list()
+    if listing.unreachable:
+        return []
+    busy = locks.busy_names(settings.backups_dir, KIND)
+    removed: list[str] = []
+    for entry in listing.backups[settings.base_backups_keep:]:
+        if "pinned" in entry.tags or entry.name in busy:
+            continue
+        catalog.delete(entry.name)
+        removed.append(entry.name)
+    return removed + prune_wal(settings, catalog)
