@@ -23,6 +23,7 @@ Callers hold the kind's lock (:mod:`autograph.dr.locks`) around writes and clean
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import io
 from concurrent.futures import ThreadPoolExecutor
@@ -152,7 +153,7 @@ class Catalog:
 
         A tier that cannot be read is named in ``unreachable``; the other tier still lists.
         """
-        problems: list[str] = []
+        problems: builtins.list[str] = []
         unreachable: dict[str, str] = {}
         per_tier: dict[str, dict[str, Manifest]] = {}
         for store in self.tiers():
@@ -233,7 +234,7 @@ class Catalog:
             return manifest.model_copy(update={"s3_copy": "missing", "s3_error": exc.message})
         return manifest.model_copy(update={"s3_copy": "uploaded", "s3_error": None})
 
-    def write_manifest(self, manifest: Manifest, tiers: list[str]) -> None:
+    def write_manifest(self, manifest: Manifest, tiers: builtins.list[str]) -> None:
         """Write ``NAME.manifest.json`` into the named tiers (local first)."""
         data = manifest.model_dump_json(indent=2).encode()
         for store in self.tiers():
@@ -247,7 +248,7 @@ class Catalog:
         If the S3 manifest cannot be written, the local manifest records the copy as missing.
         """
         validate_name(manifest.name)
-        tiers: list[Tier] = ["local"]
+        tiers: builtins.list[Tier] = ["local"]
         self.write_manifest(manifest, ["local"])
         if manifest.s3_copy == "uploaded":
             try:
@@ -283,7 +284,7 @@ class Catalog:
             except AutographError:
                 continue
 
-    def delete(self, name: str) -> list[str]:
+    def delete(self, name: str) -> builtins.list[str]:
         """Delete backup ``name`` from every tier (manifest first); return the tiers.
 
         Raises NotFound; Conflict if it is being restored or verified; DependencyDown if a
@@ -311,7 +312,7 @@ class Catalog:
         IntegrityError when no intact copy exists (nothing is changed then).
         """
         entry = self.get(name)
-        notes: list[str] = []
+        notes: builtins.list[str] = []
         if "local" in entry.locations:
             path = self.local.path(entry.artifact)
             with self.local.open(entry.artifact) as stream:
@@ -338,12 +339,12 @@ class Catalog:
 
     # Maintenance -----------------------------------------------------------------------------
 
-    def incomplete(self) -> dict[str, list[str]]:
+    def incomplete(self) -> dict[str, builtins.list[str]]:
         """Per reachable tier, the keys that belong to no manifest (interrupted backups).
 
         Local temporary files (``.NAME.partial-…``) are included.
         """
-        found: dict[str, list[str]] = {}
+        found: dict[str, builtins.list[str]] = {}
         for store in self.tiers():
             try:
                 found[store.tier] = self._orphans(store)
@@ -352,19 +353,19 @@ class Catalog:
         found["local"] = found.get("local", []) + [p.name for p in self.local.partials()]
         return found
 
-    def _orphans(self, store: BackupStore) -> list[str]:
+    def _orphans(self, store: BackupStore) -> builtins.list[str]:
         """Keys of ``store`` that are neither a manifest nor ``NAME.*`` of one (no reads)."""
         keys = [o.key for o in store.list()]
         stems = [k[: -len(MANIFEST_SUFFIX)] + "." for k in keys if k.endswith(MANIFEST_SUFFIX)]
         return [k for k in keys if not k.endswith(MANIFEST_SUFFIX)
                 and not any(k.startswith(stem) for stem in stems)]
 
-    def clean_incomplete(self) -> list[str]:
+    def clean_incomplete(self) -> builtins.list[str]:
         """Remove interrupted backups' files from every reachable tier; return ``tier:key``s.
 
         Only call while holding the kind's lock: an artifact being written has no manifest yet.
         """
-        removed: list[str] = []
+        removed: builtins.list[str] = []
         for tier, keys in self.incomplete().items():
             for key in keys:
                 if tier == "local" and key.startswith("."):

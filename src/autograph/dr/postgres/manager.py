@@ -7,6 +7,7 @@ at a time (:mod:`autograph.dr.locks`); outcomes go to :mod:`autograph.dr.hooks`.
 
 from __future__ import annotations
 
+import builtins
 import statistics
 import tempfile
 import time
@@ -21,6 +22,7 @@ from autograph.dr.catalog import Catalog, SyncReport, open_catalog
 from autograph.dr.models import (
     BackupEntry,
     BackupList,
+    Kind,
     Manifest,
     ProgressFn,
     RestoreResult,
@@ -38,7 +40,7 @@ from autograph.dr.storage.follow import FollowUpload
 from autograph.errors import AutographError, IntegrityError, NotFound
 from autograph.secrets import Credentials
 
-KIND = "database"
+KIND: Kind = "database"
 FORMAT = "pg_dump -Fc"
 
 
@@ -255,7 +257,7 @@ class DatabaseBackupManager:
         validate_name(name)
         target = validate_name(target, "database name") if target else self.server.live_database
         started = time.monotonic()
-        steps: list[StepRecord] = []
+        steps: builtins.list[StepRecord] = []
 
         def step(label: str, detail: str, since: float) -> None:
             steps.append(StepRecord(name=label, duration_seconds=round(time.monotonic() - since,
@@ -308,7 +310,7 @@ class DatabaseBackupManager:
                                      data={"duration_seconds": result.duration_seconds}))
         return result
 
-    def previous_databases(self) -> list[str]:
+    def previous_databases(self) -> builtins.list[str]:
         """Databases kept by earlier restores (``<db>__pre_restore_<ts>``), newest first."""
         prefix = derived_name(self.server.live_database, "pre_restore", "")
         return sorted(self.server.databases(prefix), reverse=True)
@@ -330,7 +332,7 @@ class DatabaseBackupManager:
 
     # Maintenance -----------------------------------------------------------------------------
 
-    def delete(self, name: str, lock: locks.OperationLock | None = None) -> list[str]:
+    def delete(self, name: str, lock: locks.OperationLock | None = None) -> builtins.list[str]:
         """Delete ``name`` from both tiers; return the tiers it was in.
 
         Raises InvalidInput, NotFound, Conflict (busy), DependencyDown (a tier unreachable).

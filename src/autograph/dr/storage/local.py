@@ -7,6 +7,7 @@ are created mode 0600 (backups hold user data). Keys are plain file names, never
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 import secrets
@@ -178,7 +179,7 @@ class LocalStore:
         except OSError as exc:
             raise _disk_error(exc, f"cannot delete {self.root / key}") from None
 
-    def partials(self) -> list[Path]:
+    def partials(self) -> builtins.list[Path]:
         """Temporary files left by interrupted writes (only safe to remove under the lock)."""
         if not self.root.is_dir():
             return []

@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -227,7 +227,7 @@ class S3Store:
         except (BotoCoreError, ClientError) as exc:
             raise s3_error(exc, where) from None
         try:
-            yield _BodyReader(body, where)
+            yield cast(BinaryIO, _BodyReader(body, where))
         finally:
             body.close()
 
