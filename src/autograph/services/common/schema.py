@@ -71,4 +71,12 @@ CREATE TABLE object_deletions (
     PRIMARY KEY (bucket, object_key)
 );
 """),
+    Migration(2, "object reservations: queued deletions that wait until not_before", """
+-- A write first reserves its object key here (not_before in the future) and removes the
+-- reservation in the transaction that inserts the row: a crash between the object write and
+-- the commit leaves a reservation, and the purge deletes the orphan object later.
+ALTER TABLE object_deletions ADD COLUMN not_before timestamptz NOT NULL DEFAULT now();
+CREATE INDEX object_deletions_due ON object_deletions (not_before);
+CREATE INDEX diagram_versions_object_key ON diagram_versions (object_key);
+"""),
 )

@@ -1,8 +1,11 @@
 """S3 side of the diagram service: checksummed puts and gets, and the deletion queue.
 
-Object writes come first and rows second; when the row cannot be written the object is
-deleted again. Rows go first on delete: their objects are queued in ``object_deletions`` in
-the same transaction and removed afterwards (retried at the next start if S3 fails).
+Writes: the object key is first reserved in ``object_deletions`` (due after a grace period),
+then the object is written, then the row is inserted and the reservation removed in one
+transaction; if that transaction fails the object is deleted at once, and if the process dies
+in between, the reservation falls due and the purge deletes the orphan. Deletes: rows go
+first, their objects are queued in the same transaction and removed afterwards (retried on
+the next purge if S3 fails). The purge never deletes an object a row still references.
 """
 
 from __future__ import annotations
@@ -23,6 +26,15 @@ log = logging.getLogger("autograph.diagrams")
 DIAGRAMS_BUCKET = "diagrams"
 UPLOADS_BUCKET = "uploads"
 CHUNK = 1024 * 1024
+RESERVATION_GRACE = "15 minutes"
+
+_DROP_REFERENCED = """
+    DELETE FROM object_deletions q
+    WHERE (q.bucket = %s AND EXISTS (
+               SELECT 1 FROM diagram_versions v WHERE v.object_key = q.object_key))
+       OR (q.bucket = %s AND EXISTS (
+               SELECT 1 FROM uploads u WHERE u.object_key = q.object_key))
+"""
 
 
 def _missing(exc: ClientError) -> bool:
@@ -96,16 +108,35 @@ async def undo_put(s3: Any, bucket: str, key: str) -> None:
     await asyncio.shield(delete_quietly(s3, bucket, key))
 
 
+async def reserve(resources: Resources, bucket: str, key: str) -> None:
+    """Record an object about to be written, due for deletion after the grace period unless
+    the row that references it commits first (then :func:`release` removes the record)."""
+    pool = await resources.db()
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO object_deletions (bucket, object_key, not_before) "
+            f"VALUES (%s, %s, now() + interval '{RESERVATION_GRACE}') ON CONFLICT DO NOTHING",
+            (bucket, key))
+
+
+async def release(conn: Any, bucket: str, key: str) -> None:
+    """Drop a reservation inside the transaction that inserts the object's row."""
+    await conn.execute("DELETE FROM object_deletions WHERE bucket = %s AND object_key = %s",
+                       (bucket, key))
+
+
 async def purge_queued(resources: Resources,
                        items: Iterable[tuple[str, str]] | None = None) -> int:
-    """Delete queued objects (the given ones, or up to 1000 from the queue) and dequeue
-    those gone, stopping at the first S3 failure; returns how many were removed. Never
-    raises for an S3 failure."""
+    """Delete queued objects that are due and unreferenced (or the given ones), dequeue those
+    gone, stop at the first S3 failure; returns how many were removed. Never raises for an
+    S3 failure."""
     pool = await resources.db()
     if items is None:
         async with pool.connection() as conn:
+            await conn.execute(_DROP_REFERENCED, (DIAGRAMS_BUCKET, UPLOADS_BUCKET))
             cursor = await conn.execute(
-                "SELECT bucket, object_key FROM object_deletions ORDER BY queued_at LIMIT 1000")
+                "SELECT bucket, object_key FROM object_deletions WHERE not_before <= now() "
+                "ORDER BY queued_at LIMIT 1000")
             items = [(row[0], row[1]) for row in await cursor.fetchall()]
     done: list[tuple[str, str]] = []
     for bucket, key in items:

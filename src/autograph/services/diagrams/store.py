@@ -62,16 +62,18 @@ async def _canvas(resources: Resources, row: dict[str, Any]) -> dict[str, Any]:
 
 async def create_diagram(resources: Resources, owner_id: int, name: str,
                          canvas: dict[str, Any] | None) -> DiagramDetail:
-    """Store the canvas object, then the diagram and its version 1 in one transaction (the
-    object is deleted again if the transaction fails)."""
+    """Reserve the object key, store the canvas object, then the diagram and its version 1
+    in one transaction (the object is deleted again if the transaction fails)."""
     data, sha256 = encode_canvas(canvas or {})
     diagram_id = uuid.uuid4()
     key = f"{diagram_id}/{uuid.uuid4().hex}.json"
-    pool = await resources.db()  # fail before writing anything when PostgreSQL is down
+    pool = await resources.db()
+    await objects.reserve(resources, objects.DIAGRAMS_BUCKET, key)
     await objects.put_bytes(resources.s3, objects.DIAGRAMS_BUCKET, key, data, CANVAS_TYPE,
                             sha256)
     try:
         async with pool.connection() as conn, conn.transaction():
+            await objects.release(conn, objects.DIAGRAMS_BUCKET, key)
             await conn.execute(
                 "INSERT INTO diagrams (id, owner_id, name, current_version) "
                 "VALUES (%s, %s, %s, 1)", (diagram_id, owner_id, name))
@@ -135,10 +137,13 @@ async def update_diagram(resources: Resources, owner_id: int, diagram_id: uuid.U
     if canvas is not None:
         data, sha256 = encode_canvas(canvas)
         key = f"{diagram_id}/{uuid.uuid4().hex}.json"
+        await objects.reserve(resources, objects.DIAGRAMS_BUCKET, key)
         await objects.put_bytes(resources.s3, objects.DIAGRAMS_BUCKET, key, data,
                                 CANVAS_TYPE, sha256)
     try:
         async with pool.connection() as conn, conn.transaction():
+            if key is not None:
+                await objects.release(conn, objects.DIAGRAMS_BUCKET, key)
             cursor = conn.cursor(row_factory=dict_row)
             await cursor.execute(
                 _DIAGRAM + " WHERE d.id = %s AND d.owner_id = %s FOR UPDATE OF d",

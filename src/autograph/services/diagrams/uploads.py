@@ -64,10 +64,12 @@ async def create_upload(resources: Resources, owner_id: int, diagram_id: uuid.UU
     upload_id = uuid.uuid4()
     key = f"{diagram_id}/{upload_id}"
     name, media = clean_filename(filename), clean_content_type(content_type)
+    await objects.reserve(resources, objects.UPLOADS_BUCKET, key)
     await objects.put_file(resources.s3, objects.UPLOADS_BUCKET, key, stream, media, sha256)
     pool = await resources.db()
     try:
         async with pool.connection() as conn, conn.transaction():
+            await objects.release(conn, objects.UPLOADS_BUCKET, key)
             cursor = conn.cursor(row_factory=dict_row)
             await cursor.execute(
                 "INSERT INTO uploads (id, diagram_id, owner_id, filename, content_type, "
