@@ -174,3 +174,14 @@ def test_a_present_service_that_was_not_verified_is_not_a_pass() -> None:
     ev = _evidence()
     ev.components.append("export")
     assert _status(_report(ev))[CRITERIA[6]] == "not_checked"
+
+
+def test_a_table_that_changed_while_the_backup_ran_is_listed_not_failed() -> None:
+    ev = _evidence()
+    ev.after = _state(10, "c9", {"a": "e1"})
+    ev.volatile = {"tables": ["diagrams"], "buckets": []}
+    report = _report(ev)
+    assert report.integrity["database"]["ok"]
+    assert report.integrity["database"]["changed_during_backup"] == ["diagrams"]
+    line = next(c for c in report.success_criteria if c.item == CRITERIA[7])
+    assert line.status == "pass" and "changed while the backup ran" in line.evidence

@@ -241,10 +241,12 @@ def run_drill(stack: Stack, scenario: Scenario, options: DrillOptions, dr_dir: P
                 assert writer is not None
                 writer.pause()
                 try:
-                    shot = integrity.fingerprint(settings, stack.creds, s3)
+                    shot, settled = settled_fingerprint(stack, s3)
                     taken = take_backups(stack, str(n), clock)
+                    after = integrity.fingerprint(settings, stack.creds, s3)
                 finally:
                     writer.resume()
+                _note_volatile(ev, shot, after, settled)
                 ev.at_backup[taken["database"].name] = shot
                 for entry in taken["buckets"].values():
                     ev.at_backup[entry.name] = shot
@@ -265,7 +267,10 @@ def run_drill(stack: Stack, scenario: Scenario, options: DrillOptions, dr_dir: P
         def stop_and_snapshot() -> str:
             assert writer is not None
             writer.stop()
-            ev.before = integrity.fingerprint(settings, stack.creds, s3)
+            ev.before, settled = settled_fingerprint(stack, s3)
+            if not settled:
+                ev.issues.append("the data kept changing after the writer stopped (another "
+                                 "writer is active): comparisons may show its changes")
             ev.workload["writer"] = writer.stats()
             return f"writer stopped: {writer.stats()}"
 
@@ -284,6 +289,35 @@ def run_drill(stack: Stack, scenario: Scenario, options: DrillOptions, dr_dir: P
                       mode="live" if live else "sandbox")
     write_report(report, dr_dir)
     return report
+
+
+def settled_fingerprint(stack: Stack, s3: Any, tries: int = 12, pause: float = 0.5
+                        ) -> tuple[integrity.Fingerprint, bool]:
+    """A fingerprint once two in a row agree (background followers, such as the webhook
+    watcher's cursor, have caught up); False if the data never settled."""
+    shot = integrity.fingerprint(stack.settings, stack.creds, s3)
+    for _ in range(tries):
+        time.sleep(pause)
+        again = integrity.fingerprint(stack.settings, stack.creds, s3)
+        if again.tables == shot.tables and again.objects == shot.objects:
+            return again, True
+        shot = again
+    return shot, False
+
+
+def _note_volatile(ev: Evidence, before: integrity.Fingerprint,
+                   after: integrity.Fingerprint, settled: bool) -> None:
+    """Tables and buckets that changed while a backup ran: their state at the backup is not
+    known exactly, so they cannot be compared with what a restore brings back."""
+    tables = {t for t in set(before.tables) | set(after.tables)
+              if before.tables.get(t) != after.tables.get(t)}
+    buckets = {b for b in set(before.objects) | set(after.objects)
+               if before.objects.get(b) != after.objects.get(b)}
+    ev.volatile["tables"] = sorted(set(ev.volatile.get("tables", [])) | tables)
+    ev.volatile["buckets"] = sorted(set(ev.volatile.get("buckets", [])) | buckets)
+    if tables or buckets or not settled:
+        ev.issues.append(f"data changed while a backup was taken (tables {sorted(tables)}, "
+                         f"buckets {sorted(buckets)}): not compared exactly")
 
 
 def _corrupt_latest(stack: Stack, ev: Evidence) -> str:

@@ -55,6 +55,7 @@ class Evidence:
     relogin: dict[str, Any] | None = None
     dataset_check: dict[str, Any] | None = None
     verify_checks: dict[str, Any] | None = None
+    volatile: dict[str, list[str]] = field(default_factory=dict)  # changed during a backup
     issues: list[str] = field(default_factory=list)
 
     def step(self, name: str) -> StepResult | None:
@@ -138,9 +139,10 @@ def integrity_report(ev: Evidence, restored: dict[str, Any]) -> dict[str, Any]:
         else:
             expected_tables, basis = ev.before.tables, "state before the failure"
         result["database"] = ({"checked": False, "why": f"no fingerprint of {basis}"}
-                              if expected_tables is None else
-                              {"checked": True, "basis": basis,
-                               **compare_tables(expected_tables, ev.after.tables)})
+                              if expected_tables is None else _leniently(
+                                  {"checked": True, "basis": basis,
+                                   **compare_tables(expected_tables, ev.after.tables)},
+                                  ev.volatile.get("tables", [])))
         expected_objects: dict[str, dict[str, tuple[str, int]]] = {}
         bases = {}
         for bucket in ev.before.objects:
@@ -153,12 +155,24 @@ def integrity_report(ev: Evidence, restored: dict[str, Any]) -> dict[str, Any]:
             bases[bucket] = f"state at backup {name}" if shot else "state before the failure"
         actual = {b: ev.after.objects.get(b, {}) for b in expected_objects}
         result["objects"] = ({"checked": False, "why": "no fingerprint of the backups restored"}
-                             if not expected_objects else
-                             {"checked": True, "basis": bases,
-                              **compare_objects(expected_objects, actual)})
+                             if not expected_objects else _leniently(
+                                 {"checked": True, "basis": bases,
+                                  **compare_objects(expected_objects, actual)},
+                                 ev.volatile.get("buckets", [])))
     result["references"] = ev.dangling or {"checked": False}
     result["dataset"] = ev.dataset_check or {"checked": False}
     return result
+
+
+def _leniently(comparison: dict[str, Any], volatile: list[str]) -> dict[str, Any]:
+    """Mismatches in what changed while the backup ran are listed apart, not held against
+    the restore (the exact state the backup caught is unknown for them)."""
+    excused = [name for name in comparison["mismatched"] if name in volatile]
+    if excused:
+        comparison["mismatched"] = [n for n in comparison["mismatched"] if n not in excused]
+        comparison["changed_during_backup"] = excused
+        comparison["ok"] = not comparison["mismatched"]
+    return comparison
 
 
 def _rpo_figures(ev: Evidence) -> RpoFigures:
@@ -184,6 +198,9 @@ def _corruption_verdict(ev: Evidence, integrity: dict[str, Any]) -> tuple[bool |
         parts.append(f"{kind} {'identical to' if found['ok'] else 'DIFFERS from'} "
                      f"{found['basis'] if kind == 'database' else 'expected'}"
                      + ("" if found["ok"] else f" ({', '.join(found['mismatched'])})"))
+        if found.get("changed_during_backup"):
+            parts.append(f"not compared ({kind}, changed while the backup ran): "
+                         f"{', '.join(found['changed_during_backup'])}")
     refs = integrity["references"]
     if refs.get("ok") is not None:
         verdicts.append(bool(refs["ok"]))
