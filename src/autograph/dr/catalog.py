@@ -26,6 +26,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import io
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,28 +116,36 @@ class Catalog:
 
     # Reading ---------------------------------------------------------------------------------
 
+    def _load(self, store: BackupStore, key: str,
+              artifact_size: Callable[[str], int | None]) -> Manifest | str | None:
+        """The manifest at ``key`` if valid and its artifact present; else why not (None: gone).
+
+        ``artifact_size(key)`` says the size of a key in the tier (None when missing).
+        """
+        try:
+            with store.open(key) as stream:
+                data = stream.read()
+            manifest = Manifest.model_validate_json(data)
+        except NotFound:
+            return None
+        except (ValidationError, ValueError) as exc:
+            return f"unreadable manifest ({type(exc).__name__})"
+        if manifest.name + MANIFEST_SUFFIX != key or manifest.kind != self.kind:
+            return "manifest does not match its file name or kind"
+        size = artifact_size(manifest.artifact)
+        if size is None:
+            return f"artifact {manifest.artifact} missing"
+        if size != manifest.size_bytes:
+            return f"artifact size {size} != manifest {manifest.size_bytes}"
+        return manifest
+
     def _read_tier(self, store: BackupStore, problems: list[str]) -> dict[str, Manifest]:
         """The valid manifests of one tier whose artifact is present, by name."""
-        objects = {o.key: o for o in store.list()}
-        keys = [k for k in objects if k.endswith(MANIFEST_SUFFIX)]
+        sizes = {o.key: o.size for o in store.list()}
+        keys = [k for k in sizes if k.endswith(MANIFEST_SUFFIX)]
 
-        def load(key: str) -> tuple[str, Manifest | str]:
-            try:
-                with store.open(key) as stream:
-                    data = stream.read()
-                manifest = Manifest.model_validate_json(data)
-            except NotFound:
-                return key, "vanished"
-            except (ValidationError, ValueError) as exc:
-                return key, f"unreadable manifest ({type(exc).__name__})"
-            if manifest.name + MANIFEST_SUFFIX != key or manifest.kind != self.kind:
-                return key, "manifest does not match its file name or kind"
-            art = objects.get(manifest.artifact)
-            if art is None:
-                return key, f"artifact {manifest.artifact} missing"
-            if art.size != manifest.size_bytes:
-                return key, f"artifact size {art.size} != manifest {manifest.size_bytes}"
-            return key, manifest
+        def load(key: str) -> tuple[str, Manifest | str | None]:
+            return key, self._load(store, key, sizes.get)
 
         with ThreadPoolExecutor(8) as pool:
             results = list(pool.map(load, keys)) if len(keys) > 1 else [load(k) for k in keys]
@@ -144,12 +153,25 @@ class Catalog:
         for key, value in results:
             if isinstance(value, Manifest):
                 found[value.name] = value
-            elif value != "vanished":
+            elif value is not None:
                 problems.append(f"{store.tier}: {key}: {value}")
         return found
 
-    def list(self) -> BackupList:
-        """Every committed backup, both tiers merged, newest first.
+    @staticmethod
+    def _merge(per_tier: dict[str, dict[str, Manifest]]) -> builtins.list[BackupEntry]:
+        merged: dict[str, BackupEntry] = {}
+        order: tuple[Tier, ...] = ("s3", "local")  # local last: the primary's manifest wins
+        for tier in order:
+            for name, manifest in per_tier.get(tier, {}).items():
+                previous = merged.get(name)
+                locations: builtins.list[Tier] = sorted(
+                    {*(previous.locations if previous else []), tier},
+                    key=lambda t: (t != "local", t))
+                merged[name] = BackupEntry(**manifest.model_dump(), locations=locations)
+        return sorted(merged.values(), key=lambda e: (e.created_at, e.name), reverse=True)
+
+    def list(self, tiers: tuple[str, ...] = ("local", "s3")) -> BackupList:
+        """Every committed backup, both tiers merged (or only ``tiers``), newest first.
 
         A tier that cannot be read is named in ``unreachable``; the other tier still lists.
         """
@@ -157,35 +179,55 @@ class Catalog:
         unreachable: dict[str, str] = {}
         per_tier: dict[str, dict[str, Manifest]] = {}
         for store in self.tiers():
+            if store.tier not in tiers:
+                continue
             try:
                 per_tier[store.tier] = self._read_tier(store, problems)
             except AutographError as exc:
                 unreachable[store.tier] = exc.message
-        merged: dict[str, BackupEntry] = {}
-        for tier in ("s3", "local"):  # local last: the primary copy's manifest wins
-            for name, manifest in per_tier.get(tier, {}).items():
-                previous = merged.get(name)
-                entry = BackupEntry(**manifest.model_dump(),
-                                    locations=previous.locations if previous else [])
-                entry.locations = sorted({*entry.locations, tier},
-                                         key=lambda t: (t != "local", t))  # type: ignore[arg-type]
-                merged[name] = entry
-        backups = sorted(merged.values(), key=lambda e: (e.created_at, e.name), reverse=True)
-        return BackupList(backups=backups, unreachable=unreachable, problems=problems)
+        return BackupList(backups=self._merge(per_tier), unreachable=unreachable,
+                          problems=problems)
+
+    def names(self) -> set[str]:
+        """Names with a manifest in any reachable tier (one listing per tier, no reads)."""
+        found: set[str] = set()
+        for store in self.tiers():
+            try:
+                found.update(o.key[: -len(MANIFEST_SUFFIX)] for o in store.list()
+                             if o.key.endswith(MANIFEST_SUFFIX))
+            except DependencyDown:
+                continue
+        return found
 
     def get(self, name: str) -> BackupEntry:
-        """One backup by name. Raises InvalidInput for a bad name, NotFound if not committed.
+        """One backup by name (reads only its own manifest in each tier).
 
-        When a tier is unreachable and the backup is not in the other one, raises
-        DependencyDown rather than NotFound.
+        Raises InvalidInput for a bad name, NotFound if not committed; DependencyDown when a
+        tier is unreachable and the backup is not in the other one.
         """
         validate_name(name)
-        listing = self.list()
-        for entry in listing.backups:
-            if entry.name == name:
-                return entry
-        if listing.unreachable:
-            tiers = ", ".join(f"{t}: {why}" for t, why in listing.unreachable.items())
+        per_tier: dict[str, dict[str, Manifest]] = {}
+        unreachable: dict[str, str] = {}
+        for store in self.tiers():
+
+            def size_of(key: str, store: BackupStore = store) -> int | None:
+                try:
+                    return store.stat(key).size
+                except NotFound:
+                    return None
+
+            try:
+                found = self._load(store, manifest_key(name), size_of)
+            except DependencyDown as exc:
+                unreachable[store.tier] = exc.message
+                continue
+            if isinstance(found, Manifest):
+                per_tier[store.tier] = {name: found}
+        entries = self._merge(per_tier)
+        if entries:
+            return entries[0]
+        if unreachable:
+            tiers = ", ".join(f"{t}: {why}" for t, why in unreachable.items())
             raise DependencyDown(f"backup {name} not found in the reachable tiers ({tiers})")
         raise NotFound(f"no {self.kind} backup named {name}")
 

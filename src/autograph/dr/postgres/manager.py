@@ -79,11 +79,10 @@ class DatabaseBackupManager:
         """One backup. Raises InvalidInput, NotFound."""
         return self.catalog.get(name)
 
-    def new_name(self, scheduled: bool = False, listing: BackupList | None = None) -> str:
+    def new_name(self, scheduled: bool = False) -> str:
         """``scheduled_backup_YYYYMMDD_HHMMSS`` or ``manual_backup_…``, suffixed if taken."""
         base = f"{'scheduled' if scheduled else 'manual'}_backup_{self.clock():%Y%m%d_%H%M%S}"
-        listing = listing or self.catalog.list()
-        taken = {entry.name for entry in listing.backups}
+        taken = self.catalog.names()
         name, n = base, 1
         while name in taken:
             name, n = f"{base}_{n}", n + 1
@@ -105,8 +104,8 @@ class DatabaseBackupManager:
         if name is not None:
             validate_name(name)
         with self._locked("backup", name or "", lock):
-            listing = self.catalog.list()
-            name = self.catalog.validate_new(name) if name else self.new_name(scheduled, listing)
+            earlier = self.catalog.list(tiers=("local",))  # for the size check: no S3 reads
+            name = self.catalog.validate_new(name) if name else self.new_name(scheduled)
             try:
                 entry = self._create(name, scheduled, tags, verify, upload, progress)
             except AutographError as exc:
@@ -115,7 +114,7 @@ class DatabaseBackupManager:
         hooks.emit(hooks.BackupEvent("backup_succeeded", KIND, name, f"{entry.size_bytes} bytes",
                                      data={"size_bytes": entry.size_bytes,
                                            "locations": list(entry.locations)}))
-        self._check_size(entry, listing)
+        self._check_size(entry, earlier)
         return entry
 
     def _create(self, name: str, scheduled: bool, tags: tuple[str, ...], verify: bool,
