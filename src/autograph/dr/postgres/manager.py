@@ -37,7 +37,7 @@ from autograph.dr.postgres.server import PgServer, derived_name
 from autograph.dr.postgres.verify import check_toc, verify_dump
 from autograph.dr.storage import sha256_of
 from autograph.dr.storage.follow import FollowUpload
-from autograph.errors import AutographError, IntegrityError, NotFound
+from autograph.errors import AutographError, IntegrityError, NotFound, OperationFailed
 from autograph.secrets import Credentials
 
 KIND: Kind = "database"
@@ -111,6 +111,10 @@ class DatabaseBackupManager:
             except AutographError as exc:
                 hooks.emit(hooks.BackupEvent("backup_failed", KIND, name, exc.message))
                 raise
+            except Exception as exc:
+                failure = OperationFailed(f"backup {name} failed: {type(exc).__name__}: {exc}")
+                hooks.emit(hooks.BackupEvent("backup_failed", KIND, name, failure.message))
+                raise failure from exc
         hooks.emit(hooks.BackupEvent("backup_succeeded", KIND, name, f"{entry.size_bytes} bytes",
                                      data={"size_bytes": entry.size_bytes,
                                            "locations": list(entry.locations)}))
@@ -193,6 +197,8 @@ class DatabaseBackupManager:
                 locks.mark_busy(self.settings.backups_dir, KIND, name, "verify"):
             entry = self.catalog.get(name)
             manifest = entry.manifest()
+            if deep:
+                self._drop_leftovers(self.server.live_database)
             scratch = derived_name(self.server.live_database, "verify",
                                    f"{self.clock():%Y%m%d%H%M%S}")
             with self._local_copy(entry) as path:
@@ -266,6 +272,7 @@ class DatabaseBackupManager:
             with self._locked("restore", name, lock), \
                     locks.mark_busy(self.settings.backups_dir, KIND, name, "restore"):
                 t = time.monotonic()
+                self._drop_leftovers(target)
                 progress("fetching and checking the artifact", None)
                 fetched = self.catalog.fetch(name)
                 toc = toc_entries(self.server, fetched.path)
@@ -299,6 +306,10 @@ class DatabaseBackupManager:
         except AutographError as exc:
             hooks.emit(hooks.BackupEvent("restore_failed", KIND, name, exc.message))
             raise
+        except Exception as exc:
+            failure = OperationFailed(f"restore of {name} failed: {type(exc).__name__}: {exc}")
+            hooks.emit(hooks.BackupEvent("restore_failed", KIND, name, failure.message))
+            raise failure from exc
         result = RestoreResult(backup_name=name, kind=KIND,
                                duration_seconds=round(time.monotonic() - started, 3),
                                source_location=fetched.location, target=target,
@@ -308,6 +319,13 @@ class DatabaseBackupManager:
                                      f"restored into {target}",
                                      data={"duration_seconds": result.duration_seconds}))
         return result
+
+    def _drop_leftovers(self, target: str) -> None:
+        """Drop scratch databases an interrupted restore or deep verify left behind (the kind
+        lock is held, so none is in use)."""
+        for label in ("restoring", "verify"):
+            for leftover in self.server.databases(derived_name(target, label, "")):
+                self.server.drop_database(leftover)
 
     def previous_databases(self) -> builtins.list[str]:
         """Databases kept by earlier restores (``<db>__pre_restore_<ts>``), newest first."""

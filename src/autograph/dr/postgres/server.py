@@ -87,16 +87,25 @@ class PgServer:
         return [row[0] for row in rows]
 
     def create_database(self, name: str) -> None:
-        """Create an empty database from template0 (UTF8), owned by our user."""
-        with self.connect() as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'")
-                         .format(sql.Identifier(name)))
+        """Create an empty database from template0 (UTF8), owned by our user.
+
+        Raises OperationFailed (e.g. it exists already)."""
+        self._admin(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'")
+                    .format(sql.Identifier(name)), f"create database {name}")
 
     def drop_database(self, name: str) -> None:
         """Drop a database if it exists, disconnecting its sessions first."""
+        self._admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                    .format(sql.Identifier(name)), f"drop database {name}")
+
+    def _admin(self, statement: sql.Composed, what: str) -> None:
         with self.connect() as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                         .format(sql.Identifier(name)))
+            try:
+                conn.execute(statement)
+            except psycopg.OperationalError as exc:
+                raise DependencyDown(f"{what}: {_first_line(exc)}") from None
+            except psycopg.Error as exc:
+                raise OperationFailed(f"{what}: {_first_line(exc)}") from None
 
     def swap(self, live: str, replacement: str, keep_as: str | None) -> None:
         """Put ``replacement`` in place of ``live`` in one short step.
@@ -142,6 +151,8 @@ def _rename(conn: Any, renames: list[tuple[str, str]], attempts: int = 20) -> No
         except psycopg.errors.ObjectInUse as exc:
             last_error = _first_line(exc)
             time.sleep(0.1)
+        except psycopg.Error as exc:
+            raise OperationFailed(f"could not swap databases: {_first_line(exc)}") from None
     raise OperationFailed(f"could not swap databases: {last_error}")
 
 
