@@ -99,7 +99,7 @@ class _Counter(threading.Thread):
 
     def run(self) -> None:
         try:
-            self._counts = row_counts(self._conn)
+            self._counts = row_counts(self._conn, parallel=False)  # beside pg_dump
         except BaseException as exc:
             self._error = exc
 

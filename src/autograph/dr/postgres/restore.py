@@ -17,9 +17,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from autograph import commands
 from autograph.dr.models import ProgressFn, no_progress
-from autograph.dr.postgres.server import PgServer, count_rows, row_counts
+from autograph.dr.postgres.server import PgServer, count_rows, prepare_counting, row_counts
 from autograph.errors import AutographError, IntegrityError, OperationFailed
 
 _VERBOSE = ("processing item", "finished item", "launching item", "creating ", "executing ",
@@ -135,7 +137,11 @@ class _Counter(threading.Thread):
             while (item := self._queue.get()) is not None:
                 if self._conn is None:
                     self._conn = self._server.connect(self._dbname)
-                self._counts[f"{item[0]}.{item[1]}"] = count_rows(self._conn, *item)
+                    prepare_counting(self._conn, parallel=False)
+                    # Never hold up pg_restore: a table it is altering is counted at the end.
+                    self._conn.execute("SET lock_timeout = '100ms'")
+                with contextlib.suppress(psycopg.errors.LockNotAvailable):
+                    self._counts[f"{item[0]}.{item[1]}"] = count_rows(self._conn, *item)
         except BaseException as exc:
             self._error = exc
         finally:

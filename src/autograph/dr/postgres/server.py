@@ -161,17 +161,26 @@ def tables(conn: Any) -> list[tuple[str, str]]:
     return [(row[0], row[1]) for row in conn.execute(COUNTABLE_TABLES).fetchall()]
 
 
-def count_rows(conn: Any, schema: str, table: str) -> int:
-    """Exact row count of one table (JIT off: compiling costs more than it saves here)."""
+def prepare_counting(conn: Any, *, parallel: bool) -> None:
+    """Session settings for counting: JIT off (compiling costs more than it saves here);
+    ``parallel=False`` when the count runs beside other work (less CPU in total)."""
     conn.execute("SET jit = off")
+    if not parallel:
+        conn.execute("SET max_parallel_workers_per_gather = 0")
+
+
+def count_rows(conn: Any, schema: str, table: str) -> int:
+    """Exact row count of one table."""
     query = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema),
                                                          sql.Identifier(table))
     return int(conn.execute(query).fetchone()[0])
 
 
-def row_counts(conn: Any, skip: set[str] | frozenset[str] = frozenset()) -> dict[str, int]:
+def row_counts(conn: Any, skip: set[str] | frozenset[str] = frozenset(),
+               *, parallel: bool = True) -> dict[str, int]:
     """Exact row count of every ordinary table (``schema.table`` -> rows) in ``conn``'s
     snapshot, except the names in ``skip``."""
+    prepare_counting(conn, parallel=parallel)
     counts: dict[str, int] = {}
     for schema, table in tables(conn):
         key = f"{schema}.{table}"
