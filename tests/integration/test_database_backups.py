@@ -255,3 +255,18 @@ def test_an_artifact_without_manifest_is_not_listed_and_is_cleaned_up(
     assert catalog.incomplete() == {"local": ["orphan.dump"], "s3": ["orphan.dump"]}
     assert sorted(catalog.clean_incomplete()) == ["local:orphan.dump", "s3:orphan.dump"]
     assert [o.key for o in catalog.local.list()] == ["complete.dump", "complete.manifest.json"]
+
+
+def test_an_unusually_small_backup_fires_the_small_hook(manager: DatabaseBackupManager) -> None:
+    live = manager.server.live_database
+    with manager.server.connect(live) as conn:
+        conn.execute("INSERT INTO docs SELECT g, jsonb_build_object('t', md5(g::text)) "
+                     "FROM generate_series(1000, 20000) g")
+    manager.create("normal")
+    with manager.server.connect(live) as conn:
+        conn.execute("TRUNCATE docs, items")
+    with recorded_events() as events:
+        small = manager.create("tiny")
+    assert [(e.event, e.name) for e in events] == [("backup_succeeded", "tiny"),
+                                                   ("backup_small", "tiny")]
+    assert events[1].data["size_bytes"] == small.size_bytes
