@@ -108,7 +108,7 @@ def seed(client: S3Client, objects: int, big_mb: int) -> int:
     return sum(sizes) + big_mb * MiB
 
 
-def boto3_tarfile(endpoint: str, key: str, secret: str, out: str) -> None:
+def boto3_tarfile(endpoint: str, out: str) -> None:
     """Peer (a): boto3 with 16 threads into tarfile "w:gz", objects in key order."""
     import io
     import tarfile
@@ -116,8 +116,7 @@ def boto3_tarfile(endpoint: str, key: str, secret: str, out: str) -> None:
     import boto3
     from botocore.config import Config
 
-    s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key,
-                      aws_secret_access_key=secret, region_name="us-east-1",
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                       config=Config(max_pool_connections=32, s3={"addressing_style": "path"}))
     keys = [(o["Key"], o["Size"]) for page in s3.get_paginator("list_objects_v2").paginate(
         Bucket=SOURCE) for o in page.get("Contents", [])]
@@ -143,7 +142,7 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=5000)
     parser.add_argument("--big-mb", type=int, default=1024)
     parser.add_argument("--skip-slow-peers", action="store_true", help="skip (a) and (c)")
-    parser.add_argument("--peer-boto3", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--peer-boto3", nargs=2, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.peer_boto3:
         boto3_tarfile(*options.peer_boto3)
@@ -177,8 +176,8 @@ def main() -> None:
             "rclone", "sync", f"s:{SOURCE}", str(work / "rclone")], rclone_env, server)
         if not options.skip_slow_peers:
             runs["a"] = timed("(a) boto3 x16 + tarfile w:gz", [
-                sys.executable, __file__, "--peer-boto3", settings.s3_url, creds.s3_access_key,
-                creds.s3_secret_key, str(work / "a.tar.gz")], env, server)
+                sys.executable, __file__, "--peer-boto3", settings.s3_url,
+                str(work / "a.tar.gz")], aws_env, server)
             runs["c"] = timed("(c) aws s3 sync to a folder", [
                 aws, "s3", "sync", f"s3://{SOURCE}", str(work / "aws"), "--endpoint-url",
                 settings.s3_url, "--only-show-errors"], aws_env, server)

@@ -105,6 +105,8 @@ class S3Proxy:
 
     ``cut_after(n)``: after ``n`` more requests, every open connection is dropped and the port
     refuses connections (S3 unreachable). ``fail_puts(key)``: PUTs of ``key`` answer 500.
+    ``drop_idle``: every connection is closed after one answer, without saying so (as servers
+    do with idle keep-alive connections).
     """
 
     def __init__(self, target: str) -> None:
@@ -112,6 +114,7 @@ class S3Proxy:
         self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
         self.requests = 0
         self.put_attempts: dict[str, int] = {}
+        self.drop_idle = False
         self._budget: int | None = None
         self._failing: set[str] = set()
         self._lock = threading.Lock()
@@ -195,6 +198,8 @@ class S3Proxy:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
+                if proxy.drop_idle:
+                    self.close_connection = True
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay
 

@@ -209,3 +209,13 @@ def test_verify_reads_both_copies_and_records_the_result(
     assert verified.verification.status == "passed"
     assert verified.verification.checks["local copy"].startswith("ok: 2 objects")
     assert verified.verification.checks["s3 copy"].startswith("ok: 2 objects")
+
+
+def test_an_empty_bucket_backs_up_and_restores_to_an_empty_bucket(
+        manager: MinIOBucketBackupManager, buckets: Buckets) -> None:
+    entry = manager.create(buckets.make("empty"))
+    assert entry.object_count == 0 and entry.verification.status == "passed"
+    assert entry.locations == ["local", "s3"]
+    result = manager.restore(entry.name, buckets.name("empty-copy"))
+    assert (result.restored, result.skipped, result.failed) == (0, 0, 0)
+    assert buckets.contents(buckets.name("empty-copy")) == {}

@@ -66,6 +66,17 @@ def test_s3_lost_mid_backup_leaves_no_trace_and_calls_the_failure_hook(
     assert manager.verify(earlier.name).verification.status == "passed"
 
 
+def test_keep_alive_links_the_server_closed_are_replaced_without_failing(
+        buckets: Buckets, proxy: S3Proxy, infra_stack: Stack) -> None:
+    source = buckets.make("src", {f"k{i}": bytes([i]) * 10 for i in range(12)})
+    client = S3Client(S3Endpoint(proxy.url, infra_stack.creds.s3_access_key,
+                                 infra_stack.creds.s3_secret_key), retries=0)
+    proxy.drop_idle = True
+    bodies = [client.get_object(source, f"k{i}").read() for i in range(12)]
+    assert bodies == [bytes([i]) * 10 for i in range(12)]
+    assert [o.key for o in client.list_objects(source)] == sorted(f"k{i}" for i in range(12))
+
+
 def _truncate(data: bytes) -> bytes:
     return data[: len(data) * 2 // 3]
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from autograph.clock import Clock, utc_now
 from autograph.dr.models import StepRecord
@@ -36,7 +37,8 @@ from autograph.errors import AutographError, IntegrityError, OperationFailed
 CountsFn = Callable[[str, int, int, int, int], None]
 """``(phase, objects done, objects total, bytes done, bytes total)``."""
 
-UPLOAD_PART = 32 * MiB
+UPLOAD_PART = 8 * MiB
+UPLOADS_IN_FLIGHT = 3
 
 
 def no_counts(_phase: str, _od: int, _ot: int, _bd: int, _bt: int) -> None:
@@ -64,28 +66,33 @@ class GrowingFile:
             self._state = "complete" if complete else "abandoned"
             self._cond.notify_all()
 
-    def pread(self, size: int, offset: int, *, exact: bool = False) -> bytes:
-        """Up to ``size`` bytes at ``offset`` (``exact``: all of them unless the file ends),
+    def read_at(self, size: int, offset: int) -> bytes:
+        """Between 1 and ``size`` bytes at ``offset`` (``b""`` at the end of a complete file),
         waiting while the file grows. Raises OperationFailed once the writer gave up."""
-        parts: list[bytes] = []
-        while size > 0:
+        while True:
             with self._cond:
                 seen, state = self._writes, self._state
             if state == "abandoned":
                 raise OperationFailed("the archive was abandoned while being read")
             data = os.pread(self._fd, size, offset)
-            if data:
-                parts.append(data)
-                offset += len(data)
-                size -= len(data)
-                if not exact:
-                    break
-                continue
-            if state == "complete":
-                break
+            if data or state == "complete":
+                return data
             with self._cond:
                 self._cond.wait_for(partial(self._moved, seen, state), 1.0)
-        return b"".join(parts)
+
+    def read_exact(self, size: int, offset: int) -> bytearray:
+        """``size`` bytes at ``offset`` in one buffer, fewer only where the file ends."""
+        buffer = bytearray(size)
+        done = 0
+        with memoryview(buffer) as view:
+            while done < size:
+                data = self.read_at(size - done, offset + done)
+                if not data:
+                    break
+                view[done : done + len(data)] = data
+                done += len(data)
+        del buffer[done:]
+        return buffer
 
     def _moved(self, writes: int, state: str) -> bool:
         return self._writes != writes or self._state != state
@@ -106,7 +113,7 @@ class GrowingReader:
         self._offset = 0
 
     def read(self, size: int = -1) -> bytes:
-        data = self._source.pread(size if size > 0 else 8 * MiB, self._offset)
+        data = self._source.read_at(size if size > 0 else 8 * MiB, self._offset)
         self._offset += len(data)
         return data
 
@@ -161,7 +168,7 @@ def _info(listed: ListedObject, head: ObjectHead) -> ObjectInfo:
 def _upload(growing: GrowingFile, upload: Upload, counts: Callable[[int], None]) -> None:
     """Multipart-upload the growing file; parts read as soon as they are complete."""
     client = upload.client
-    first = growing.pread(UPLOAD_PART, 0, exact=True)
+    first = growing.read_exact(UPLOAD_PART, 0)
     if len(first) < UPLOAD_PART:
         upload.etag = client.put_object(
             upload.bucket, upload.key, first, content_type="application/gzip"
@@ -170,11 +177,11 @@ def _upload(growing: GrowingFile, upload: Upload, counts: Callable[[int], None])
         return
     upload_id = client.create_multipart(upload.bucket, upload.key, content_type="application/gzip")
     try:
-        with ThreadPoolExecutor(4, thread_name_prefix="archive-upload") as pool:
+        with ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="archive-upload") as pool:
             parts: list[Future[str]] = []
             number, data = 1, first
             while data:
-                while sum(not f.done() for f in parts) >= 4:
+                while sum(not f.done() for f in parts) >= UPLOADS_IN_FLIGHT:
                     next(f for f in parts if not f.done()).exception()
                 parts.append(
                     pool.submit(
@@ -182,7 +189,7 @@ def _upload(growing: GrowingFile, upload: Upload, counts: Callable[[int], None])
                     )
                 )
                 counts(number * UPLOAD_PART)
-                data = growing.pread(UPLOAD_PART, number * UPLOAD_PART, exact=True)
+                data = growing.read_exact(UPLOAD_PART, number * UPLOAD_PART)
                 number += 1
             etags = [f.result() for f in parts]
         upload.etag = client.complete_multipart(upload.bucket, upload.key, upload_id, etags)
@@ -218,16 +225,15 @@ def build_archive(
     copied: Future[None] | None = None
     try:
         since = time.monotonic()
-        with ArchiveWriter(
-            _NotifyingSink(sink, growing),
-            spool_dir=spool_dir,  # type: ignore[arg-type]
-            clock=clock,
-        ) as writer:
+        out = cast(BinaryIO, _NotifyingSink(sink, growing))
+        with ArchiveWriter(out, spool_dir=spool_dir, clock=clock) as writer:
             fetched = fetch_objects(
                 client,
                 bucket,
                 objects,
-                lambda listed, head, chunks: writer.add(_info(listed, head), chunks),
+                lambda listed, head, chunks: writer.add(
+                    _info(listed, head), cast(Iterable[bytes], chunks)
+                ),
                 workers=workers,
                 progress=lambda n, b: counts("fetching", n, len(objects), b, total),
             )
@@ -241,7 +247,7 @@ def build_archive(
             )
             since = time.monotonic()
             if verify:
-                checked = readers.submit(verify_archive, growing.reader())  # type: ignore[arg-type]
+                checked = readers.submit(verify_archive, cast(BinaryIO, growing.reader()))
             if upload is not None:
                 copied = readers.submit(
                     _upload, growing, upload, lambda b: counts("uploading", 0, 0, b, 0)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from pydantic import BaseModel
+from pydantic import BaseModel, JsonValue
 
 from autograph.clock import Clock, utc_now
 from autograph.config import Settings
@@ -23,6 +23,8 @@ from autograph.dr.catalog import Catalog, SyncReport, open_catalog
 from autograph.dr.models import (
     BackupEntry,
     BackupList,
+    CopyState,
+    Kind,
     Manifest,
     ProgressFn,
     RestoreResult,
@@ -40,7 +42,7 @@ from autograph.dr.storage.s3 import S3Store
 from autograph.errors import AutographError, IntegrityError, InvalidInput, NotFound
 from autograph.secrets import Credentials
 
-KIND = "bucket"
+KIND: Kind = "bucket"
 FORMAT = "tar.gz"
 VERIFY_METHOD = "full read: gzip CRC, tar structure, sha256 of every object and of the archive"
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -90,6 +92,10 @@ def validate_bucket(name: str, what: str = "bucket name") -> str:
             "starting and ending with a letter or digit"
         )
     return name
+
+
+Entries = list[BackupEntry]
+Tiers = list[str]
 
 
 class MinIOBucketBackupManager:
@@ -243,7 +249,7 @@ class MinIOBucketBackupManager:
         progress: ProgressFn = no_progress,
         counts: CountsFn = no_counts,
         lock: locks.OperationLock | None = None,
-    ) -> list[BackupEntry]:
+    ) -> Entries:
         """Back up every application bucket (``diagrams``, ``exports``, ``uploads``) in turn,
         under one lock. Raises the first failure (the backups made before it stay committed).
         """
@@ -357,11 +363,11 @@ class MinIOBucketBackupManager:
                         "archive sha256": "matches",
                     },
                 )
-            s3_copy, s3_error = "disabled", None
+            s3_copy: CopyState = "disabled"
+            s3_error = target.error if target is not None else None
             if target is not None:
-                s3_copy, s3_error = (
-                    ("missing", target.error) if target.error else ("uploaded", None)
-                )
+                s3_copy = "missing" if target.error else "uploaded"
+            deleted: list[JsonValue] = list(built.fetch.missing[:1000])
             manifest = Manifest(
                 name=name,
                 kind=KIND,
@@ -377,11 +383,11 @@ class MinIOBucketBackupManager:
                 tags=sorted({"scheduled" if scheduled else "manual", *tags}),
                 verification=verification,
                 s3_copy=s3_copy,
-                s3_error=s3_error,  # type: ignore[arg-type]
+                s3_error=s3_error,
                 extra={
                     "bytes": built.archive.bytes_in,
                     "listed": built.listed,
-                    "deleted_during_backup": built.fetch.missing[:1000],
+                    "deleted_during_backup": deleted,
                     "deleted_during_backup_count": len(built.fetch.missing),
                     "steps": [s.model_dump(mode="json") for s in steps + built.steps],
                 },
@@ -499,6 +505,8 @@ class MinIOBucketBackupManager:
                 steps = [_step("fetch", t, f"{fetched.location} copy, sha256 matches")]
                 t = time.monotonic()
                 total = fetched.entry.object_count or 1
+                size_total = fetched.entry.extra.get("bytes", 0)
+                size_of = size_total if isinstance(size_total, int) else 0
 
                 def report(done: int, size: int) -> None:
                     counts(
@@ -506,7 +514,7 @@ class MinIOBucketBackupManager:
                         done,
                         total,
                         size,
-                        int(fetched.entry.extra.get("bytes", 0) or 0),
+                        size_of,
                     )
                     progress(f"restoring into {target}: {done}/{total} objects", done / total)
 
@@ -545,7 +553,7 @@ class MinIOBucketBackupManager:
             steps=steps,
             extra={"notes": list(fetched.notes)},
         )
-        event = "restore_failed" if outcome.failed else "restore_succeeded"
+        event: hooks.EventName = "restore_failed" if outcome.failed else "restore_succeeded"
         hooks.emit(
             hooks.BackupEvent(
                 event,
@@ -561,7 +569,7 @@ class MinIOBucketBackupManager:
 
     # Maintenance -----------------------------------------------------------------------------
 
-    def delete(self, name: str, lock: locks.OperationLock | None = None) -> list[str]:
+    def delete(self, name: str, lock: locks.OperationLock | None = None) -> Tiers:
         """Delete ``name`` from both tiers; return the tiers it was in.
 
         Raises InvalidInput, NotFound, Conflict (busy), DependencyDown (a tier unreachable).

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from autograph.dr.objects.archive import iter_archive
 from autograph.dr.objects.s3io import ObjectMissing, S3Client
@@ -28,11 +28,22 @@ from autograph.errors import AutographError, DependencyDown, IntegrityError, Ope
 class Restorable(Protocol):
     """An object to store: its key, size, content type, user metadata and sha256."""
 
-    key: str
-    size: int
-    content_type: str
-    metadata: dict[str, str]
-    sha256: str
+    @property
+    def key(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def metadata(self) -> dict[str, str]: ...
+    @property
+    def sha256(self) -> str: ...
+
+
+class Readable(Protocol):
+    """Where an object's bytes come from (an archive member)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 @dataclass
@@ -113,8 +124,14 @@ class _Putter:
 
     def _put(self, item: Restorable, data: bytes, if_absent: bool) -> str:
         return self.client.put_object(
-            self.bucket, item.key, data, content_type=item.content_type,
-            metadata=item.metadata, sha256=item.sha256, if_absent=if_absent)
+            self.bucket,
+            item.key,
+            data,
+            content_type=item.content_type,
+            metadata=item.metadata,
+            sha256=item.sha256,
+            if_absent=if_absent,
+        )
 
     def _exists(self, key: str) -> bool:
         try:
@@ -123,7 +140,7 @@ class _Putter:
             return False
         return True
 
-    def put_large(self, item: Restorable, stream: BinaryIO, part: int) -> None:
+    def put_large(self, item: Restorable, stream: Readable, part: int) -> None:
         """Multipart: parts read here (the reader's thread), sent by the pool, completed by a
         helper thread once they are all in."""
         try:
@@ -180,7 +197,7 @@ class _Putter:
             done.set_result(None)
 
 
-def _read_full(stream: BinaryIO, size: int) -> bytes:
+def _read_full(stream: Readable, size: int) -> bytes:
     """Exactly ``size`` bytes (streams may return less per call). Raises IntegrityError
     when the stream ends first."""
     parts: list[bytes] = []
@@ -197,12 +214,12 @@ def _read_full(stream: BinaryIO, size: int) -> bytes:
 def put_objects(
     client: S3Client,
     bucket: str,
-    items: Iterable[tuple[Restorable, BinaryIO]],
+    items: Iterable[tuple[Restorable, Readable]],
     *,
     skip: Callable[[str], bool] = lambda _key: False,
     if_absent: bool = False,
     workers: int = 16,
-    budget: int = 128 * MiB,
+    budget: int = 96 * MiB,
     large: int = 64 * MiB,
     part: int = 16 * MiB,
     attempts: int = 1,

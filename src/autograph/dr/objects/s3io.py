@@ -35,6 +35,7 @@ _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _RETRY_STATUS = frozenset({500, 502, 503, 504})
 _NETWORK_ERRORS = (OSError, http.client.HTTPException)
 META_PREFIX = "x-amz-meta-"
+Body = bytes | bytearray | memoryview
 
 
 class ObjectMissing(NotFound):
@@ -233,15 +234,18 @@ class S3Client:
         )
 
     # Connections -------------------------------------------------------------------------
-    def _acquire(self) -> http.client.HTTPConnection:
+    def _acquire(self) -> tuple[http.client.HTTPConnection, bool]:
+        """An idle link (``True``: reused, it may have gone stale) or a new one."""
         with self._lock:
             if self._idle:
-                return self._idle.pop()
+                return self._idle.pop(), True
         if self._ssl is not None:
-            return http.client.HTTPSConnection(
+            fresh: http.client.HTTPConnection = http.client.HTTPSConnection(
                 self._host, self._port, timeout=self._timeout, context=self._ssl
             )
-        return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+        else:
+            fresh = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+        return fresh, False
 
     def _release(self, conn: http.client.HTTPConnection) -> None:
         with self._lock:
@@ -266,7 +270,7 @@ class S3Client:
         *,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
-        body: bytes | memoryview = b"",
+        body: Body = b"",
         payload_sha256: str | None = None,
         ok: tuple[int, ...] = (200,),
         what: str = "",
@@ -280,7 +284,8 @@ class S3Client:
         query = _canonical_query(params or {})
         label = what or f"{method} {bucket}/{key}".rstrip("/")
         delay = 0.2
-        for attempt in range(self._retries + 1):
+        attempt = stale = 0
+        while True:
             send = dict(headers or {})
             send["host"] = self._host_header
             send["x-amz-content-sha256"] = payload_sha256 or (
@@ -289,7 +294,7 @@ class S3Client:
             if body:
                 send["Content-Length"] = str(len(body))
             self._signer.sign(method, path, query, send)
-            conn = self._acquire()
+            conn, reused = self._acquire()
             try:
                 conn.request(
                     method, path + ("?" + query if query else ""), body=body or None, headers=send
@@ -297,12 +302,16 @@ class S3Client:
                 raw = conn.getresponse()
             except _NETWORK_ERRORS as exc:
                 conn.close()
+                if reused and stale < self._pool_size:
+                    stale += 1  # the server closed an idle link: so, likely, the others
+                    self.close()
+                    continue
                 if attempt == self._retries:
                     raise DependencyDown(
                         f"S3 at {self.endpoint.url} unreachable during {label}: {exc}"
                     ) from None
                 time.sleep(delay if attempt else 0)
-                delay *= 2
+                attempt, delay = attempt + 1, delay * 2
                 continue
             response = Response(self, conn, raw)
             if raw.status in ok:
@@ -310,13 +319,12 @@ class S3Client:
             detail = response.read() if method != "HEAD" else b""
             if raw.status in _RETRY_STATUS and attempt < self._retries:
                 time.sleep(delay)
-                delay *= 2
+                attempt, delay = attempt + 1, delay * 2
                 continue
             code, message = _error_fields(detail)
             if raw.status == 404:
                 raise ObjectMissing(f"{label}: {code or 'not found'}")
             raise OperationFailed(f"S3 {label} failed: {raw.status} {code} {message}".rstrip())
-        raise AssertionError("unreachable")
 
     # Buckets -----------------------------------------------------------------------------
     def list_buckets(self) -> list[str]:
@@ -380,7 +388,7 @@ class S3Client:
         self,
         bucket: str,
         key: str,
-        body: bytes | memoryview,
+        body: Body,
         *,
         content_type: str = "",
         metadata: dict[str, str] | None = None,
@@ -425,7 +433,7 @@ class S3Client:
             return ET.fromstring(resp.read()).findtext(f"{_NS}UploadId", "")
 
     def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, body: bytes | memoryview
+        self, bucket: str, key: str, upload_id: str, number: int, body: Body
     ) -> str:
         """Upload part ``number`` (the server checks its Content-MD5); return the etag.
 
@@ -492,7 +500,7 @@ def _object_headers(content_type: str, metadata: dict[str, str] | None) -> dict[
     return headers
 
 
-def _md5_header(body: bytes | memoryview) -> str:
+def _md5_header(body: Body) -> str:
     return base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
 
 

@@ -10,12 +10,13 @@ threads; objects above ``large`` are read as ranged GETs fetched ``ahead`` parts
 
 from __future__ import annotations
 
+import http.client
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from autograph.dr.objects.s3io import ListedObject, ObjectHead, ObjectMissing, S3Client
+from autograph.dr.objects.s3io import ListedObject, ObjectHead, ObjectMissing, Response, S3Client
 from autograph.errors import DependencyDown
 
 MiB = 1 << 20
@@ -90,29 +91,36 @@ def _guarded(chunks: Iterator[Chunk], tally: Tally) -> Iterator[Chunk]:
         raise _ReadFailed(exc.message) from None
 
 
+def _read_body(resp: Response, where: str) -> bytearray:
+    """The whole body of ``resp``, read straight into one buffer (no intermediate copies)."""
+    buffer = bytearray(int(resp.header("Content-Length") or 0))
+    view = memoryview(buffer)
+    done = 0
+    try:
+        while done < len(buffer):
+            got = resp.raw.readinto(view[done:])
+            if not got:
+                break
+            done += got
+    except (OSError, http.client.HTTPException) as exc:
+        resp.close(broken=True)
+        raise _ReadFailed(f"S3 read of {where} failed: {exc}") from None
+    if done != len(buffer):
+        resp.close(broken=True)
+        raise _ReadFailed(f"S3 read of {where} ended early")
+    return buffer
+
+
 def _read_range(
     client: S3Client, bucket: str, key: str, first: int, last: int, etag: str
 ) -> bytearray:
     headers = {"Range": f"bytes={first}-{last}"}
     if etag:
         headers["If-Match"] = f'"{etag}"'
-    buffer = bytearray(last - first + 1)
-    view = memoryview(buffer)
     with client.request(
         "GET", bucket, key, headers=headers, ok=(206,), payload_sha256=None
     ) as resp:
-        done = 0
-        try:
-            while done < len(buffer):
-                got = resp.raw.readinto(view[done:])
-                if not got:
-                    break
-                done += got
-        except OSError as exc:
-            raise _ReadFailed(f"S3 read of {bucket}/{key} failed: {exc}") from None
-    if done != len(buffer):
-        raise _ReadFailed(f"S3 read of {bucket}/{key} ended early")
-    return buffer
+        return _read_body(resp, f"{bucket}/{key}")
 
 
 def _ranged(
@@ -121,27 +129,36 @@ def _ranged(
     bucket: str,
     key: str,
     head: ObjectHead,
-    first_part: bytes,
+    first_part: bytearray,
     part: int,
     ahead: int,
 ) -> Iterator[Chunk]:
     """The object's bytes: the first part already read, the rest prefetched ``ahead`` deep."""
-    yield first_part
     ranges = [
         (start, min(start + part, head.size) - 1)
         for start in range(len(first_part), head.size, part)
     ]
     pending: list[Future[bytearray]] = []
+    fetched = 0
+
+    def refill() -> None:
+        nonlocal fetched
+        while len(pending) < ahead and fetched < len(ranges):
+            low, high = ranges[fetched]
+            pending.append(pool.submit(_read_range, client, bucket, key, low, high, head.etag))
+            fetched += 1
+
     try:
-        for index in range(len(ranges)):
-            while len(pending) < ahead and index + len(pending) < len(ranges):
-                first, last = ranges[index + len(pending)]
-                pending.append(
-                    pool.submit(_read_range, client, bucket, key, first, last, head.etag)
-                )
-            view = memoryview(pending.pop(0).result())
+        refill()
+        buffers = [first_part]
+        while buffers:
+            view = memoryview(buffers.pop())
             for start in range(0, len(view), CHUNK):
                 yield view[start : start + CHUNK]
+            del view
+            if pending:
+                buffers.append(pending.pop(0).result())
+                refill()
     finally:
         for future in pending:
             future.cancel()
@@ -155,8 +172,8 @@ def fetch_objects(
     *,
     workers: int = 16,
     large: int = 64 * MiB,
-    part: int = 16 * MiB,
-    ahead: int = 4,
+    part: int = 8 * MiB,
+    ahead: int = 3,
     attempts: int = 3,
     progress: ProgressFn | None = None,
 ) -> FetchOutcome:
@@ -227,8 +244,7 @@ def fetch_objects(
     return outcome
 
 
-def _read_first(client: S3Client, bucket: str, key: str, part: int) -> tuple[ObjectHead, bytes]:
+def _read_first(client: S3Client, bucket: str, key: str, part: int) -> tuple[ObjectHead, bytearray]:
     """The first ``part`` bytes of an object and what its headers say about the whole."""
     with client.get_object(bucket, key, (0, part - 1)) as resp:
-        head = resp.head()
-        return head, resp.read()
+        return resp.head(), _read_body(resp, f"{bucket}/{key}")
