@@ -33,8 +33,9 @@ from autograph.secrets import load_credentials
 
 NameArg = Annotated[str, typer.Argument(help="backup name (see `autograph backup objects list`)")]
 
-objects_app = typer.Typer(help="Bucket backups (tar.gz with metadata, local disk + S3).",
-                          no_args_is_help=True)
+objects_app = typer.Typer(
+    help="Bucket backups (tar.gz with metadata, local disk + S3).", no_args_is_help=True
+)
 
 
 def _manager() -> MinIOBucketBackupManager:
@@ -48,8 +49,12 @@ def bars(enabled: bool = True) -> Iterator[tuple[ProgressFn, CountsFn]]:
     if not enabled:
         yield (lambda *_args: None), (lambda *_args: None)
         return
-    columns = (TextColumn("{task.description}", table_column=Column(width=34)), BarColumn(),
-               TextColumn("{task.fields[figures]}"), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}", table_column=Column(width=34)),
+        BarColumn(),
+        TextColumn("{task.fields[figures]}"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=True) as display:
         step = display.add_task("starting", total=None, figures="")
         objects = display.add_task("objects", total=None, figures="", visible=False)
@@ -60,22 +65,35 @@ def bars(enabled: bool = True) -> Iterator[tuple[ProgressFn, CountsFn]]:
 
         def on_counts(phase: str, done: int, of: int, size_done: int, size_of: int) -> None:
             if of:
-                display.update(objects, description=f"  {phase}: objects", completed=done,
-                               total=of, figures=f"{done}/{of}", visible=True)
-            display.update(size, description=f"  {phase}: bytes", completed=size_done,
-                           total=size_of or None, visible=True,
-                           figures=f"{_size(size_done)}" + (f" / {_size(size_of)}"
-                                                           if size_of else ""))
+                display.update(
+                    objects,
+                    description=f"  {phase}: objects",
+                    completed=done,
+                    total=of,
+                    figures=f"{done}/{of}",
+                    visible=True,
+                )
+            display.update(
+                size,
+                description=f"  {phase}: bytes",
+                completed=size_done,
+                total=size_of or None,
+                visible=True,
+                figures=f"{_size(size_done)}" + (f" / {_size(size_of)}" if size_of else ""),
+            )
 
         yield on_step, on_counts
 
 
 @objects_app.command("create")
 def create(
-    bucket: Annotated[str | None, typer.Argument(
-        help="bucket to back up (default: every application bucket)")] = None,
-    name: Annotated[str | None, typer.Option(
-        "--name", help="backup name (one bucket only; default: manual_<bucket>_<ts>)")] = None,
+    bucket: Annotated[
+        str | None, typer.Argument(help="bucket to back up (default: every application bucket)")
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="backup name (one bucket only; default: manual_<bucket>_<ts>)"),
+    ] = None,
     scheduled: Annotated[bool, typer.Option(help="name and tag it as scheduled")] = False,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="extra retention tag")] = None,
     verify: Annotated[bool, typer.Option(help="read the archive back in full")] = True,
@@ -94,20 +112,36 @@ def create(
         validate_bucket(bucket)
     with bars() as (progress, counts):
         if bucket:
-            entries = [manager.create(bucket, name, scheduled=scheduled, tags=tuple(tag or ()),
-                                      verify=verify, upload=upload, progress=progress,
-                                      counts=counts)]
+            entries = [
+                manager.create(
+                    bucket,
+                    name,
+                    scheduled=scheduled,
+                    tags=tuple(tag or ()),
+                    verify=verify,
+                    upload=upload,
+                    progress=progress,
+                    counts=counts,
+                )
+            ]
         else:
-            entries = manager.create_all(scheduled=scheduled, tags=tuple(tag or ()),
-                                         verify=verify, upload=upload, progress=progress,
-                                         counts=counts)
+            entries = manager.create_all(
+                scheduled=scheduled,
+                tags=tuple(tag or ()),
+                verify=verify,
+                upload=upload,
+                progress=progress,
+                counts=counts,
+            )
     if json_output:
         emit_json(entries[0] if bucket else {"backups": entries})
         return
     for entry in entries:
         deleted = entry.extra.get("deleted_during_backup_count") or 0
-        out.print(f"created {_describe(entry)}; {entry.object_count} objects"
-                  + (f", {deleted} deleted during the backup" if deleted else ""))
+        out.print(
+            f"created {_describe(entry)}; {entry.object_count} objects"
+            + (f", {deleted} deleted during the backup" if deleted else "")
+        )
 
 
 @objects_app.command("list")
@@ -125,9 +159,16 @@ def list_backups(
     for entry in listing.backups:
         status = entry.verification.status
         colour = {"passed": "green", "failed": "red"}.get(status, "yellow")
-        table.add_row(entry.name, entry.source, _age(entry.created_at),
-                      str(entry.object_count or 0), _size(entry.size_bytes),
-                      ",".join(entry.locations), f"[{colour}]{status}[/]", ",".join(entry.tags))
+        table.add_row(
+            entry.name,
+            entry.source,
+            _age(entry.created_at),
+            str(entry.object_count or 0),
+            _size(entry.size_bytes),
+            ",".join(entry.locations),
+            f"[{colour}]{status}[/]",
+            ",".join(entry.tags),
+        )
     out.print(table)
     for tier, why in listing.unreachable.items():
         console.print(f"[yellow]warning:[/] {tier} tier unreachable: {why}")
@@ -144,8 +185,12 @@ def buckets(json_output: JsonOpt = False) -> None:
         return
     table = Table("bucket", "objects", "size", "newest backup")
     for item in listing.buckets:
-        table.add_row(item.name + ("" if item.application else " (other)"),
-                      str(item.object_count), _size(item.size_bytes), item.last_backup or "-")
+        table.add_row(
+            item.name + ("" if item.application else " (other)"),
+            str(item.object_count),
+            _size(item.size_bytes),
+            item.last_backup or "-",
+        )
     out.print(table)
 
 
@@ -166,12 +211,16 @@ def verify(name: NameArg, json_output: JsonOpt = False) -> None:
 @objects_app.command("restore")
 def restore(
     name: NameArg,
-    target_bucket: Annotated[str | None, typer.Option(
-        "--target-bucket", help="default: the bucket the backup was taken from")] = None,
-    overwrite: Annotated[bool, typer.Option(
-        help="replace existing keys (default: skip and report them)")] = False,
+    target_bucket: Annotated[
+        str | None,
+        typer.Option("--target-bucket", help="default: the bucket the backup was taken from"),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="replace existing keys (default: skip and report them)")
+    ] = False,
     workers: Annotated[int, typer.Option(min=1, max=64, help="concurrent uploads")] = 16,
-    yes: YesOpt = False, json_output: JsonOpt = False,
+    yes: YesOpt = False,
+    json_output: JsonOpt = False,
 ) -> None:
     """Restore a bucket backup (checksum checked before anything is written)."""
     manager = _manager()
@@ -180,19 +229,24 @@ def restore(
     if target_bucket is not None:
         manager.check_target(target_bucket)
     if overwrite and not yes:
-        typer.confirm(f"restore {name}, replacing existing objects in "
-                      f"{target_bucket or 'its bucket'}?", abort=True)
+        typer.confirm(
+            f"restore {name}, replacing existing objects in {target_bucket or 'its bucket'}?",
+            abort=True,
+        )
     with bars() as (progress, counts):
-        result = manager.restore(name, target_bucket, overwrite=overwrite, progress=progress,
-                                 counts=counts)
+        result = manager.restore(
+            name, target_bucket, overwrite=overwrite, progress=progress, counts=counts
+        )
     if json_output:
         emit_json(result)
     else:
         for step in result.steps:
             out.print(f"  {step.name}: {step.duration_seconds:.1f}s  {step.detail}")
-        out.print(f"restored {name} into {result.target_bucket} in "
-                  f"{result.duration_seconds:.1f}s: {result.restored} restored, "
-                  f"{result.skipped} skipped, {result.failed} failed")
+        out.print(
+            f"restored {name} into {result.target_bucket} in "
+            f"{result.duration_seconds:.1f}s: {result.restored} restored, "
+            f"{result.skipped} skipped, {result.failed} failed"
+        )
         for key, why in list(result.failed_keys.items())[:20]:
             console.print(f"[red]failed[/] {key!r}: {why}")
     if result.failed:

@@ -32,8 +32,11 @@ Bucket = Annotated[str | None, Query(description="bucket (default: every applica
 
 def get_bucket_manager(request: Request, resources: ResourcesDep) -> MinIOBucketBackupManager:
     """The app's MinIOBucketBackupManager (built on first use, its S3 clients reused)."""
-    return cached(request, "bucket",  # type: ignore[no-any-return]
-                  lambda: MinIOBucketBackupManager(resources.settings, resources.creds))
+    return cached(
+        request,
+        "bucket",  # type: ignore[no-any-return]
+        lambda: MinIOBucketBackupManager(resources.settings, resources.creds),
+    )
 
 
 Manager = Annotated[MinIOBucketBackupManager, Depends(get_bucket_manager)]
@@ -45,12 +48,21 @@ def list_buckets(manager: Manager) -> BucketList:
     return manager.buckets()
 
 
-@router.post("/minio/backup/create", status_code=201,
-             responses={201: {"description": "the backup, or {\"backups\": [...]} for all "
-                                             "buckets"},
-                        202: {"description": "job started (wait=false)"}})
-def create_backup(manager: Manager, bucket: Bucket = None, backup_name: Name = None,
-                  verify: bool = True, wait: Wait = True) -> JSONResponse:
+@router.post(
+    "/minio/backup/create",
+    status_code=201,
+    responses={
+        201: {"description": 'the backup, or {"backups": [...]} for all buckets'},
+        202: {"description": "job started (wait=false)"},
+    },
+)
+def create_backup(
+    manager: Manager,
+    bucket: Bucket = None,
+    backup_name: Name = None,
+    verify: bool = True,
+    wait: Wait = True,
+) -> JSONResponse:
     """Archive one bucket (or every application bucket), verify, copy to S3; 201."""
     if bucket is not None:
         validate_bucket(bucket)
@@ -62,33 +74,53 @@ def create_backup(manager: Manager, bucket: Bucket = None, backup_name: Name = N
     if bucket is None:
         return run_or_submit(
             "minio.backup.create",
-            lambda progress, lock: {"backups": [jsonable(e) for e in manager.create_all(
-                verify=verify, progress=progress, lock=lock)]},
-            wait=wait, acquire=lambda: manager.acquire("backup", "all buckets"),
-            status_code=201)
+            lambda progress, lock: {
+                "backups": [
+                    jsonable(e)
+                    for e in manager.create_all(verify=verify, progress=progress, lock=lock)
+                ]
+            },
+            wait=wait,
+            acquire=lambda: manager.acquire("backup", "all buckets"),
+            status_code=201,
+        )
     chosen: str = bucket
     return run_or_submit(
         "minio.backup.create",
-        lambda progress, lock: manager.create(chosen, name, verify=verify, progress=progress,
-                                              lock=lock),
-        wait=wait, acquire=lambda: manager.acquire("backup", chosen), status_code=201)
+        lambda progress, lock: manager.create(
+            chosen, name, verify=verify, progress=progress, lock=lock
+        ),
+        wait=wait,
+        acquire=lambda: manager.acquire("backup", chosen),
+        status_code=201,
+    )
 
 
 @router.get("/minio/backup/list", response_model=BackupList)
-def list_backups(manager: Manager, bucket: Annotated[str | None, Query(
-                     description="only backups of this bucket")] = None) -> BackupList:
+def list_backups(
+    manager: Manager,
+    bucket: Annotated[str | None, Query(description="only backups of this bucket")] = None,
+) -> BackupList:
     """Bucket backups in both tiers, newest first, with where each copy is."""
     return manager.list(bucket)
 
 
-@router.post("/minio/backup/restore", response_model=BucketRestoreResult,
-             responses={202: {"description": "job started (wait=false)"}})
-def restore_backup(manager: Manager, backup_name: Name = None,
-                   target_bucket: Annotated[str | None, Query(
-                       description="default: the bucket the backup was taken from")] = None,
-                   overwrite: Annotated[bool, Query(
-                       description="replace existing keys (false: skip them)")] = False,
-                   wait: Wait = True) -> JSONResponse:
+@router.post(
+    "/minio/backup/restore",
+    response_model=BucketRestoreResult,
+    responses={202: {"description": "job started (wait=false)"}},
+)
+def restore_backup(
+    manager: Manager,
+    backup_name: Name = None,
+    target_bucket: Annotated[
+        str | None, Query(description="default: the bucket the backup was taken from")
+    ] = None,
+    overwrite: Annotated[
+        bool, Query(description="replace existing keys (false: skip them)")
+    ] = False,
+    wait: Wait = True,
+) -> JSONResponse:
     """Restore a bucket archive (checksum checked first): restored/skipped/failed counts."""
     name = required_name(backup_name)
     if target_bucket is not None:
@@ -96,31 +128,43 @@ def restore_backup(manager: Manager, backup_name: Name = None,
     manager.get(name)
     return run_or_submit(
         "minio.backup.restore",
-        lambda progress, lock: manager.restore(name, target_bucket, overwrite=overwrite,
-                                               progress=progress, lock=lock),
-        wait=wait, acquire=lambda: manager.acquire("restore", name))
+        lambda progress, lock: manager.restore(
+            name, target_bucket, overwrite=overwrite, progress=progress, lock=lock
+        ),
+        wait=wait,
+        acquire=lambda: manager.acquire("restore", name),
+    )
 
 
-@router.post("/minio/backup/verify", response_model=BackupEntry,
-             responses={202: {"description": "job started (wait=false)"},
-                        422: {"description": "verification failed (recorded in the manifest)"}})
-def verify_backup(manager: Manager, backup_name: Name = None,
-                  wait: Wait = True) -> JSONResponse:
+@router.post(
+    "/minio/backup/verify",
+    response_model=BackupEntry,
+    responses={
+        202: {"description": "job started (wait=false)"},
+        422: {"description": "verification failed (recorded in the manifest)"},
+    },
+)
+def verify_backup(manager: Manager, backup_name: Name = None, wait: Wait = True) -> JSONResponse:
     """Read every copy in full: gzip CRC, tar structure, each object's sha256; 422 if bad."""
     name = required_name(backup_name)
     manager.get(name)
     return run_or_submit(
         "minio.backup.verify",
         lambda progress, lock: manager.verify(name, progress=progress, lock=lock),
-        wait=wait, acquire=lambda: manager.acquire("verify", name))
+        wait=wait,
+        acquire=lambda: manager.acquire("verify", name),
+    )
 
 
 @router.post("/minio/backup/sync")
 def sync_backups(manager: Manager, wait: Wait = True) -> JSONResponse:
     """Upload local bucket backups missing from S3; remove interrupted ones."""
     return run_or_submit(
-        "minio.backup.sync", lambda progress, lock: manager.sync(progress=progress, lock=lock),
-        wait=wait, acquire=lambda: manager.acquire("sync"))
+        "minio.backup.sync",
+        lambda progress, lock: manager.sync(progress=progress, lock=lock),
+        wait=wait,
+        acquire=lambda: manager.acquire("sync"),
+    )
 
 
 @router.delete("/minio/backup/{backup_name}")
