@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from autograph.dr.objects.archive import iter_archive
-from autograph.dr.objects.s3io import ObjectMissing, S3Client
+from autograph.dr.objects.s3io import Body, ObjectMissing, S3Client
 from autograph.dr.objects.transfer import Budget, MiB, ProgressFn, Tally
 from autograph.errors import AutographError, DependencyDown, IntegrityError, OperationFailed
 
@@ -108,7 +108,7 @@ class _Putter:
         with self.lock:
             self.outcome.failed[item.key] = error.message
 
-    def put_small(self, item: Restorable, data: bytes, held: int) -> None:
+    def put_small(self, item: Restorable, data: Body, held: int) -> None:
         try:
             etag = self.retrying(lambda: self._put(item, data, self.if_absent))
             if not etag and not self._exists(item.key):
@@ -122,7 +122,7 @@ class _Putter:
         finally:
             self.budget.give(held)
 
-    def _put(self, item: Restorable, data: bytes, if_absent: bool) -> str:
+    def _put(self, item: Restorable, data: Body, if_absent: bool) -> str:
         return self.client.put_object(
             self.bucket,
             item.key,
@@ -171,7 +171,7 @@ class _Putter:
             daemon=True,
         ).start()
 
-    def _part(self, key: str, upload_id: str, number: int, data: bytes, held: int) -> str:
+    def _part(self, key: str, upload_id: str, number: int, data: Body, held: int) -> str:
         try:
             etag = self.retrying(
                 lambda: self.client.upload_part(self.bucket, key, upload_id, number, data)
@@ -197,18 +197,23 @@ class _Putter:
             done.set_result(None)
 
 
-def _read_full(stream: Readable, size: int) -> bytes:
-    """Exactly ``size`` bytes (streams may return less per call). Raises IntegrityError
-    when the stream ends first."""
-    parts: list[bytes] = []
-    left = size
-    while left > 0:
-        data = stream.read(left)
+def _read_full(stream: Readable, size: int) -> Body:
+    """Exactly ``size`` bytes (streams may return less per call), copied into one buffer.
+    Raises IntegrityError when the stream ends first."""
+    first = stream.read(size) if size else b""
+    if len(first) == size:
+        return first
+    buffer = bytearray(size)
+    done = len(first)
+    buffer[:done] = first
+    del first
+    while done < size:
+        data = stream.read(size - done)
         if not data:
             raise IntegrityError("the archive ends inside an object")
-        parts.append(data)
-        left -= len(data)
-    return parts[0] if len(parts) == 1 else b"".join(parts)  # b"" when size is 0
+        buffer[done : done + len(data)] = data
+        done += len(data)
+    return buffer
 
 
 def put_objects(
@@ -219,9 +224,9 @@ def put_objects(
     skip: Callable[[str], bool] = lambda _key: False,
     if_absent: bool = False,
     workers: int = 16,
-    budget: int = 96 * MiB,
+    budget: int = 64 * MiB,
     large: int = 64 * MiB,
-    part: int = 16 * MiB,
+    part: int = 8 * MiB,
     attempts: int = 1,
     progress: ProgressFn | None = None,
 ) -> PutOutcome:
