@@ -17,8 +17,10 @@ Besides wall time (median and minimum), each run's CPU seconds are measured over
 involved (this one and its children, the PostgreSQL backends, the S3 server): on a shared
 machine wall time swings by 2x with other load, CPU cost does not.
 
-Prints the median seconds and the ratios to the raw tools (targets: create with verification
-and S3 ≤ 1.15x pg_dump, restore ≤ 1.15x pg_restore -j 2).
+Prints, per variant, the median and minimum wall time, the median of the paired ratios (each run
+against the raw run just before it, under the same load) and the median CPU seconds, each as a
+ratio to the raw tool (targets: create with verification and S3 ≤ 1.15x pg_dump, restore ≤ 1.15x
+pg_restore -j 2).
 
     .venv/bin/python bench/db_backup.py [--scale 50] [--docs 50000] [--repeat 3] [--keep]
 """
@@ -222,7 +224,7 @@ def main() -> int:
 
         print(f"\ndump size: raw {dump_size / 1e6:.1f} MB, ours {ours_size / 1e6:.1f} MB; "
               f"{args.repeat} runs each, medians; ratios to the raw tool")
-        print(f"{'':<32} {'wall':>7} {'ratio':>6} {'min wall':>9} {'ratio':>6} "
+        print(f"{'':<32} {'wall':>7} {'ratio':>6} {'paired':>7} {'min wall':>9} {'ratio':>6} "
               f"{'cpu':>7} {'ratio':>6}")
         for label, runs in samples.items():
             base = samples["raw pg_restore -j 2" if "restore" in label else "raw pg_dump -Fc"]
@@ -230,8 +232,9 @@ def main() -> int:
             low = min(r[0] for r in runs)
             base_wall, base_cpu = (statistics.median(r[i] for r in base) for i in (0, 1))
             base_low = min(r[0] for r in base)
-            print(f"{label:<32} {wall:6.2f}s {wall / base_wall:5.2f}x {low:8.2f}s "
-                  f"{low / base_low:5.2f}x {cpu:6.2f}s {cpu / base_cpu:5.2f}x")
+            paired = statistics.median(r[0] / b[0] for r, b in zip(runs, base, strict=True))
+            print(f"{label:<32} {wall:6.2f}s {wall / base_wall:5.2f}x {paired:6.2f}x "
+                  f"{low:8.2f}s {low / base_low:5.2f}x {cpu:6.2f}s {cpu / base_cpu:5.2f}x")
         print("targets: ours create verify+s3 <= 1.15x raw pg_dump -Fc, "
               "ours restore <= 1.15x raw pg_restore -j 2")
     finally:
