@@ -185,3 +185,17 @@ def test_a_table_that_changed_while_the_backup_ran_is_listed_not_failed() -> Non
     assert report.integrity["database"]["changed_during_backup"] == ["diagrams"]
     line = next(c for c in report.success_criteria if c.item == CRITERIA[7])
     assert line.status == "pass" and "changed while the backup ran" in line.evidence
+
+
+def test_references_dangling_before_the_failure_are_not_charged_to_the_recovery() -> None:
+    ev = _evidence()
+    dangling = {"diagram_versions": {"checked": True, "references": 9, "dangling": 4},
+                "ok": False, "orphans": {}}
+    ev.dangling, ev.dangling_before = dangling, dangling
+    report = _report(ev)
+    assert report.integrity["references"]["ok"]
+    line = next(c for c in report.success_criteria if c.item == CRITERIA[7])
+    assert line.status == "pass" and "already missing before the failure" in line.evidence
+    ev.dangling = {"diagram_versions": {"checked": True, "references": 12, "dangling": 7},
+                   "ok": False, "orphans": {}}
+    assert _report(ev).integrity["references"]["new_dangling"] == {"diagram_versions": 3}

@@ -183,19 +183,26 @@ def _login_all(api: ApiClient, accounts: list[Account]) -> dict[str, Any]:
 
 
 def take_backups(stack: Stack, label: str, clock: Clock = utc_now) -> dict[str, Any]:
-    """A database backup and one backup per application bucket, named for the drill."""
+    """A database dump, a base backup (when WAL is streamed) and one backup per application
+    bucket, named for the drill."""
     from autograph.dr.objects.manager import MinIOBucketBackupManager
     from autograph.dr.postgres import DatabaseBackupManager
 
     stamp = f"{clock():%Y%m%d_%H%M%S}"
     database = DatabaseBackupManager(stack.settings, stack.creds).create(
         f"drill_backup_{stamp}_{label}", tags=("drill",))
+    base = None
+    if any(c.name == "walstream" for c in stack.components):  # continuous protection on
+        from autograph.dr.postgres.physical import PhysicalBackupManager
+
+        base = PhysicalBackupManager(stack.settings, stack.creds).create(
+            f"drill_base_{stamp}_{label}", tags=("manual", "drill"))
     buckets = {}
     manager = MinIOBucketBackupManager(stack.settings, stack.creds)
     for bucket in stack.settings.app_buckets:
         entry = manager.create(bucket, name=f"drill_{bucket}_{stamp}_{label}", tags=("drill",))
         buckets[bucket] = entry
-    return {"database": database, "buckets": buckets}
+    return {"database": database, "base": base, "buckets": buckets}
 
 
 def run_drill(stack: Stack, scenario: Scenario, options: DrillOptions, dr_dir: Path, *,
@@ -212,7 +219,8 @@ def run_drill(stack: Stack, scenario: Scenario, options: DrillOptions, dr_dir: P
     rec = _Recorder(clock, progress)
     ev = Evidence(scenario=scenario, targets=options.targets or Targets(
         rto_seconds=settings.rto_target_seconds, rpo_seconds=settings.rpo_target_seconds),
-        schedule={"database": settings.database_backup_interval_seconds,
+        schedule={"database": None if any(c.name == "walstream" for c in stack.components)
+                  else settings.database_backup_interval_seconds,
                   "buckets": settings.bucket_backup_interval_seconds},
         components=[c.name for c in stack.components])
     api = ApiClient(settings, via_gateway=uses_gateway(stack))
@@ -247,11 +255,14 @@ def run_drill(stack: Stack, scenario: Scenario, options: DrillOptions, dr_dir: P
                 finally:
                     writer.resume()
                 _note_volatile(ev, shot, after, settled)
-                ev.at_backup[taken["database"].name] = shot
-                for entry in taken["buckets"].values():
-                    ev.at_backup[entry.name] = shot
-                ev.backups_taken.append({"database": taken["database"].name, "buckets": {
-                    b: e.name for b, e in taken["buckets"].items()}, "at": str(clock())})
+                for entry in (taken["database"], taken["base"], *taken["buckets"].values()):
+                    if entry is not None:
+                        ev.at_backup[entry.name] = shot
+                ev.backups_taken.append({
+                    "database": taken["database"].name,
+                    "base": taken["base"].name if taken["base"] else None,
+                    "buckets": {b: e.name for b, e in taken["buckets"].items()},
+                    "at": str(clock())})
                 time.sleep(0.5 if n < options.backup_rounds else 0)
                 return f"database {taken['database'].name} and {len(taken['buckets'])} buckets"
 
@@ -268,6 +279,8 @@ def run_drill(stack: Stack, scenario: Scenario, options: DrillOptions, dr_dir: P
             assert writer is not None
             writer.stop()
             ev.before, settled = settled_fingerprint(stack, s3)
+            ev.dangling_before = integrity.dangling_references(settings, stack.creds,
+                                                               ev.before.objects)
             if not settled:
                 ev.issues.append("the data kept changing after the writer stopped (another "
                                  "writer is active): comparisons may show its changes")
@@ -291,10 +304,10 @@ def run_drill(stack: Stack, scenario: Scenario, options: DrillOptions, dr_dir: P
     return report
 
 
-def settled_fingerprint(stack: Stack, s3: Any, tries: int = 12, pause: float = 0.5
+def settled_fingerprint(stack: Stack, s3: Any, tries: int = 8, pause: float = 1.2
                         ) -> tuple[integrity.Fingerprint, bool]:
-    """A fingerprint once two in a row agree (background followers, such as the webhook
-    watcher's cursor, have caught up); False if the data never settled."""
+    """A fingerprint once two in a row, ``pause`` apart, agree: background followers (the
+    webhook watcher's cursor polls every second) have caught up. False if it never settled."""
     shot = integrity.fingerprint(stack.settings, stack.creds, s3)
     for _ in range(tries):
         time.sleep(pause)
@@ -327,6 +340,9 @@ def _corrupt_latest(stack: Stack, ev: Evidence) -> str:
     damaged: list[str] = []
     database = open_catalog(stack.settings, stack.creds, "database").get(latest["database"])
     damaged += faults.corrupt_backup(stack, database)
+    if latest["base"]:
+        base = open_catalog(stack.settings, stack.creds, "basebackup").get(latest["base"])
+        damaged += faults.corrupt_backup(stack, base)
     buckets = open_catalog(stack.settings, stack.creds, "bucket")
     for name in latest["buckets"].values():
         damaged += faults.corrupt_backup(stack, buckets.get(name))

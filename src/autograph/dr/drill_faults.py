@@ -142,9 +142,10 @@ def corrupt_backup(stack: Stack, entry: BackupEntry) -> list[str]:
         flip_byte(local)
         damaged.append(str(local))
     if "s3" in entry.locations:
-        bucket, prefix = ((stack.settings.backup_bucket_database, "database/")
-                          if entry.kind == "database"
-                          else (stack.settings.backup_bucket_objects, ""))
+        bucket, prefix = {
+            "database": (stack.settings.backup_bucket_database, "database/"),
+            "basebackup": (stack.settings.backup_bucket_database, "base/"),
+        }.get(entry.kind, (stack.settings.backup_bucket_objects, ""))
         client = backup_client(stack.settings, stack.creds)
         key = prefix + entry.artifact
         body = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())

@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from autograph.dr.drill_integrity import Fingerprint, compare_objects, compare_tables
+from autograph.dr.drill_integrity import (
+    Fingerprint,
+    TableFingerprint,
+    compare_objects,
+    compare_tables,
+)
 from autograph.dr.drill_models import (
     CRITERIA,
     DrillReport,
@@ -37,7 +42,7 @@ class Evidence:
 
     scenario: Scenario
     targets: Targets
-    schedule: dict[str, int]
+    schedule: dict[str, int | None]  # backup interval per kind; None: continuous (WAL)
     components: list[str]
     workload: dict[str, Any] = field(default_factory=dict)
     at_backup: dict[str, Fingerprint] = field(default_factory=dict)  # backup name -> state
@@ -46,6 +51,7 @@ class Evidence:
     before: Fingerprint | None = None
     after: Fingerprint | None = None
     dangling: dict[str, Any] | None = None
+    dangling_before: dict[str, Any] | None = None  # already there before the failure
     failure_at: datetime | None = None
     fault: dict[str, Any] | None = None
     recovery: RecoveryReport | None = None
@@ -87,7 +93,8 @@ def recovery_times(ev: Evidence) -> tuple[datetime | None, float | None,
         rto = round((recovered - ev.failure_at).total_seconds() - ev.pause_seconds, 3)
     health = ev.checks().get("health", {})
     healthy_times: dict[str, tuple[str, bool]] = {}
-    for name, after_pause in (("restore_infrastructure", False), ("start_services", True)):
+    for name, after_pause in (("restore_infrastructure", False), ("restore_database", False),
+                              ("start_services", True)):
         step = ev.step(name)
         for component, at in (step.data.get("healthy_at", {}) if step else {}).items():
             healthy_times[component] = (at, after_pause)
@@ -115,6 +122,7 @@ def restored_backups(ev: Evidence) -> dict[str, Any]:
             refused += step.data.get("refused", [])
     return {
         "database": database.data.get("backup") if database else None,
+        "method": database.data.get("method") if database else None,
         "buckets": {b: v.get("backup") for b, v in
                     (buckets.data.get("buckets", {}) if buckets else {}).items()},
         "refused": refused,
@@ -132,7 +140,12 @@ def integrity_report(ev: Evidence, restored: dict[str, Any]) -> dict[str, Any]:
                                                   "why": "the restored state was not captured"}
     else:
         result["after_recovery"] = ev.after.summary()
-        if ev.scenario in RESTORES_DATABASE:
+        expected_tables: dict[str, TableFingerprint] | None
+        if ev.scenario in RESTORES_DATABASE and restored["method"] == "physical":
+            expected_tables = ev.before.tables
+            basis = (f"state before the failure (base backup {restored['database']} + "
+                     "streamed WAL replayed to the end)")
+        elif ev.scenario in RESTORES_DATABASE:
             shot = ev.at_backup.get(restored["database"] or "")
             expected_tables = shot.tables if shot else None
             basis = f"state at backup {restored['database']}"
@@ -159,9 +172,28 @@ def integrity_report(ev: Evidence, restored: dict[str, Any]) -> dict[str, Any]:
                                  {"checked": True, "basis": bases,
                                   **compare_objects(expected_objects, actual)},
                                  ev.volatile.get("buckets", [])))
-    result["references"] = ev.dangling or {"checked": False}
+    result["references"] = _new_dangling(ev.dangling, ev.dangling_before)
     result["dataset"] = ev.dataset_check or {"checked": False}
     return result
+
+
+def _new_dangling(after: dict[str, Any] | None,
+                  before: dict[str, Any] | None) -> dict[str, Any]:
+    """References the failure and recovery left dangling, beyond those already dangling
+    before the failure (an earlier loss is reported, not charged to this recovery)."""
+    if after is None:
+        return {"checked": False}
+
+    def counts(found: dict[str, Any] | None) -> dict[str, int]:
+        return {k: int(v["dangling"]) for k, v in (found or {}).items()
+                if isinstance(v, dict) and v.get("dangling")}
+
+    if not any(isinstance(v, dict) and v.get("checked") for v in after.values()):
+        return {**after, "ok": None}
+    now, earlier = counts(after), counts(before)
+    new = {k: n - earlier.get(k, 0) for k, n in now.items() if n > earlier.get(k, 0)}
+    return {**after, "new_dangling": new, "dangling_before_failure": earlier,
+            "ok": not new}
 
 
 def _leniently(comparison: dict[str, Any], volatile: list[str]) -> dict[str, Any]:
@@ -204,10 +236,11 @@ def _corruption_verdict(ev: Evidence, integrity: dict[str, Any]) -> tuple[bool |
     refs = integrity["references"]
     if refs.get("ok") is not None:
         verdicts.append(bool(refs["ok"]))
-        dangling = {k: v["dangling"] for k, v in refs.items()
-                    if isinstance(v, dict) and v.get("dangling")}
-        parts.append("every object reference resolves" if refs["ok"] else
-                     f"rows naming missing objects: {dangling}")
+        parts.append("no object reference lost" if refs["ok"] else
+                     f"rows naming missing objects: {refs['new_dangling']}")
+        if refs.get("dangling_before_failure"):
+            parts.append(f"already missing before the failure: "
+                         f"{refs['dangling_before_failure']}")
     data = integrity["dataset"]
     if "diagrams" in data:
         bad = sum(v["mismatched"] for k, v in data.items() if isinstance(v, dict))
@@ -234,14 +267,14 @@ def criteria(ev: Evidence, rto: float | None, integrity: dict[str, Any]) -> dict
                              " s), from the failure to every check green") if rto is not None
                             else (False, f"not recovered: {down}"))
     db, ob = ev.rpo_database, ev.rpo_objects
-    worst = max(ev.schedule.values()) if ev.schedule else None
+    worst = _worst_case(ev.schedule)
     if db and ob:
         ok = max(db.seconds, ob.seconds) <= t.rpo_seconds
         results[CRITERIA[1]] = (ok, f"database {db.lost}/{db.acknowledged} writes lost "
                                 f"({db.seconds:.1f} s), objects {ob.lost}/{ob.acknowledged} "
                                 f"lost ({ob.seconds:.1f} s); target {t.rpo_seconds:g} s. "
                                 f"Measured against backups taken by this drill; with the "
-                                f"backup schedule alone the worst case is {worst} s")
+                                f"protection in place the worst case is {worst}")
     elif rto is None:
         results[CRITERIA[1]] = (False, f"not measured: {down}")
     checks = ev.checks()
@@ -309,13 +342,21 @@ def evaluate(ev: Evidence, steps: list[StepRecord], *, started: datetime, finish
         action_items=actions)
 
 
+def _worst_case(schedule: dict[str, int | None]) -> str:
+    """The worst-case RPO each kind's protection allows, in words."""
+    parts = [f"{kind}: " + ("seconds (WAL streamed continuously)" if interval is None
+                            else f"{interval} s (backup interval)")
+             for kind, interval in schedule.items()]
+    return "; ".join(parts) or "unknown"
+
+
 def _action_items(ev: Evidence, results: dict[str, Any]) -> list[str]:
     items = []
-    worst = max(ev.schedule.values()) if ev.schedule else 0
-    if worst > ev.targets.rpo_seconds:
-        items.append(f"backup intervals ({ev.schedule}) exceed the {ev.targets.rpo_seconds:g} s "
-                     "RPO target: rely on continuous protection (WAL streaming, bucket "
-                     "snapshots; SPEC §7) or back up more often")
+    slow = {k: v for k, v in ev.schedule.items() if v is not None and v > ev.targets.rpo_seconds}
+    if slow:
+        items.append(f"backup intervals {slow} (seconds) exceed the {ev.targets.rpo_seconds:g} "
+                     "s RPO target: add continuous protection for them (SPEC §7: WAL "
+                     "streaming, bucket snapshots every few minutes) or back up more often")
     for item, (ok, evidence) in results.items():
         if ok is False:
             items.append(f"fix: {item} — {evidence}")

@@ -10,8 +10,10 @@ damage found) is recorded as skipped, with why:
 3. restore_infrastructure — start the infrastructure components (PostgreSQL, Redis, S3, WAL
    streaming) where not healthy, recreating lost data folders (a folder that holds no
    cluster is moved aside, never deleted);
-4. restore_database — the newest verified database backup (or ``--backup``, or the newest
-   before ``--to``), falling back to the next one if a backup is refused;
+4. restore_database — complete failure: the newest base backup plus the streamed WAL, replayed
+   to the latest point (SPEC §7; or to ``--to``); corrupted database: the newest verified dump
+   (or, with ``--to``, the base backup + WAL up to that time); ``--backup`` names either. A
+   refused backup falls back to the next older one, a failed replay to the dumps;
 5. restore_buckets — the same per application bucket, ``overwrite=false``;
 6. start_services — every application service not healthy, in priority order (at the same time
    within a priority), each waited on;
@@ -147,8 +149,10 @@ class Recovery:
         data: dict[str, Any] = {"components": components, "down": down, "issues": []}
         data["postgres_cluster"] = (postgres_data_dir(self.settings) / "PG_VERSION").exists()
         plan = backups.plan(self.stack, self.options, s3_up="s3" not in down)
+        plan["method"] = self._database_method(plan)
         data["plan"] = plan
-        if self.options.scenario in ("complete", "database") and not plan["database"]:
+        wanted = plan["base"] if plan["method"] == "physical" else plan["database"]
+        if self.options.scenario in ("complete", "database") and not wanted:
             raise OperationFailed("no verified database backup to restore"
                                   + backups.why_none(plan, "database"))
         if self.options.scenario in ("complete", "objects"):
@@ -159,8 +163,23 @@ class Recovery:
         if self.options.scenario == "objects" and "postgres" in down:
             data["issues"].append("PostgreSQL is down too: consider --scenario complete")
         detail = (f"down: {', '.join(down)}" if down else "every component healthy")
-        chosen = plan["database"][:1] + [v[0] for v in plan["buckets"].values() if v]
+        chosen = wanted[:1] if self.options.scenario != "objects" else []
+        chosen += [v[0] for v in plan["buckets"].values() if v]
         return Outcome(f"{detail}; backups: {', '.join(chosen) or 'none'}", data)
+
+    def _database_method(self, plan: dict[str, Any]) -> str:
+        """``physical`` (base backup + WAL) for a complete failure, or with ``--to`` for a
+        corrupted database; else ``dump``. Raises InvalidInput for a base backup named for a
+        corrupted database without ``--to`` (replaying to the end would replay the damage)."""
+        if not plan["base"]:
+            return "dump"
+        if self.options.scenario == "complete" or self.options.to is not None:
+            return "physical"
+        if not plan["database"]:  # only a named base backup is left
+            raise InvalidInput("only base backups to restore from: recovering a corrupted "
+                               "database from one needs --to (a time before the corruption); "
+                               "the latest point has the corruption too")
+        return "dump"
 
     # 2. stop services -------------------------------------------------------------------
     def _stop_services(self, ctx: StepContext) -> Outcome:
@@ -184,10 +203,14 @@ class Recovery:
 
     # 3. infrastructure ------------------------------------------------------------------
     def _restore_infrastructure(self, ctx: StepContext) -> Outcome:
-        todo = [c for c in self.stack.components
-                if c.kind == "infrastructure" and not c.health().healthy]
+        physical = ctx.data("assess")["plan"]["method"] == "physical"
+        rebuilt = {"postgres", "walstream"} if physical else set()
+        todo = [c for c in self.stack.components if c.kind == "infrastructure"
+                and c.name not in rebuilt and not c.health().healthy]
         if not todo:
-            raise Skip("every infrastructure component healthy", {"healthy_at": {}})
+            raise Skip("every infrastructure component healthy"
+                       + (" (PostgreSQL is rebuilt from its base backup next)" if physical
+                          else ""), {"healthy_at": {}})
         moved = []
         if any(c.name == "postgres" for c in todo):
             moved = _set_aside_broken_cluster(self.settings.data_dir, self.clock)
@@ -203,12 +226,38 @@ class Recovery:
         if self.options.scenario == "objects":
             raise Skip("scenario objects: the database is not restored")
         plan = ctx.data("assess")["plan"]
+        issues: list[str] = []
+        if plan["method"] == "physical":
+            had_cluster = (postgres_data_dir(self.settings) / "PG_VERSION").exists()
+            try:
+                outcome = backups.recover_physical(self.stack, plan["base"], self.options.to,
+                                                   self.clock)
+                return Outcome(f"recovered {outcome['backup']} + streamed WAL to "
+                               f"{outcome['result']['replayed_to']} in "
+                               f"{outcome['restore_seconds']:.1f} s", outcome)
+            except OperationFailed as exc:
+                if not plan["database"]:
+                    raise
+                issues.append(f"point-in-time recovery failed ({exc.message}); restored the "
+                              "newest verified dump instead")
+                self._ready_for_dump(had_cluster)
         outcome = backups.restore_database(self.stack, plan["database"])
-        used = outcome["backup"]
-        detail = f"restored {used} in {outcome['restore_seconds']:.1f} s"
+        outcome["issues"] = outcome.get("issues", []) + issues
+        detail = f"restored {outcome['backup']} in {outcome['restore_seconds']:.1f} s"
         if outcome["refused"]:
             detail += f" (after refusing {len(outcome['refused'])} newer)"
         return Outcome(detail, outcome)
+
+    def _ready_for_dump(self, had_cluster: bool) -> None:
+        """After a failed physical recovery: a data folder that was not there before is set
+        aside, and PostgreSQL (an empty cluster if need be) is started for the dump."""
+        self.stack.stop("postgres")
+        folder = postgres_data_dir(self.settings)
+        if not had_cluster and folder.exists():
+            stamp = f"{self.clock():%Y%m%dT%H%M%SZ}"
+            os.rename(folder, folder.with_name(f"postgres.failed_pitr_{stamp}"))
+        start_components(self.stack, [c for c in self.stack.components
+                                      if c.name in ("postgres", "walstream")], self.clock)
 
     # 5. buckets -------------------------------------------------------------------------
     def _restore_buckets(self, ctx: StepContext) -> Outcome:

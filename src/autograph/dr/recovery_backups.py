@@ -5,13 +5,21 @@ verified backup newest first (created at or before ``--to`` when given). Restori
 list: a backup the manager refuses (checksum mismatch, unreadable archive, failed
 ``pg_restore``) is recorded with its reason and the next older one is tried. An unreachable
 server stops the walk at once: an older backup would not help.
+
+The database comes back one of two ways. Physical (SPEC §7): a base backup plus the streamed
+WAL, replayed to the latest point (or ``--to``), so only the last seconds of writes can be
+lost; used for a complete failure, or for a corrupted database when ``--to`` names a time
+before the corruption. Logical (the plan's runbook): the newest verified ``pg_dump``.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from autograph.clock import Clock, isoformat
 from autograph.dr.catalog import open_catalog
 from autograph.dr.models import BackupEntry
 from autograph.errors import (
@@ -49,27 +57,14 @@ def plan(stack: Stack, options: RecoveryOptions, s3_up: bool = True) -> dict[str
     with_s3 = s3_up or bool(stack.settings.backup_s3_endpoint)
     database, db_down = _listing(stack, "database", with_s3)
     bucket_entries, obj_down = _listing(stack, "bucket", with_s3)
+    base, base_down = _listing(stack, "basebackup", with_s3)
     result: dict[str, Any] = {
-        "database": [], "buckets": {b: [] for b in stack.settings.app_buckets},
+        "database": [], "base": [], "buckets": {b: [] for b in stack.settings.app_buckets},
         "unverified": {"database": 0, "buckets": 0},
         "unreachable": {**{f"database {k}": v for k, v in db_down.items()},
-                        **{f"buckets {k}": v for k, v in obj_down.items()}},
+                        **{f"buckets {k}": v for k, v in obj_down.items()},
+                        **{f"base backups {k}": v for k, v in base_down.items()}},
     }
-    if options.backups:
-        by_name = {e.name: ("database", e) for e in database}
-        by_name.update({e.name: ("bucket", e) for e in bucket_entries})
-        for name in options.backups:
-            if name not in by_name:
-                raise NotFound(f"no database or bucket backup named {name}")
-            kind, entry = by_name[name]
-            if kind == "database":
-                result["database"] = [name]
-            elif entry.source not in result["buckets"]:
-                raise InvalidInput(f"backup {name} is of bucket {entry.source}, which is not "
-                                   "an application bucket")
-            else:
-                result["buckets"][entry.source] = [name]
-        return result
 
     def usable(entry: BackupEntry) -> bool:
         return options.to is None or entry.created_at <= options.to
@@ -81,6 +76,8 @@ def plan(stack: Stack, options: RecoveryOptions, s3_up: bool = True) -> dict[str
             result["database"].append(entry.name)
         else:
             result["unverified"]["database"] += 1
+    result["base"] = [e.name for e in base if e.verification.status == "passed"
+                      and (options.to is None or e.finished_at <= options.to)]
     for entry in bucket_entries:
         if not usable(entry) or entry.source not in result["buckets"]:
             continue
@@ -88,7 +85,30 @@ def plan(stack: Stack, options: RecoveryOptions, s3_up: bool = True) -> dict[str
             result["buckets"][entry.source].append(entry.name)
         else:
             result["unverified"]["buckets"] += 1
+    _apply_named(result, options.backups, database, bucket_entries, base)
     return result
+
+
+def _apply_named(result: dict[str, Any], names: tuple[str, ...], database: list[BackupEntry],
+                 buckets: list[BackupEntry], base: list[BackupEntry]) -> None:
+    """Backups named with ``--backup`` replace the automatic choice of their kind (or bucket):
+    the operator chose, so there is no fallback for them. Naming a dump rules out the
+    physical path and naming a base backup the dumps."""
+    by_name = {e.name: ("database", e) for e in database}
+    by_name.update({e.name: ("bucket", e) for e in buckets})
+    by_name.update({e.name: ("base", e) for e in base})
+    for name in names:
+        if name not in by_name:
+            raise NotFound(f"no database, base or bucket backup named {name}")
+        kind, entry = by_name[name]
+        if kind in ("database", "base"):
+            result[kind] = [name]
+            result["base" if kind == "database" else "database"] = []
+        elif entry.source not in result["buckets"]:
+            raise InvalidInput(f"backup {name} is of bucket {entry.source}, which is not an "
+                               "application bucket")
+        else:
+            result["buckets"][entry.source] = [name]
 
 
 def why_none(found: dict[str, Any], kind: str) -> str:
@@ -133,7 +153,35 @@ def restore_database(stack: Stack, candidates: list[str]) -> dict[str, Any]:
         result = manager.restore(name)
         return _plain(result)
 
-    return _walk(candidates, restore)
+    return {**_walk(candidates, restore), "method": "dump"}
+
+
+def recover_physical(stack: Stack, candidates: list[str], target_time: datetime | None,
+                     clock: Clock) -> dict[str, Any]:
+    """Rebuild the cluster from the first base backup that recovers (plus the streamed WAL,
+    to the latest point or ``target_time``), then restart WAL streaming. Raises
+    OperationFailed when none recovers (the cluster is then as it was before)."""
+    from autograph.dr.postgres.physical import PhysicalBackupManager
+
+    manager = PhysicalBackupManager(stack.settings, stack.creds)
+    healthy_at: dict[str, str] = {}
+
+    def start_server() -> None:
+        stack.up(only=["postgres"])
+        healthy_at["postgres"] = isoformat(clock())
+
+    def restore(name: str) -> dict[str, Any]:
+        result = manager.recover(lambda: stack.stop("postgres"), start_server, name=name,
+                                 target_time=target_time)
+        healthy_at["postgres"] = isoformat(clock())  # promoted: accepting writes
+        return asdict(result)
+
+    outcome = _walk(candidates, restore)
+    if any(c.name == "walstream" for c in stack.components):
+        stack.stop("walstream")  # it follows the recovered cluster from here
+        stack.up(only=["walstream"])
+        healthy_at["walstream"] = isoformat(clock())
+    return {**outcome, "method": "physical", "healthy_at": healthy_at}
 
 
 def restore_buckets(stack: Stack, plan_buckets: dict[str, list[str]]) -> dict[str, Any]:
