@@ -1,4 +1,4 @@
-"""A lean S3 client for bulk transfers: SigV4 over a pool of keep-alive ``http.client`` links.
+"""A lean S3 client for bulk transfers: SigV4 over a pool of keep-alive HTTP/1.1 links.
 
 boto3 spends milliseconds of CPU per request building, signing and parsing; on two cores that,
 not the network, bounds a backup of thousands of small objects. This client does only what bulk
@@ -14,7 +14,6 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import http.client
 import os
 import ssl
 import threading
@@ -26,6 +25,7 @@ from types import TracebackType
 from urllib.parse import quote, unquote_plus, urlsplit
 
 from autograph.config import Settings
+from autograph.dr.objects.http11 import Link
 from autograph.errors import DependencyDown, NotFound, OperationFailed
 from autograph.secrets import Credentials
 
@@ -33,7 +33,6 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 UNSIGNED = "UNSIGNED-PAYLOAD"
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _RETRY_STATUS = frozenset({500, 502, 503, 504})
-_NETWORK_ERRORS = (OSError, http.client.HTTPException)
 META_PREFIX = "x-amz-meta-"
 Body = bytes | bytearray | memoryview
 
@@ -141,23 +140,19 @@ def _canonical_query(params: dict[str, str]) -> str:
 class Response:
     """A response whose body is read by the caller; ``close()`` returns the link to the pool."""
 
-    def __init__(
-        self, client: S3Client, conn: http.client.HTTPConnection, raw: http.client.HTTPResponse
-    ) -> None:
+    def __init__(self, client: S3Client, link: Link, status: int, headers: dict[str, str]) -> None:
         self._client = client
-        self._conn: http.client.HTTPConnection | None = conn
-        self.raw = raw
-        self.status = raw.status
+        self._link: Link | None = link
+        self.status = status
+        self.headers = headers
 
     def header(self, name: str, default: str = "") -> str:
-        return self.raw.getheader(name, default)
+        return self.headers.get(name.lower(), default)
 
     def head(self) -> ObjectHead:
         """The object's size, etag, content type, user metadata and modification time."""
         meta = {
-            k.lower()[len(META_PREFIX) :]: v
-            for k, v in self.raw.getheaders()
-            if k.lower().startswith(META_PREFIX)
+            k[len(META_PREFIX) :]: v for k, v in self.headers.items() if k.startswith(META_PREFIX)
         }
         length = self.header("Content-Range").rpartition("/")[2] or self.header("Content-Length")
         return ObjectHead(
@@ -168,31 +163,48 @@ class Response:
             self.header("Last-Modified"),
         )
 
-    def chunks(self, size: int = 1 << 20) -> Iterator[bytes]:
-        """The body, in chunks of at most ``size`` bytes; the link is released at the end."""
+    def readinto(self, view: memoryview) -> int:
+        """Body bytes into ``view``; 0 at the end (the link then goes back to the pool).
+
+        Raises DependencyDown when the connection breaks.
+        """
+        if self._link is None:
+            return 0
         try:
-            while True:
-                data = self.raw.read(size)
-                if not data:
-                    break
-                yield data
-        except _NETWORK_ERRORS as exc:
+            got = self._link.readinto(view)
+        except OSError as exc:
             self.close(broken=True)
             raise DependencyDown(f"S3 read failed: {exc}") from None
-        self.close()
+        if not got:
+            self.close()
+        return got
+
+    def chunks(self, size: int = 1 << 20) -> Iterator[bytes | bytearray]:
+        """The body, in chunks of at most ``size`` bytes; the link is released at the end."""
+        while self._link is not None:
+            try:
+                data = self._link.read(size)
+            except OSError as exc:
+                self.close(broken=True)
+                raise DependencyDown(f"S3 read failed: {exc}") from None
+            if not data:
+                self.close()
+                return
+            yield data
 
     def read(self) -> bytes:
         """The whole body (for small replies)."""
         return b"".join(self.chunks())
 
     def close(self, broken: bool = False) -> None:
-        if self._conn is None:
+        """Give the link back (or drop it: broken, or its body not read to the end)."""
+        if self._link is None:
             return
-        conn, self._conn = self._conn, None
-        if broken or not self.raw.isclosed():
-            conn.close()
+        link, self._link = self._link, None
+        if broken or not link.finished or not link.reusable:
+            link.close()
         else:
-            self._client._release(conn)
+            self._client._release(link)
 
     def __enter__(self) -> Response:
         return self
@@ -200,7 +212,7 @@ class Response:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close(broken=kind is not None or not self.raw.isclosed())
+        self.close(broken=kind is not None)
 
 
 class S3Client:
@@ -224,7 +236,7 @@ class S3Client:
         self._timeout = timeout
         self._retries = retries
         self._pool_size = pool_size
-        self._idle: list[http.client.HTTPConnection] = []
+        self._idle: list[Link] = []
         self._lock = threading.Lock()
         self._signer = _Signer(endpoint)
         self._ssl = (
@@ -234,20 +246,14 @@ class S3Client:
         )
 
     # Connections -------------------------------------------------------------------------
-    def _acquire(self) -> tuple[http.client.HTTPConnection, bool]:
+    def _acquire(self) -> tuple[Link, bool]:
         """An idle link (``True``: reused, it may have gone stale) or a new one."""
         with self._lock:
             if self._idle:
                 return self._idle.pop(), True
-        if self._ssl is not None:
-            fresh: http.client.HTTPConnection = http.client.HTTPSConnection(
-                self._host, self._port, timeout=self._timeout, context=self._ssl
-            )
-        else:
-            fresh = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
-        return fresh, False
+        return Link(self._host, self._port, self._timeout, self._ssl), False
 
-    def _release(self, conn: http.client.HTTPConnection) -> None:
+    def _release(self, conn: Link) -> None:
         with self._lock:
             if len(self._idle) < self._pool_size:
                 self._idle.append(conn)
@@ -291,17 +297,18 @@ class S3Client:
             send["x-amz-content-sha256"] = payload_sha256 or (
                 EMPTY_SHA256 if not body else hashlib.sha256(body).hexdigest()
             )
-            if body:
+            if body or method in ("PUT", "POST"):
                 send["Content-Length"] = str(len(body))
             self._signer.sign(method, path, query, send)
-            conn, reused = self._acquire()
+            conn: Link | None = None
+            reused = False
             try:
-                conn.request(
-                    method, path + ("?" + query if query else ""), body=body or None, headers=send
-                )
-                raw = conn.getresponse()
-            except _NETWORK_ERRORS as exc:
-                conn.close()
+                conn, reused = self._acquire()
+                conn.send(method, path + ("?" + query if query else ""), send, body)
+                status, answer = conn.read_head()
+            except OSError as exc:
+                if conn is not None:
+                    conn.close()
                 if reused and stale < self._pool_size:
                     stale += 1  # the server closed an idle link: so, likely, the others
                     self.close()
@@ -313,18 +320,21 @@ class S3Client:
                 time.sleep(delay if attempt else 0)
                 attempt, delay = attempt + 1, delay * 2
                 continue
-            response = Response(self, conn, raw)
-            if raw.status in ok:
+            response = Response(self, conn, status, answer)
+            if status in ok:
                 return response
-            detail = response.read() if method != "HEAD" else b""
-            if raw.status in _RETRY_STATUS and attempt < self._retries:
+            try:
+                detail = response.read()
+            except DependencyDown:
+                detail = b""
+            if status in _RETRY_STATUS and attempt < self._retries:
                 time.sleep(delay)
                 attempt, delay = attempt + 1, delay * 2
                 continue
             code, message = _error_fields(detail)
-            if raw.status == 404:
+            if status == 404:
                 raise ObjectMissing(f"{label}: {code or 'not found'}")
-            raise OperationFailed(f"S3 {label} failed: {raw.status} {code} {message}".rstrip())
+            raise OperationFailed(f"S3 {label} failed: {status} {code} {message}".rstrip())
 
     # Buckets -----------------------------------------------------------------------------
     def list_buckets(self) -> list[str]:
@@ -432,9 +442,7 @@ class S3Client:
         ) as resp:
             return ET.fromstring(resp.read()).findtext(f"{_NS}UploadId", "")
 
-    def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, body: Body
-    ) -> str:
+    def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: Body) -> str:
         """Upload part ``number`` (the server checks its Content-MD5); return the etag.
 
         Raises OperationFailed if the etag the server answers is not the part's MD5.

@@ -10,7 +10,6 @@ threads; objects above ``large`` are read as ranged GETs fetched ``ahead`` parts
 
 from __future__ import annotations
 
-import http.client
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,7 +21,7 @@ from autograph.errors import DependencyDown
 MiB = 1 << 20
 CHUNK = MiB
 
-Chunk = bytes | memoryview
+Chunk = bytes | bytearray | memoryview
 ProgressFn = Callable[[int, int], None]
 """``(objects done, bytes done)``, called from worker threads."""
 
@@ -98,13 +97,14 @@ def _read_body(resp: Response, where: str) -> bytearray:
     done = 0
     try:
         while done < len(buffer):
-            got = resp.raw.readinto(view[done:])
+            got = resp.readinto(view[done:])
             if not got:
                 break
             done += got
-    except (OSError, http.client.HTTPException) as exc:
-        resp.close(broken=True)
-        raise _ReadFailed(f"S3 read of {where} failed: {exc}") from None
+    except DependencyDown as exc:
+        raise _ReadFailed(f"S3 read of {where} failed: {exc.message}") from None
+    finally:
+        view.release()
     if done != len(buffer):
         resp.close(broken=True)
         raise _ReadFailed(f"S3 read of {where} ended early")
