@@ -1,25 +1,36 @@
-"""The DR drill end to end in its sandbox, one sandbox for the module: each scenario, latest
-backups corrupted (fallback to older ones, with the RPO cost), and the stack the sandbox was
-made beside (the session's app stack) left untouched."""
+"""The DR drill end to end in its sandbox, one sandbox for the module: each scenario (the
+complete one with the latest backups corrupted: fallback to older ones, with the RPO cost), a
+recovery killed in the middle and run again, and the stack the sandbox was made beside (the
+session's app stack) left untouched."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from autograph.dr.drill import DrillOptions, make_sandbox, remove_sandbox, run_drill
+from autograph.dr import drill_faults
+from autograph.dr.drill import DrillOptions, make_sandbox, remove_sandbox, run_drill, take_backups
 from autograph.dr.drill_integrity import fingerprint
 from autograph.dr.drill_models import CRITERIA, DrillReport, Scenario
+from autograph.dr.postgres.walstream import streaming_lag_bytes
 from autograph.dr.report import drill_schedule, load_history, report_folder
-from autograph.dr.workload import DatasetSpec
+from autograph.dr.workload import ApiClient, DatasetSpec, check_dataset, load_dataset
 from autograph.s3client import app_client
 from autograph.stack.lifecycle import Stack
+from stackutil import settings_env
 
 pytestmark = pytest.mark.e2e
 
+KILL_DURING = ("restore_buckets", "start_services")
 SERVICES = ("gateway", "auth", "diagram", "svg", "collaboration", "export")
 SMALL = DatasetSpec(users=2, diagrams_per_user=3, versions_per_diagram=2, uploads=3,
                     exports=3, export_bytes=8_000, upload_bytes=8_000)
@@ -73,23 +84,35 @@ def _recovered(report: DrillReport, dr_dir: Any) -> None:
         assert found["ok"], (kind, found["basis"], found["mismatched"], report.issues)
 
 
-def test_complete_failure(sandbox: Stack, app_stack: Stack) -> None:
-    report = _drill(sandbox, app_stack, "complete")
+def test_complete_failure_with_the_latest_backups_corrupted(sandbox: Stack,
+                                                            app_stack: Stack) -> None:
+    report = _drill(sandbox, app_stack, "complete", backup_rounds=2, corrupt_latest=True)
     _recovered(report, app_stack.settings.dr_dir)
-    # The database comes back from its base backup plus the streamed WAL: nothing lost.
-    assert report.backups["restored"]["method"] == "physical"
-    assert report.rpo.database_writes_lost == 0 and report.rpo.objects_lost
-    assert report.database_restore_seconds and report.objects_restore_seconds
     status = _status(report)
     assert all(status[item] == "pass" for item in CRITERIA[:7]), report.success_criteria
-    # ... but the buckets only from their last backup: diagrams made since keep their rows
-    # and lose their canvases, and the drill says so.
-    corruption = next(c for c in report.success_criteria if c.item == CRITERIA[7])
-    assert corruption.status == "fail" and "missing objects" in corruption.evidence
+    assert report.database_restore_seconds and report.objects_restore_seconds
     services = {s.name: s for s in report.services}
     assert {"postgres", "redis", "s3", "walstream", *SERVICES} <= set(services)
     assert all(s.healthy and s.recovery_seconds for s in services.values())
     assert set(report.workload["fault"]["killed"]) >= {"postgres", "s3", "supervisord"}
+
+    # Every copy of the newest backups was damaged: each refused with its cause, and the
+    # older ones restored instead.
+    first, latest = report.backups["taken"]
+    restored = report.backups["restored"]
+    refused = {r["backup"]: r["reason"] for r in restored["refused"]}
+    assert set(refused) == {latest["base"], *latest["buckets"].values()}
+    assert all("sha256" in reason for reason in refused.values())
+    assert any(latest["base"] in issue and "refused" in issue for issue in report.issues)
+    assert restored["buckets"] == first["buckets"]
+    # The database comes back from the older base backup plus all the streamed WAL: nothing
+    # lost. The older bucket backups cost the objects written since them, and diagrams made
+    # since keep their rows but lose their canvases: the drill says so.
+    assert restored["method"] == "physical" and restored["database"] == first["base"]
+    assert report.rpo.database_writes_lost == 0 and report.rpo.objects_lost
+    assert report.rpo.objects_seconds is not None and report.rpo.objects_seconds > 1.5
+    corruption = next(c for c in report.success_criteria if c.item == CRITERIA[7])
+    assert corruption.status == "fail" and "missing objects" in corruption.evidence
 
 
 def test_database_corruption(sandbox: Stack, app_stack: Stack) -> None:
@@ -115,22 +138,72 @@ def test_object_storage_loss(sandbox: Stack, app_stack: Stack) -> None:
     assert not report.passed
 
 
-def test_corrupted_latest_backups_fall_back_to_older_ones_and_show_the_cost(
-        sandbox: Stack, app_stack: Stack) -> None:
-    report = _drill(sandbox, app_stack, "complete", backup_rounds=2, corrupt_latest=True)
-    _recovered(report, app_stack.settings.dr_dir)
-    first, latest = report.backups["taken"]
-    restored = report.backups["restored"]
-    assert restored["database"] == first["base"]  # the older base backup, then all the WAL
-    assert restored["buckets"] == first["buckets"]
-    refused = {r["backup"]: r["reason"] for r in restored["refused"]}
-    assert set(refused) == {latest["base"], *latest["buckets"].values()}
-    assert all("sha256" in reason for reason in refused.values())
-    assert any(latest["base"] in issue and "refused" in issue for issue in report.issues)
-    # The streamed WAL makes up for the older base backup; the older bucket backups cost the
-    # objects written between the two rounds too.
-    assert report.rpo.database_writes_lost == 0
-    assert report.rpo.objects_seconds is not None and report.rpo.objects_seconds > 1.5
+def _recover_cli(stack: Stack, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, **settings_env(stack.settings)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "autograph.cli.main", "dr", "recover", "--scenario", "complete",
+         *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+
+
+def _state(path: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def test_a_killed_recovery_resumes_where_it_stopped_and_completes(sandbox: Stack) -> None:
+    """``autograph dr recover`` SIGKILLed in the middle of a complete recovery (no gateway
+    running all along), then run again: it continues from the step it stopped in."""
+    api = ApiClient(sandbox.settings, via_gateway=False)
+    s3 = app_client(sandbox.settings, sandbox.creds)
+    dataset = load_dataset(api, s3, DatasetSpec(users=1, diagrams_per_user=2, uploads=1,
+                                                exports=1))
+    take_backups(sandbox, "resume")
+    owner = dataset.accounts[0]
+    api.create_diagram(owner.token, "after the backups", {"n": 1})  # only the WAL has it
+    deadline = time.monotonic() + 30
+    while streaming_lag_bytes(sandbox.settings, sandbox.creds) != 0:
+        assert time.monotonic() < deadline, "the WAL receiver did not catch up"
+        time.sleep(0.1)
+    drill_faults.complete_failure(sandbox)
+
+    refused = _recover_cli(sandbox)  # no --yes, no terminal: refused before touching anything
+    _out, errors = refused.communicate(timeout=120)
+    assert refused.returncode != 0 and "--yes" in errors
+
+    state_path = sandbox.settings.dr_dir / "recovery" / "state.json"
+    first = _recover_cli(sandbox, "--yes")
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and first.poll() is None:
+        if _state(state_path).get("current") in KILL_DURING:
+            break
+        time.sleep(0.02)
+    assert first.poll() is None, first.communicate()
+    stopped_in = _state(state_path)["current"]
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(30)
+    assert stopped_in in KILL_DURING
+
+    second = _recover_cli(sandbox, "--yes", "--json")
+    output, messages = second.communicate(timeout=600)
+    assert second.returncode == 0, messages
+    assert f"stopped during {stopped_in}" in messages
+    report = json.loads(output)
+    steps = {step["name"]: step for step in report["steps"]}
+    assert report["status"] == "passed"
+    assert steps["assess"]["resumed"] and steps["restore_database"]["resumed"]
+    assert not steps[str(stopped_in)]["resumed"]
+    assert not steps["verify"]["resumed"] and steps["verify"]["status"] == "passed"
+    assert not state_path.exists()
+
+    for account in dataset.accounts:
+        account.token = api.login(account.email, account.password)
+    found = check_dataset(api, s3, dataset)
+    assert found["problems"] == [] and found["diagrams"]["checked"] == 2
+    names = {d["name"] for d in api.list_diagrams(owner.token)}
+    assert "after the backups" in names  # recovered from the streamed WAL
 
 
 def test_history_and_schedule(app_stack: Stack) -> None:

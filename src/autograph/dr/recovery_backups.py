@@ -177,11 +177,17 @@ def recover_physical(stack: Stack, candidates: list[str], target_time: datetime 
         return asdict(result)
 
     outcome = _walk(candidates, restore)
+    outcome.update(method="physical", healthy_at=healthy_at)
     if any(c.name == "walstream" for c in stack.components):
-        stack.stop("walstream")  # it follows the recovered cluster from here
-        stack.up(only=["walstream"])
-        healthy_at["walstream"] = isoformat(clock())
-    return {**outcome, "method": "physical", "healthy_at": healthy_at}
+        try:  # streaming follows the recovered cluster from here on
+            stack.stop("walstream")
+            stack.up(only=["walstream"])
+            healthy_at["walstream"] = isoformat(clock())
+        except AutographError as exc:  # the database is back; protection is not: say so
+            outcome["issues"] = [*outcome["issues"], f"WAL streaming did not resume after "
+                                 f"the recovery ({exc.message}): continuous protection is "
+                                 "off until it does"]
+    return outcome
 
 
 def restore_buckets(stack: Stack, plan_buckets: dict[str, list[str]]) -> dict[str, Any]:
