@@ -6,10 +6,13 @@ file, two readers follow the file as it grows: one verifies it in full (gzip CRC
 every object's sha256, the archive's sha256), one uploads it to the S3 tier as a multipart
 upload. Both read the page cache behind the writer, so the archive is written once and read
 twice without waiting for each other; the verdict is only given once the file is complete.
+With verification, the archive's sha256 (the manifest's) is the digest of the bytes read back
+from the disk, not of those handed to it: the archive is hashed once, where it matters.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -119,16 +122,26 @@ class GrowingReader:
 
 
 class _NotifyingSink:
-    """What the archive writer writes to: the local tier's writer, announcing each write."""
+    """What the archive writer writes to: the staged file, each write announced to readers.
 
-    def __init__(self, sink: LocalWriter, growing: GrowingFile) -> None:
-        self._sink = sink
+    It writes through its own descriptor rather than the stage's ``write``, which would hash
+    the archive a second time (the archive writer already does); the stage still fsyncs and
+    renames it on commit.
+    """
+
+    def __init__(self, path: Path, growing: GrowingFile) -> None:
+        self._file = open(os.open(path, os.O_WRONLY), "wb", buffering=MiB)  # noqa: SIM115
         self._growing = growing
 
     def write(self, data: bytes) -> int:
-        written = self._sink.write(data)
+        written = self._file.write(data)
         self._growing.written()
         return written
+
+    def close(self) -> None:
+        """Flush what is buffered (readers see it) and close the descriptor."""
+        self._file.close()
+        self._growing.written()
 
 
 @dataclass
@@ -223,10 +236,14 @@ def build_archive(
     readers = ThreadPoolExecutor(2, thread_name_prefix="archive-read")
     checked: Future[VerifyResult] | None = None
     copied: Future[None] | None = None
+    staged: _NotifyingSink | None = None
     try:
         since = time.monotonic()
-        out = cast(BinaryIO, _NotifyingSink(sink, growing))
-        with ArchiveWriter(out, spool_dir=spool_dir, clock=clock) as writer:
+        staged = _NotifyingSink(sink.temp, growing)
+        # With verification the archive is hashed once, as read back from the disk.
+        with ArchiveWriter(
+            cast(BinaryIO, staged), spool_dir=spool_dir, clock=clock, hash_output=not verify
+        ) as writer:
             fetched = fetch_objects(
                 client,
                 bucket,
@@ -253,13 +270,15 @@ def build_archive(
                     _upload, growing, upload, lambda b: counts("uploading", 0, 0, b, 0)
                 )
             result = writer.close()
+        staged.close()
         sink.commit()
         growing.finish(complete=True)
         steps.append(_step("archive", since, f"{result.archive_size} bytes written, fsynced"))
         verified = checked.result() if checked is not None else None
         if verified is not None:
-            if not verified.archive_sha256 == result.archive_sha256 == sink.hexdigest():
+            if verified.archive_size != result.archive_size:
                 raise IntegrityError("the archive read back differs from the one written")
+            result = result.model_copy(update={"archive_sha256": verified.archive_sha256})
             steps.append(_step("verify", since, f"{verified.objects} objects, sha256 each"))
         if copied is not None and upload is not None:
             try:
@@ -278,6 +297,9 @@ def build_archive(
         raise
     finally:
         readers.shutdown(wait=True)
+        if staged is not None:
+            with contextlib.suppress(OSError, ValueError):
+                staged.close()
         growing.close()
 
 
