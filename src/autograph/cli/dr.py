@@ -62,7 +62,9 @@ def recover(
 ) -> None:
     """Recover the stack from a disaster scenario, step by step, in priority order.
 
-    Re-running after an interruption continues from the first unfinished step.
+    Assess, restore infrastructure, database and buckets, start the services, verify. Every
+    step is timed and bounded; re-running after an interruption continues from the first
+    unfinished step. The report goes to HOME/dr/recoveries/.
     """
     settings = load_settings()
     options = RecoveryOptions(scenario, tuple(backup or ()), _parse_time(to))  # type: ignore[arg-type]
@@ -116,10 +118,11 @@ def drill(
     keep_sandbox: Annotated[bool, typer.Option("--keep-sandbox")] = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Run the DR drill: load data, keep writing, back up, inject the failure, recover, and
-    measure RTO, RPO and integrity against the plan's success criteria.
+    """Run the DR drill (by default in a sandbox): RTO, RPO, integrity, success criteria.
 
-    Exits 0 only when every drill passed. Reports go to HOME/dr/reports/.
+    Loads data, keeps a writer committing, backs up, injects the scenario's failure, runs the
+    recovery and measures it against the plan's targets and success criteria. Exits 0 only
+    when every drill passed. Reports go to HOME/dr/reports/, history to HOME/dr/drills.jsonl.
     """
     del simulate
     if live and not confirm_live:

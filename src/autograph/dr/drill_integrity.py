@@ -5,6 +5,7 @@ their comparison, and the cross-check that every stored object reference has its
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,9 +82,10 @@ def table_fingerprints(settings: Settings, creds: Credentials) -> dict[str, Tabl
 
 def object_fingerprints(s3: Any, buckets: tuple[str, ...] | list[str]
                         ) -> dict[str, dict[str, tuple[str, int]]]:
-    """Each bucket's key -> (etag, size); a missing bucket is an empty mapping."""
-    result: dict[str, dict[str, tuple[str, int]]] = {}
-    for bucket in buckets:
+    """Each bucket's key -> (etag, size), the buckets listed at the same time; a missing
+    bucket is an empty mapping."""
+
+    def one(bucket: str) -> dict[str, tuple[str, int]]:
         keys: dict[str, tuple[str, int]] = {}
         try:
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
@@ -92,8 +94,10 @@ def object_fingerprints(s3: Any, buckets: tuple[str, ...] | list[str]
         except Exception as exc:  # NoSuchBucket after a loss: nothing there
             if "NoSuchBucket" not in str(exc):
                 raise
-        result[bucket] = keys
-    return result
+        return keys
+
+    with ThreadPoolExecutor(max(1, len(buckets))) as pool:
+        return dict(zip(buckets, pool.map(one, buckets), strict=True))
 
 
 def fingerprint(settings: Settings, creds: Credentials, s3: Any, *, tables: bool = True,

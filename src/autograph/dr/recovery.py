@@ -39,6 +39,7 @@ from autograph.dr.drill_models import SCENARIOS, Scenario
 from autograph.dr.recovery_start import start_components
 from autograph.dr.steps import Operation, Outcome, Progress, Skip, Step, StepContext, StepResult
 from autograph.errors import InvalidInput, OperationFailed
+from autograph.stack.components import Component
 from autograph.stack.infra import postgres_data_dir
 from autograph.stack.lifecycle import Stack
 
@@ -205,8 +206,7 @@ class Recovery:
     def _restore_infrastructure(self, ctx: StepContext) -> Outcome:
         physical = ctx.data("assess")["plan"]["method"] == "physical"
         rebuilt = {"postgres", "walstream"} if physical else set()
-        todo = [c for c in self.stack.components if c.kind == "infrastructure"
-                and c.name not in rebuilt and not c.health().healthy]
+        todo = [c for c in self._unhealthy("infrastructure") if c.name not in rebuilt]
         if not todo:
             raise Skip("every infrastructure component healthy"
                        + (" (PostgreSQL is rebuilt from its base backup next)" if physical
@@ -220,6 +220,20 @@ class Recovery:
         return Outcome(f"started {shown}", {"seconds": started.seconds,
                                             "healthy_at": started.healthy_at,
                                             "moved_aside": moved, "issues": issues})
+
+    def _unhealthy(self, kind: str) -> list[Component]:
+        """The components of ``kind`` not healthy now; one whose process is not running is
+        not probed (a probe of a dead server can take seconds of retries)."""
+        states = self.stack.supervisor.all_info()
+        found = []
+        for component in self.stack.components:
+            if component.kind != kind:
+                continue
+            info = states.get(component.name)
+            running = info is not None and info.state in ("RUNNING", "STARTING")
+            if (component.managed and not running) or not component.health().healthy:
+                found.append(component)
+        return found
 
     # 4. database ------------------------------------------------------------------------
     def _restore_database(self, ctx: StepContext) -> Outcome:
@@ -273,8 +287,7 @@ class Recovery:
 
     # 6. services ------------------------------------------------------------------------
     def _start_services(self, ctx: StepContext) -> Outcome:
-        todo = [c for c in self.stack.components
-                if c.kind == "service" and not c.health().healthy]
+        todo = self._unhealthy("service")
         if not todo:
             raise Skip("every application service healthy", {"healthy_at": {}})
         started = start_components(self.stack, todo, self.clock)

@@ -19,7 +19,11 @@ import httpx
 
 from autograph.clock import Clock, isoformat
 from autograph.config import Settings
-from autograph.dr.drill_integrity import dangling_references, object_fingerprints
+from autograph.dr.drill_integrity import (
+    OBJECT_REFERENCES,
+    dangling_references,
+    object_fingerprints,
+)
 from autograph.dr.workload import ApiClient
 from autograph.errors import AutographError
 from autograph.s3client import app_client
@@ -115,7 +119,8 @@ def verify(stack: Stack, clock: Clock) -> dict[str, Check]:
             api.close()
 
     def references() -> str:
-        objects = object_fingerprints(app_client(settings, stack.creds), settings.app_buckets)
+        buckets = sorted({bucket for _table, _column, bucket in OBJECT_REFERENCES})
+        objects = object_fingerprints(app_client(settings, stack.creds), buckets)
         found = dangling_references(settings, stack.creds, objects)
         checked = {k: v for k, v in found.items() if isinstance(v, dict) and "dangling" in v}
         if not checked:
