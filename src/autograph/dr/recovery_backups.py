@@ -85,11 +85,11 @@ def plan(stack: Stack, options: RecoveryOptions, s3_up: bool = True) -> dict[str
             result["buckets"][entry.source].append(entry.name)
         else:
             result["unverified"]["buckets"] += 1
-    _apply_named(result, options.backups, database, bucket_entries, base)
+    apply_named(result, options.backups, database, bucket_entries, base)
     return result
 
 
-def _apply_named(result: dict[str, Any], names: tuple[str, ...], database: list[BackupEntry],
+def apply_named(result: dict[str, Any], names: tuple[str, ...], database: list[BackupEntry],
                  buckets: list[BackupEntry], base: list[BackupEntry]) -> None:
     """Backups named with ``--backup`` replace the automatic choice of their kind (or bucket):
     the operator chose, so there is no fallback for them. Naming a dump rules out the
@@ -121,7 +121,7 @@ def why_none(found: dict[str, Any], kind: str) -> str:
     return f" ({'; '.join(reasons)})" if reasons else ""
 
 
-def _walk(candidates: list[str], restore: Any) -> dict[str, Any]:
+def restore_first(candidates: list[str], restore: Any) -> dict[str, Any]:
     """Try candidates in order until one restores; record refusals with their reasons."""
     refused: list[dict[str, str]] = []
     for name in candidates[:MAX_ATTEMPTS]:
@@ -153,7 +153,7 @@ def restore_database(stack: Stack, candidates: list[str]) -> dict[str, Any]:
         result = manager.restore(name)
         return _plain(result)
 
-    return {**_walk(candidates, restore), "method": "dump"}
+    return {**restore_first(candidates, restore), "method": "dump"}
 
 
 def recover_physical(stack: Stack, candidates: list[str], target_time: datetime | None,
@@ -176,7 +176,7 @@ def recover_physical(stack: Stack, candidates: list[str], target_time: datetime 
         healthy_at["postgres"] = isoformat(clock())  # promoted: accepting writes
         return asdict(result)
 
-    outcome = _walk(candidates, restore)
+    outcome = restore_first(candidates, restore)
     outcome.update(method="physical", healthy_at=healthy_at)
     if any(c.name == "walstream" for c in stack.components):
         try:  # streaming follows the recovered cluster from here on
@@ -208,7 +208,7 @@ def restore_buckets(stack: Stack, plan_buckets: dict[str, list[str]]) -> dict[st
             return _plain(manager.restore(name, target_bucket=target, overwrite=False))
 
         try:
-            done = _walk(candidates, restore)
+            done = restore_first(candidates, restore)
         except AutographError as exc:
             raise OperationFailed(f"bucket {bucket}: {exc.message}") from None
         extra = done["result"].get("extra", {}) or {}
