@@ -14,7 +14,7 @@ from autograph.secrets import Credentials
 def make_client(
     endpoint: str, access_key: str, secret_key: str, region: str = "us-east-1",
     *, max_pool: int = 32, connect_timeout: float = 3.0, read_timeout: float = 60.0,
-    retries: int = 3,
+    retries: int = 5,
 ) -> Any:
     """A path-style S3 client for ``endpoint`` with bounded timeouts and retries."""
     return boto3.session.Session().client(
