@@ -140,9 +140,11 @@ def compare_objects(expected: dict[str, dict[str, tuple[str, int]]],
 
 
 def dangling_references(settings: Settings, creds: Credentials,
-                        objects: dict[str, dict[str, tuple[str, int]]]) -> dict[str, Any]:
+                        objects: dict[str, dict[str, tuple[str, int]]],
+                        keep_keys: bool = False) -> dict[str, Any]:
     """Rows that name an object missing from its bucket (a diagram version whose canvas is
-    gone, an upload without its bytes), and objects no row names (orphans, harmless)."""
+    gone, an upload without its bytes), and objects no row names (orphans, harmless).
+    ``keep_keys`` adds every dangling key per table (``keys``), not only a sample."""
     result: dict[str, Any] = {}
     referenced: dict[str, set[str]] = {}
     with connect(settings, creds) as conn:
@@ -159,7 +161,39 @@ def dangling_references(settings: Settings, creds: Credentials,
             dangling = sorted(keys - set(objects[bucket]))
             result[table] = {"checked": True, "references": len(keys),
                              "dangling": len(dangling), "sample": dangling[:SAMPLE]}
+            if keep_keys:
+                result[table]["keys"] = dangling
     result["ok"] = all(v.get("dangling", 0) == 0 for v in result.values())
     result["orphans"] = {bucket: len(set(objects[bucket]) - keys)
                          for bucket, keys in referenced.items()}
     return result
+
+
+def still_dangling(settings: Settings, creds: Credentials, s3: Any,
+                   candidates: dict[str, list[str]], head_limit: int = 200) -> dict[str, int]:
+    """Of keys found dangling per table, those a row still names now whose object is still
+    missing (a row written or removed while the buckets were listed is not a loss). Objects
+    are checked one by one only up to ``head_limit`` keys; beyond, the listing stands."""
+    columns = {table: (column, bucket) for table, column, bucket in OBJECT_REFERENCES}
+    total = sum(len(keys) for keys in candidates.values())
+    confirmed: dict[str, int] = {}
+    with connect(settings, creds) as conn:
+        for table, keys in candidates.items():
+            column, bucket = columns[table]
+            query = sql.SQL("SELECT DISTINCT {col} FROM {tab} WHERE {col} = ANY(%s)").format(
+                col=sql.Identifier(column), tab=sql.Identifier(table))
+            named = [row[0] for row in conn.execute(query, (keys,))]
+            if total <= head_limit:
+                named = [key for key in named if not _exists(s3, bucket, key)]
+            if named:
+                confirmed[table] = len(named)
+    return confirmed
+
+
+def _exists(s3: Any, bucket: str, key: str) -> bool:
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except Exception as exc:  # 404 / NoSuchKey: missing; anything else: assume present
+        return "404" not in str(exc) and "NoSuchKey" not in str(exc) and \
+            "Not Found" not in str(exc)
+    return True

@@ -13,6 +13,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from autograph.dr.drill_integrity import (
     OBJECT_REFERENCES,
     dangling_references,
     object_fingerprints,
+    still_dangling,
 )
 from autograph.dr.workload import ApiClient
 from autograph.errors import AutographError
@@ -61,7 +63,18 @@ def _timed(clock: Clock, run: Callable[[], str]) -> Check:
 
 
 def verify(stack: Stack, clock: Clock) -> dict[str, Check]:
-    """Run the checks; each is ``{"ok", "detail", "at"}``. Never raises."""
+    """Run the checks; each is ``{"ok", "detail", "at"}``. Never raises. The object
+    references are scanned while the other checks run (listing big buckets takes seconds),
+    then any dangling one is confirmed once they are done."""
+    with ThreadPoolExecutor(1, thread_name_prefix="verify-references") as pool:
+        scan = pool.submit(_scan_references, stack)
+        results = _service_checks(stack, clock)
+        results["references"] = _timed(clock, lambda: _judge_references(stack, scan.result()))
+    return results
+
+
+def _service_checks(stack: Stack, clock: Clock) -> dict[str, Check]:
+    """Health of every component, then login, a diagram round trip, collaboration, export."""
     settings = stack.settings
     results: dict[str, Check] = {}
 
@@ -76,64 +89,66 @@ def verify(stack: Stack, clock: Clock) -> dict[str, Check]:
         return f"{len(stack.components)} components healthy"
 
     results["health"] = _timed(clock, health)
-    has_services = any(c.kind == "service" for c in stack.components)
-    if not has_services:
+    if not any(c.kind == "service" for c in stack.components):
         results["authentication"] = {"ok": True, "detail": "no application services in this "
                                      "stack", "at": isoformat(clock()), "skipped": True}
         results["diagrams"] = dict(results["authentication"])
-    else:
-        api = ApiClient(settings, via_gateway=uses_gateway(stack))
-        token: dict[str, str] = {}
-        try:
-            def login() -> str:
-                email, password = admin_login(settings)
-                token["value"] = api.login(email, password)
-                me = api.me(token["value"])
-                return f"logged in as {me.get('email')} (role {me.get('role')})"
+        return results
+    api = ApiClient(settings, via_gateway=uses_gateway(stack))
+    token: dict[str, str] = {}
+    made: dict[str, Any] = {}
+    try:
+        def login() -> str:
+            email, password = admin_login(settings)
+            token["value"] = api.login(email, password)
+            me = api.me(token["value"])
+            return f"logged in as {me.get('email')} (role {me.get('role')})"
 
-            results["authentication"] = _timed(clock, login)
+        results["authentication"] = _timed(clock, login)
 
-            made: dict[str, Any] = {}
+        def diagram_round_trip() -> str:
+            if "value" not in token:
+                raise AutographError("not checked: no session (login failed)")
+            canvas = {"nodes": [{"id": "dr", "label": "DR Test Diagram"}]}
+            made.update(api.create_diagram(token["value"], "DR Test Diagram", canvas))
+            read = api.get_diagram(token["value"], str(made["id"]))
+            if read.get("canvas") != canvas:
+                raise AutographError("the diagram read back differs from the one created")
+            return f"created and read back diagram {made['id']}"
 
-            def diagram_round_trip() -> str:
-                if "value" not in token:
-                    raise AutographError("not checked: no session (login failed)")
-                canvas = {"nodes": [{"id": "dr", "label": "DR Test Diagram"}]}
-                made.update(api.create_diagram(token["value"], "DR Test Diagram", canvas))
-                read = api.get_diagram(token["value"], str(made["id"]))
-                if read.get("canvas") != canvas:
-                    raise AutographError("the diagram read back differs from the one created")
-                return f"created and read back diagram {made['id']}"
+        results["diagrams"] = _timed(clock, diagram_round_trip)
+        names = {c.name for c in stack.components}
+        for name, check in (("collaboration", collaboration_check), ("export", export_check)):
+            if name in names:
+                results[name] = _timed(clock, functools.partial(
+                    check, settings, token.get("value", ""), str(made.get("id", ""))))
+    finally:
+        if made and "value" in token:
+            with contextlib.suppress(AutographError):
+                api.delete_diagram(token["value"], str(made["id"]))
+        api.close()
+    return results
 
-            results["diagrams"] = _timed(clock, diagram_round_trip)
-            names = {c.name for c in stack.components}
-            for name, check in (("collaboration", collaboration_check),
-                                ("export", export_check)):
-                if name in names:
-                    results[name] = _timed(clock, functools.partial(
-                        check, settings, token.get("value", ""), str(made.get("id", ""))))
-        finally:
-            if made and "value" in token:
-                with contextlib.suppress(AutographError):
-                    api.delete_diagram(token["value"], str(made["id"]))
-            api.close()
 
-    def references() -> str:
-        buckets = sorted({bucket for _table, _column, bucket in OBJECT_REFERENCES})
-        objects = object_fingerprints(app_client(settings, stack.creds), buckets)
-        found = dangling_references(settings, stack.creds, objects)
-        checked = {k: v for k, v in found.items() if isinstance(v, dict) and "dangling" in v}
-        if not checked:
-            return "not checked: no tables with object references"
-        dangling = {k: v["dangling"] for k, v in checked.items() if v["dangling"]}
+def _scan_references(stack: Stack) -> dict[str, Any]:
+    buckets = sorted({bucket for _table, _column, bucket in OBJECT_REFERENCES})
+    objects = object_fingerprints(app_client(stack.settings, stack.creds), buckets)
+    return dangling_references(stack.settings, stack.creds, objects, keep_keys=True)
+
+
+def _judge_references(stack: Stack, found: dict[str, Any]) -> str:
+    checked = {k: v for k, v in found.items() if isinstance(v, dict) and "dangling" in v}
+    if not checked:
+        return "not checked: no tables with object references"
+    candidates = {k: v["keys"] for k, v in checked.items() if v["dangling"]}
+    if candidates:
+        dangling = still_dangling(stack.settings, stack.creds,
+                                  app_client(stack.settings, stack.creds), candidates)
         if dangling:
             raise AutographError("rows naming missing objects: " + ", ".join(
                 f"{n} in {t}" for t, n in dangling.items()))
-        total = sum(v["references"] for v in checked.values())
-        return f"{total} object references all present"
-
-    results["references"] = _timed(clock, references)
-    return results
+    total = sum(v["references"] for v in checked.values())
+    return f"{total} object references all present"
 
 
 def collaboration_check(settings: Settings, token: str, diagram_id: str) -> str:
