@@ -14,12 +14,8 @@ from fastapi.responses import JSONResponse
 
 from autograph.dr.api_support import cached, jsonable, required_name, run_or_submit
 from autograph.dr.models import BackupEntry, BackupList, validate_name
-from autograph.dr.objects.manager import (
-    BucketList,
-    BucketRestoreResult,
-    MinIOBucketBackupManager,
-    validate_bucket,
-)
+from autograph.dr.objects.manager import MinIOBucketBackupManager
+from autograph.dr.objects.models import BucketList, BucketRestoreResult, validate_bucket
 from autograph.errors import InvalidInput
 from autograph.services.common.deps import ResourcesDep, get_admin
 

@@ -48,6 +48,23 @@ def no_counts(_phase: str, _od: int, _ot: int, _bd: int, _bt: int) -> None:
     """A counts callback that ignores everything."""
 
 
+def throttled(counts: CountsFn, interval: float = 0.1) -> CountsFn:
+    """``counts``, called at most once per ``interval`` seconds (and for the last object):
+    the engine reports every chunk, from many threads."""
+    lock = threading.Lock()
+    last = [0.0]
+
+    def call(phase: str, done: int, of: int, size: int, size_of: int) -> None:
+        now = time.monotonic()
+        with lock:
+            if now - last[0] < interval and (done != of or not of):
+                return
+            last[0] = now
+        counts(phase, done, of, size, size_of)
+
+    return call
+
+
 class GrowingFile:
     """A file another thread is still writing: readers block until bytes arrive or it ends."""
 

@@ -14,8 +14,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from pydantic import BaseModel, JsonValue
-
 from autograph.clock import Clock, utc_now
 from autograph.config import Settings
 from autograph.dr import hooks, locks
@@ -23,11 +21,7 @@ from autograph.dr.catalog import Catalog, SyncReport, open_catalog
 from autograph.dr.models import (
     BackupEntry,
     BackupList,
-    CopyState,
-    Kind,
-    Manifest,
     ProgressFn,
-    RestoreResult,
     StepRecord,
     Verification,
     manifest_key,
@@ -35,87 +29,37 @@ from autograph.dr.models import (
     validate_name,
 )
 from autograph.dr.objects.archive import verify_archive
-from autograph.dr.objects.backup import CountsFn, Upload, build_archive, no_counts
+from autograph.dr.objects.backup import CountsFn, Upload, build_archive, no_counts, throttled
+from autograph.dr.objects.models import (
+    KIND,
+    VERIFY_METHOD,
+    BucketList,
+    BucketRestoreResult,
+    BucketUsage,
+    bucket_manifest,
+    validate_bucket,
+)
 from autograph.dr.objects.restore import restore_archive
 from autograph.dr.objects.s3io import S3Client, S3Endpoint
 from autograph.dr.storage.s3 import S3Store
 from autograph.errors import AutographError, IntegrityError, InvalidInput, NotFound
 from autograph.secrets import Credentials
 
-KIND: Kind = "bucket"
-FORMAT = "tar.gz"
-VERIFY_METHOD = "full read: gzip CRC, tar structure, sha256 of every object and of the archive"
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_IP = re.compile(r"\d+\.\d+\.\d+\.\d+")
-
-
-class BucketUsage(BaseModel):
-    """One bucket of the application S3 server."""
-
-    name: str
-    object_count: int
-    size_bytes: int
-    application: bool
-    last_backup: str | None = None
-
-
-class BucketList(BaseModel):
-    """``GET /api/admin/minio/buckets``."""
-
-    buckets: list[BucketUsage]
-
-
-class BucketRestoreResult(RestoreResult):
-    """A bucket restore: SPEC §4's ``target_bucket``, ``restored``, ``skipped``, ``failed``."""
-
-    target_bucket: str
-    overwrite: bool
-    restored: int
-    skipped: int
-    failed: int
-    failed_keys: dict[str, str]
-    bytes_restored: int
-
-
-def validate_bucket(name: str, what: str = "bucket name") -> str:
-    """Return ``name`` if it is a valid S3 bucket name (3-63 of a-z 0-9 . -, no ``..``, not
-    an IP address). Raises InvalidInput (400)."""
-    if (
-        not isinstance(name, str)
-        or not _BUCKET.fullmatch(name)
-        or ".." in name
-        or _IP.fullmatch(name)
-    ):
-        shown = repr(name)[:70] if isinstance(name, str) else type(name).__name__
-        raise InvalidInput(
-            f"invalid {what} {shown}: use 3-63 characters from a-z 0-9 . -, "
-            "starting and ending with a letter or digit"
-        )
-    return name
-
-
 Entries = list[BackupEntry]
 Tiers = list[str]
+Tags = list[str]
 
 
 class MinIOBucketBackupManager:
     """Backups of the application's buckets over the two-tier catalog."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        creds: Credentials,
-        *,
-        clock: Clock = utc_now,
-        catalog: Catalog | None = None,
-        source: S3Client | None = None,
-        workers: int = 16,
-    ) -> None:
+    def __init__(self, settings: Settings, creds: Credentials, *, clock: Clock = utc_now,
+                 catalog: Catalog | None = None, source: S3Client | None = None,
+                 workers: int = 16) -> None:
         self.settings = settings
         self.catalog = catalog or open_catalog(settings, creds, KIND)
-        self.source = source or S3Client(
-            S3Endpoint.application(settings, creds), timeout=30.0, retries=2
-        )
+        self.source = source or S3Client(S3Endpoint.application(settings, creds),
+                                         timeout=30.0, retries=2)
         self.backups_s3 = S3Client(S3Endpoint.backups(settings, creds), timeout=30.0, retries=2)
         self.clock = clock
         self.workers = workers
@@ -127,9 +71,8 @@ class MinIOBucketBackupManager:
         return locks.acquire(self.settings.backups_dir, KIND, operation, target)
 
     @contextmanager
-    def _locked(
-        self, operation: str, target: str, held: locks.OperationLock | None
-    ) -> Iterator[None]:
+    def _locked(self, operation: str, target: str,
+                held: locks.OperationLock | None) -> Iterator[None]:
         lock = held or self.acquire(operation, target)
         try:
             yield
@@ -146,6 +89,11 @@ class MinIOBucketBackupManager:
         if bucket in self.backup_buckets():
             raise InvalidInput(f"target bucket {bucket} holds backups; restore elsewhere")
         return bucket
+
+    def _check_source(self, bucket: str) -> None:
+        validate_bucket(bucket)
+        if bucket in self.backup_buckets():
+            raise InvalidInput(f"bucket {bucket} holds backups and is not backed up as data")
 
     # Reading ---------------------------------------------------------------------------------
 
@@ -170,31 +118,22 @@ class MinIOBucketBackupManager:
             raise
 
     def buckets(self) -> BucketList:
-        """Every bucket of the application S3 server with its object count and total size,
-        and the newest backup of each. Raises DependencyDown if S3 is unreachable."""
+        """Every bucket of the application S3 server (backup buckets aside) with its object
+        count, total size and newest backup. Raises DependencyDown if S3 is unreachable."""
         newest: dict[str, str] = {}
         try:
             for entry in reversed(self.catalog.list().backups):
                 newest[entry.source] = entry.name
         except AutographError:
-            pass
+            pass  # usage is still worth showing without the catalog
         found = []
-        for name in sorted(self.source.list_buckets()):
-            if name in self.backup_buckets():
-                continue
+        for name in sorted(set(self.source.list_buckets()) - self.backup_buckets()):
             count = size = 0
             for listed in self.source.list_objects(name):
-                count += 1
-                size += listed.size
-            found.append(
-                BucketUsage(
-                    name=name,
-                    object_count=count,
-                    size_bytes=size,
-                    application=name in self.settings.app_buckets,
-                    last_backup=newest.get(name),
-                )
-            )
+                count, size = count + 1, size + listed.size
+            found.append(BucketUsage(name=name, object_count=count, size_bytes=size,
+                                     application=name in self.settings.app_buckets,
+                                     last_backup=newest.get(name)))
         return BucketList(buckets=found)
 
     def new_name(self, bucket: str, scheduled: bool = False) -> str:
@@ -209,19 +148,10 @@ class MinIOBucketBackupManager:
 
     # Create ----------------------------------------------------------------------------------
 
-    def create(
-        self,
-        bucket: str,
-        name: str | None = None,
-        *,
-        scheduled: bool = False,
-        tags: tuple[str, ...] = (),
-        verify: bool = True,
-        upload: bool = True,
-        progress: ProgressFn = no_progress,
-        counts: CountsFn = no_counts,
-        lock: locks.OperationLock | None = None,
-    ) -> BackupEntry:
+    def create(self, bucket: str, name: str | None = None, *, scheduled: bool = False,
+               tags: tuple[str, ...] = (), verify: bool = True, upload: bool = True,
+               progress: ProgressFn = no_progress, counts: CountsFn = no_counts,
+               lock: locks.OperationLock | None = None) -> BackupEntry:
         """Archive ``bucket`` (the objects listed at the start), verify the archive, copy it
         to S3, commit its manifest. Objects deleted meanwhile are reported in the manifest.
 
@@ -235,94 +165,45 @@ class MinIOBucketBackupManager:
         if name is not None:
             validate_name(name)
         with self._locked("backup", bucket, lock):
-            return self._create_reported(
-                bucket, name, scheduled, tags, verify, upload, progress, counts
-            )
+            return self._create_reported(bucket, name, scheduled, tags, verify, upload,
+                                         progress, counts)
 
-    def create_all(
-        self,
-        *,
-        scheduled: bool = False,
-        tags: tuple[str, ...] = (),
-        verify: bool = True,
-        upload: bool = True,
-        progress: ProgressFn = no_progress,
-        counts: CountsFn = no_counts,
-        lock: locks.OperationLock | None = None,
-    ) -> Entries:
+    def create_all(self, *, scheduled: bool = False, tags: tuple[str, ...] = (),
+                   verify: bool = True, upload: bool = True, progress: ProgressFn = no_progress,
+                   counts: CountsFn = no_counts,
+                   lock: locks.OperationLock | None = None) -> Entries:
         """Back up every application bucket (``diagrams``, ``exports``, ``uploads``) in turn,
         under one lock. Raises the first failure (the backups made before it stay committed).
         """
         for bucket in self.settings.app_buckets:
             self._check_source(bucket)
         with self._locked("backup", "all buckets", lock):
-            return [
-                self._create_reported(
-                    bucket, None, scheduled, tags, verify, upload, progress, counts
-                )
-                for bucket in self.settings.app_buckets
-            ]
+            return [self._create_reported(bucket, None, scheduled, tags, verify, upload,
+                                          progress, counts)
+                    for bucket in self.settings.app_buckets]
 
-    def _check_source(self, bucket: str) -> None:
-        validate_bucket(bucket)
-        if bucket in self.backup_buckets():
-            raise InvalidInput(f"bucket {bucket} holds backups and is not backed up as data")
-
-    def _create_reported(
-        self,
-        bucket: str,
-        name: str | None,
-        scheduled: bool,
-        tags: tuple[str, ...],
-        verify: bool,
-        upload: bool,
-        progress: ProgressFn,
-        counts: CountsFn,
-    ) -> BackupEntry:
+    def _create_reported(self, bucket: str, name: str | None, scheduled: bool,
+                         tags: tuple[str, ...], verify: bool, upload: bool,
+                         progress: ProgressFn, counts: CountsFn) -> BackupEntry:
         try:
             name = self.catalog.validate_new(name) if name else self.new_name(bucket, scheduled)
-            entry = self._create(bucket, name, scheduled, tags, verify, upload, progress, counts)
+            entry = self._create(bucket, name, sorted({"scheduled" if scheduled else "manual",
+                                                       *tags}), verify, upload, progress, counts)
         except AutographError as exc:
-            hooks.emit(
-                hooks.BackupEvent(
-                    "backup_failed",
-                    KIND,
-                    name,
-                    f"bucket {bucket}: {exc.message}",
-                    data={"bucket": bucket},
-                )
-            )
+            hooks.emit(hooks.BackupEvent("backup_failed", KIND, name,
+                                         f"bucket {bucket}: {exc.message}",
+                                         data={"bucket": bucket}))
             raise
-        hooks.emit(
-            hooks.BackupEvent(
-                "backup_succeeded",
-                KIND,
-                name,
-                f"{entry.object_count} objects, {entry.size_bytes} bytes",
-                data={
-                    "bucket": bucket,
-                    "size_bytes": entry.size_bytes,
-                    "locations": list(entry.locations),
-                },
-            )
-        )
+        hooks.emit(hooks.BackupEvent(
+            "backup_succeeded", KIND, name, f"{entry.object_count} objects, {entry.size_bytes} "
+            "bytes", data={"bucket": bucket, "size_bytes": entry.size_bytes,
+                           "locations": list(entry.locations)}))
         return entry
 
-    def _create(
-        self,
-        bucket: str,
-        name: str,
-        scheduled: bool,
-        tags: tuple[str, ...],
-        verify: bool,
-        upload: bool,
-        progress: ProgressFn,
-        counts: CountsFn,
-    ) -> BackupEntry:
+    def _create(self, bucket: str, name: str, tags: Tags, verify: bool, upload: bool,
+                progress: ProgressFn, counts: CountsFn) -> BackupEntry:
         self.catalog.clean_incomplete()
-        started = self.clock()
-        artifact = f"{name}.tar.gz"
-        t = time.monotonic()
+        started, artifact, t = self.clock(), f"{name}.tar.gz", time.monotonic()
         progress(f"listing {bucket}", None)
         objects = list(self.source.list_objects(bucket))
         steps = [_step("list", t, f"{len(objects)} objects")]
@@ -339,59 +220,11 @@ class MinIOBucketBackupManager:
 
         sink = self.catalog.stage(artifact)
         try:
-            built = build_archive(
-                self.source,
-                bucket,
-                objects,
-                sink,
-                upload=target,
-                spool_dir=self.catalog.local.root,
-                workers=self.workers,
-                clock=self.clock,
-                counts=report,
-                verify=verify,
-            )
-            finished = self.clock()
-            verification = Verification()
-            if built.verify is not None:
-                verification = Verification(
-                    status="passed",
-                    at=finished,
-                    method=VERIFY_METHOD,
-                    checks={
-                        "objects": f"{built.verify.objects} sha256 ok",
-                        "archive sha256": "matches",
-                    },
-                )
-            s3_copy: CopyState = "disabled"
-            s3_error = target.error if target is not None else None
-            if target is not None:
-                s3_copy = "missing" if target.error else "uploaded"
-            deleted: list[JsonValue] = list(built.fetch.missing[:1000])
-            manifest = Manifest(
-                name=name,
-                kind=KIND,
-                source=bucket,
-                format=FORMAT,
-                artifact=artifact,
-                created_at=started,
-                started_at=started,
-                finished_at=finished,
-                size_bytes=built.archive.archive_size,
-                sha256=built.archive.archive_sha256,
-                object_count=built.archive.objects,
-                tags=sorted({"scheduled" if scheduled else "manual", *tags}),
-                verification=verification,
-                s3_copy=s3_copy,
-                s3_error=s3_error,
-                extra={
-                    "bytes": built.archive.bytes_in,
-                    "listed": built.listed,
-                    "deleted_during_backup": deleted,
-                    "deleted_during_backup_count": len(built.fetch.missing),
-                    "steps": [s.model_dump(mode="json") for s in steps + built.steps],
-                },
-            )
+            built = build_archive(self.source, bucket, objects, sink, upload=target,
+                                  spool_dir=self.catalog.local.root, workers=self.workers,
+                                  clock=self.clock, counts=throttled(report), verify=verify)
+            manifest = bucket_manifest(name, bucket, built, target, started=started,
+                                       finished=self.clock(), tags=tags, steps=steps)
             progress("committing", None)
             return self.catalog.publish(manifest)
         except BaseException:
@@ -401,24 +234,17 @@ class MinIOBucketBackupManager:
 
     # Verify ----------------------------------------------------------------------------------
 
-    def verify(
-        self,
-        name: str,
-        *,
-        progress: ProgressFn = no_progress,
-        lock: locks.OperationLock | None = None,
-    ) -> BackupEntry:
-        """Read the archive in full (the local copy, else the S3 one): gzip CRC, tar
-        structure, every object's sha256, the archive's sha256; record the result.
+    def verify(self, name: str, *, progress: ProgressFn = no_progress,
+               lock: locks.OperationLock | None = None) -> BackupEntry:
+        """Read every copy in full (gzip CRC, tar structure, each object's sha256, the
+        archive's sha256) and record the result in the manifest.
 
         Raises InvalidInput, NotFound, Conflict, IntegrityError when a check failed (recorded
-        first, ``verification_failed`` emitted).
+        first when the manifest can still be written, ``verification_failed`` emitted).
         """
         validate_name(name)
-        with (
-            self._locked("verify", name, lock),
-            locks.mark_busy(self.settings.backups_dir, KIND, name, "verify"),
-        ):
+        with self._locked("verify", name, lock), \
+                locks.mark_busy(self.settings.backups_dir, KIND, name, "verify"):
             try:
                 entry = self.get(name)
             except IntegrityError as exc:
@@ -428,11 +254,8 @@ class MinIOBucketBackupManager:
             result = self._check_copies(entry)
             entry = self.catalog.update(name, verification=result)
         if result.status == "failed":
-            hooks.emit(
-                hooks.BackupEvent(
-                    "verification_failed", KIND, name, result.detail or "verification failed"
-                )
-            )
+            hooks.emit(hooks.BackupEvent("verification_failed", KIND, name,
+                                         result.detail or "verification failed"))
             raise IntegrityError(f"backup {name} failed verification: {result.detail}")
         hooks.emit(hooks.BackupEvent("verification_passed", KIND, name, VERIFY_METHOD))
         return entry
@@ -443,44 +266,32 @@ class MinIOBucketBackupManager:
         for store in self.catalog.tiers():
             if store.tier not in entry.locations:
                 continue
+            label = f"{store.tier} copy"
             try:
                 with store.open(entry.artifact) as stream:
                     found = verify_archive(stream, expected_sha256=entry.sha256)
             except IntegrityError as exc:
-                checks[f"{store.tier} copy"] = f"failed: {exc.message}"
-                failures.append(f"{store.tier} copy: {exc.message}")
+                checks[label] = f"failed: {exc.message}"
+                failures.append(f"{label}: {exc.message}")
                 continue
             except AutographError as exc:
-                checks[f"{store.tier} copy"] = f"not checked: {exc.message}"
+                checks[label] = f"not checked: {exc.message}"
                 continue
             if found.objects != entry.object_count:
-                failures.append(
-                    f"{store.tier} copy holds {found.objects} objects, the "
-                    f"manifest says {entry.object_count}"
-                )
-            checks[f"{store.tier} copy"] = f"ok: {found.objects} objects, sha256 each"
+                failures.append(f"{label} holds {found.objects} objects, the manifest says "
+                                f"{entry.object_count}")
+            checks[label] = f"ok: {found.objects} objects, sha256 each"
         if not any(v.startswith("ok") for v in checks.values()) and not failures:
             failures.append("no copy could be read")
-        return Verification(
-            status="failed" if failures else "passed",
-            at=self.clock(),
-            method=VERIFY_METHOD,
-            checks=checks,
-            detail="; ".join(failures) or None,
-        )
+        return Verification(status="failed" if failures else "passed", at=self.clock(),
+                            method=VERIFY_METHOD, checks=checks,
+                            detail="; ".join(failures) or None)
 
     # Restore ---------------------------------------------------------------------------------
 
-    def restore(
-        self,
-        name: str,
-        target_bucket: str | None = None,
-        *,
-        overwrite: bool = False,
-        progress: ProgressFn = no_progress,
-        counts: CountsFn = no_counts,
-        lock: locks.OperationLock | None = None,
-    ) -> BucketRestoreResult:
+    def restore(self, name: str, target_bucket: str | None = None, *, overwrite: bool = False,
+                progress: ProgressFn = no_progress, counts: CountsFn = no_counts,
+                lock: locks.OperationLock | None = None) -> BucketRestoreResult:
         """Restore backup ``name`` into ``target_bucket`` (default: its source bucket, created
         if missing): content type and user metadata included; ``overwrite=False`` skips keys
         that exist. The archive's sha256 is checked before anything is written.
@@ -493,78 +304,42 @@ class MinIOBucketBackupManager:
             self.check_target(target_bucket)
         started = time.monotonic()
         try:
-            with (
-                self._locked("restore", name, lock),
-                locks.mark_busy(self.settings.backups_dir, KIND, name, "restore"),
-            ):
+            with self._locked("restore", name, lock), \
+                    locks.mark_busy(self.settings.backups_dir, KIND, name, "restore"):
                 t = time.monotonic()
                 progress(f"fetching and checking {name}", None)
                 self.get(name)
                 fetched = self.catalog.fetch(name)
                 target = self.check_target(target_bucket or fetched.entry.source)
                 steps = [_step("fetch", t, f"{fetched.location} copy, sha256 matches")]
-                t = time.monotonic()
-                total = fetched.entry.object_count or 1
-                size_total = fetched.entry.extra.get("bytes", 0)
-                size_of = size_total if isinstance(size_total, int) else 0
+                t, total = time.monotonic(), fetched.entry.object_count or 1
+                size_of = fetched.entry.extra.get("bytes", 0)
+                size_of = size_of if isinstance(size_of, int) else 0
 
-                def report(done: int, size: int) -> None:
-                    counts(
-                        "restoring",
-                        done,
-                        total,
-                        size,
-                        size_of,
-                    )
-                    progress(f"restoring into {target}: {done}/{total} objects", done / total)
+                def report(phase: str, done: int, of: int, size: int, _size_of: int) -> None:
+                    counts(phase, done, of, size, size_of)
+                    progress(f"restoring into {target}: {done}/{of} objects", done / of)
 
+                shown = throttled(report)
                 outcome = restore_archive(
-                    self.source,
-                    fetched.path,
-                    target,
-                    overwrite=overwrite,
+                    self.source, fetched.path, target, overwrite=overwrite,
                     workers=self.workers,
-                    progress=report,
-                )
-                steps.append(
-                    _step(
-                        "put objects",
-                        t,
-                        f"{outcome.restored} restored, "
-                        f"{outcome.skipped} skipped, {len(outcome.failed)} failed",
-                    )
-                )
+                    progress=lambda done, size: shown("restoring", done, total, size, size_of))
+                steps.append(_step("put objects", t, f"{outcome.restored} restored, "
+                                   f"{outcome.skipped} skipped, {len(outcome.failed)} failed"))
         except AutographError as exc:
             hooks.emit(hooks.BackupEvent("restore_failed", KIND, name, exc.message))
             raise
         result = BucketRestoreResult(
-            backup_name=name,
-            kind=KIND,
-            duration_seconds=round(time.monotonic() - started, 3),
-            source_location=fetched.location,
-            target=target,
-            target_bucket=target,
-            overwrite=overwrite,
-            restored=outcome.restored,
-            skipped=outcome.skipped,
-            failed=len(outcome.failed),
-            failed_keys=dict(list(outcome.failed.items())[:1000]),
-            bytes_restored=outcome.bytes,
-            steps=steps,
-            extra={"notes": list(fetched.notes)},
-        )
+            backup_name=name, kind=KIND, duration_seconds=round(time.monotonic() - started, 3),
+            source_location=fetched.location, target=target, target_bucket=target,
+            overwrite=overwrite, restored=outcome.restored, skipped=outcome.skipped,
+            failed=len(outcome.failed), failed_keys=dict(list(outcome.failed.items())[:1000]),
+            bytes_restored=outcome.bytes, steps=steps, extra={"notes": list(fetched.notes)})
         event: hooks.EventName = "restore_failed" if outcome.failed else "restore_succeeded"
-        hooks.emit(
-            hooks.BackupEvent(
-                event,
-                KIND,
-                name,
-                f"into {target}: {outcome.restored} "
-                f"restored, {outcome.skipped} skipped, "
-                f"{len(outcome.failed)} failed",
-                data={"failed": len(outcome.failed)},
-            )
-        )
+        hooks.emit(hooks.BackupEvent(
+            event, KIND, name, f"into {target}: {outcome.restored} restored, {outcome.skipped} "
+            f"skipped, {len(outcome.failed)} failed", data={"failed": len(outcome.failed)}))
         return result
 
     # Maintenance -----------------------------------------------------------------------------
@@ -578,9 +353,8 @@ class MinIOBucketBackupManager:
         with self._locked("delete", name, lock):
             return self.catalog.delete(name)
 
-    def sync(
-        self, progress: ProgressFn = no_progress, lock: locks.OperationLock | None = None
-    ) -> SyncReport:
+    def sync(self, progress: ProgressFn = no_progress,
+             lock: locks.OperationLock | None = None) -> SyncReport:
         """Upload local backups missing from S3 and clean up interrupted ones."""
         with self._locked("sync", "", lock):
             progress("syncing to S3", None)
@@ -588,4 +362,5 @@ class MinIOBucketBackupManager:
 
 
 def _step(name: str, since: float, detail: str) -> StepRecord:
-    return StepRecord(name=name, duration_seconds=round(time.monotonic() - since, 3), detail=detail)
+    return StepRecord(name=name, duration_seconds=round(time.monotonic() - since, 3),
+                      detail=detail)

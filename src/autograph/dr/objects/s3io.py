@@ -13,21 +13,19 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import hmac
 import os
 import ssl
 import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
-from urllib.parse import quote, unquote_plus, urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
-from autograph.config import Settings
 from autograph.dr.objects.http11 import Link
+from autograph.dr.objects.s3auth import S3Endpoint, Signer, canonical_query, quote_path
 from autograph.errors import DependencyDown, NotFound, OperationFailed
-from autograph.secrets import Credentials
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 UNSIGNED = "UNSIGNED-PAYLOAD"
@@ -39,31 +37,6 @@ Body = bytes | bytearray | memoryview
 
 class ObjectMissing(NotFound):
     """The key (or bucket) does not exist (S3 404)."""
-
-
-@dataclass(frozen=True)
-class S3Endpoint:
-    """Where and as whom to connect. ``repr`` hides the secret."""
-
-    url: str
-    access_key: str
-    secret_key: str = field(repr=False)
-    region: str = "us-east-1"
-
-    @classmethod
-    def application(cls, settings: Settings, creds: Credentials) -> S3Endpoint:
-        """The application S3 server (buckets diagrams, exports, uploads)."""
-        return cls(settings.s3_url, creds.s3_access_key, creds.s3_secret_key, settings.s3_region)
-
-    @classmethod
-    def backups(cls, settings: Settings, creds: Credentials) -> S3Endpoint:
-        """The server holding the secondary backup copy (may be another one)."""
-        return cls(
-            settings.backup_s3_endpoint or settings.s3_url,
-            creds.backup_s3_access_key,
-            creds.backup_s3_secret_key,
-            settings.s3_region,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,56 +58,6 @@ class ObjectHead:
     content_type: str
     metadata: dict[str, str]
     last_modified: str
-
-
-def _quote(text: str, safe: str = "") -> str:
-    return quote(text.encode("utf-8", "surrogatepass"), safe=safe + "-_.~")
-
-
-class _Signer:
-    """AWS Signature Version 4 for S3, with the day's signing key cached."""
-
-    def __init__(self, endpoint: S3Endpoint) -> None:
-        self._endpoint = endpoint
-        self._day = ""
-        self._key = b""
-        self._lock = threading.Lock()
-
-    def _day_key(self, day: str) -> bytes:
-        with self._lock:
-            if day != self._day:
-                key = ("AWS4" + self._endpoint.secret_key).encode()
-                for part in (day, self._endpoint.region, "s3", "aws4_request"):
-                    key = hmac.digest(key, part.encode(), "sha256")
-                self._day, self._key = day, key
-            return self._key
-
-    def sign(self, method: str, path: str, query: str, headers: dict[str, str]) -> None:
-        """Add ``x-amz-date`` and ``Authorization`` to ``headers`` (which must hold ``host`` and
-        ``x-amz-content-sha256``); every header present is signed."""
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        headers["x-amz-date"] = stamp
-        names = sorted(headers, key=str.lower)
-        canonical_headers = "".join(
-            f"{n.lower()}:{' '.join(str(headers[n]).split())}\n" for n in names
-        )
-        signed = ";".join(n.lower() for n in names)
-        request = "\n".join(
-            (method, path, query, canonical_headers, signed, headers["x-amz-content-sha256"])
-        )
-        scope = f"{stamp[:8]}/{self._endpoint.region}/s3/aws4_request"
-        to_sign = "\n".join(
-            ("AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(request.encode()).hexdigest())
-        )
-        signature = hmac.new(self._day_key(stamp[:8]), to_sign.encode(), "sha256").hexdigest()
-        headers["Authorization"] = (
-            f"AWS4-HMAC-SHA256 Credential={self._endpoint.access_key}/{scope}, "
-            f"SignedHeaders={signed}, Signature={signature}"
-        )
-
-
-def _canonical_query(params: dict[str, str]) -> str:
-    return "&".join(f"{_quote(k)}={_quote(v)}" for k, v in sorted(params.items()))
 
 
 class Response:
@@ -238,7 +161,7 @@ class S3Client:
         self._pool_size = pool_size
         self._idle: list[Link] = []
         self._lock = threading.Lock()
-        self._signer = _Signer(endpoint)
+        self._signer = Signer(endpoint)
         self._ssl = (
             ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE"))
             if self._https
@@ -286,8 +209,8 @@ class S3Client:
         Raises DependencyDown when the server cannot be reached (after retries), ObjectMissing
         on 404, OperationFailed on any other status outside ``ok``.
         """
-        path = "/" + _quote(bucket) + ("/" + _quote(key, safe="/") if key else "")
-        query = _canonical_query(params or {})
+        path = "/" + quote_path(bucket) + ("/" + quote_path(key, safe="/") if key else "")
+        query = canonical_query(params or {})
         label = what or f"{method} {bucket}/{key}".rstrip("/")
         delay = 0.2
         attempt = stale = 0
