@@ -48,3 +48,9 @@ def test_the_plans_script_answers_help() -> None:
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0
     assert "--simulate" in done.stdout and "--live" in done.stdout
+
+
+def test_the_plans_script_exits_with_the_error_code() -> None:
+    from autograph.cli.dr import drill_main
+
+    assert drill_main(["--live"]) == InvalidInput.exit_code

@@ -178,7 +178,7 @@ def drill_main(argv: list[str] | None = None) -> int:
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command()(drill)
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # click returns an Exit's code here
     except AutographError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code
@@ -186,4 +186,4 @@ def drill_main(argv: list[str] | None = None) -> int:
         return int(done.exit_code)
     except SystemExit as done:
         return int(done.code or 0)
-    return 0
+    return int(code or 0) if isinstance(code, int) else 0
