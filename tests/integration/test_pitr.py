@@ -168,3 +168,14 @@ def test_scheduled_base_backup_then_prune_keeps_the_newest(stack: Stack) -> None
     removed = schedule.prune()
     assert [e.name for e in catalogs["basebackup"].list().backups] == newest
     assert len([r for r in removed if "/" not in r]) >= 1  # type: ignore[union-attr]
+
+
+def test_wal_streaming_resumes_after_a_recovery_with_no_writes_since_the_base_backup(
+        stack: Stack) -> None:
+    _insert(stack, 400, 401)
+    _wait_streamed(stack)
+    PhysicalBackupManager(stack.settings, stack.creds).create()
+    _recover(stack)  # nothing written after the base backup
+    _insert(stack, 402, 402)
+    _wait_streamed(stack)  # the receiver streams the new timeline
+    assert 402 in _ids(stack)

@@ -170,14 +170,19 @@ class PhysicalBackupManager:
             user = _pg_user(self.settings)
             t = time.monotonic()
             _extract(fetched.path, staging, user)
-            segments = _stage_wal(wal_root(self.settings) / str(entry.extra["system_identifier"]),
-                                  staging / "pg_wal", user)
-            _write_recovery_conf(staging, target_time, user)
-            step("prepare data folder", t, f"{segments} WAL segments")
+            step("unpack base backup", t)
+            # Stop first, then take the WAL: every write up to the server's shutdown
+            # checkpoint reaches the receiver and is replayed, and the recovered history
+            # contains everything the receiver holds, so it can resume on it.
             t = time.monotonic()
             stop_server()
             moved = False
+            sysid = str(entry.extra["system_identifier"])
             try:
+                _wait_receiver_idle(wal_root(self.settings) / sysid)
+                segments = _stage_wal(wal_sources(self.settings, sysid), staging / "pg_wal",
+                                      user)
+                _write_recovery_conf(staging, target_time, user)
                 if live.exists():
                     live.rename(previous)
                     moved = True
@@ -192,6 +197,7 @@ class PhysicalBackupManager:
                 raise OperationFailed(
                     f"point-in-time recovery from {entry.name} failed, previous cluster put "
                     f"back: {message}") from None
+            _retire_wal_folder(wal_root(self.settings) / sysid, stamp)
             step("replay WAL and promote", t, f"replayed to {replayed}")
         return RecoveryResult(entry.name, isoformat(target_time) if target_time else None,
                               segments, replayed, str(previous),
@@ -215,6 +221,8 @@ class PhysicalBackupManager:
         with contextlib.suppress(Exception):
             stop_server()
         if previous is None:
+            with contextlib.suppress(Exception):
+                start_server()
             return
         failed = live.with_name(live.name + ".failed_pitr")
         if live.exists():
@@ -252,23 +260,59 @@ def _extract(archive: Path, target: Path, user: str | None) -> None:
     _chown_tree(target, user)
 
 
-def _stage_wal(source: Path, pg_wal: Path, user: str | None) -> int:
-    """Copy every streamed segment (a ``.partial`` one under its full name) into ``pg_wal``."""
-    if not source.is_dir():
+def wal_sources(settings: Settings, sysid: str) -> list[Path]:
+    """The WAL folders of a cluster, oldest first: those retired by earlier recoveries
+    (``<sysid>.pre_pitr_<stamp>``), then the live one."""
+    root = wal_root(settings)
+    retired = sorted(root.glob(f"{sysid}.pre_pitr_*")) if root.is_dir() else []
+    return [*retired, root / sysid]
+
+
+def _retire_wal_folder(folder: Path, stamp: str) -> None:
+    """After a recovery the cluster continues on a new timeline from the replayed point; the
+    receiver starts a fresh folder (and slot) there, the old WAL is kept beside it."""
+    if folder.is_dir():
+        folder.rename(folder.with_name(f"{folder.name}.pre_pitr_{stamp}"))
+
+
+def _wait_receiver_idle(folder: Path, quiet: float = 1.0, limit: float = 15.0) -> None:
+    """Wait until the streamed WAL stops changing (the receiver has what the server sent)."""
+    def state() -> list[tuple[str, int]]:
+        if not folder.is_dir():
+            return []
+        return sorted((p.name, p.stat().st_size) for p in folder.iterdir())
+
+    deadline = time.monotonic() + limit
+    last = state()
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = state()
+        if now == last:
+            return
+        last = now
+
+
+def _stage_wal(sources: list[Path], pg_wal: Path, user: str | None) -> int:
+    """Copy every streamed segment (a ``.partial`` one under its full name, unless the
+    complete one exists) into ``pg_wal``; later folders win."""
+    chosen: dict[str, Path] = {}
+    for source in sources:
+        if not source.is_dir():
+            continue
+        for path in sorted(source.iterdir()):
+            name = path.name.removesuffix(".partial")
+            if not (_SEGMENT.match(name) or name.endswith(".history")):
+                continue
+            if path.name.endswith(".partial") and (source / name).exists():
+                continue
+            chosen[name] = path
+    if not chosen:
         return 0
     pg_wal.mkdir(exist_ok=True)
-    copied = 0
-    for path in sorted(source.iterdir()):
-        name = path.name.removesuffix(".partial")
-        if not (_SEGMENT.match(name) or name.endswith(".history")):
-            continue
-        destination = pg_wal / name
-        if path.name.endswith(".partial") and (source / name).exists():
-            continue
-        shutil.copyfile(path, destination)
-        copied += 1
+    for name, path in chosen.items():
+        shutil.copyfile(path, pg_wal / name)
     _chown_tree(pg_wal, user)
-    return copied
+    return len(chosen)
 
 
 def _write_recovery_conf(data: Path, target_time: datetime | None, user: str | None) -> None:
