@@ -208,7 +208,7 @@ def s3_command(settings: Settings) -> tuple[str, ...] | None:
     args = [find_program("weed") or "weed", "server", f"-dir={data}", f"-ip={settings.host}",
             f"-ip.bind={settings.host}", "-s3", f"-s3.port={base}",
             f"-s3.config={s3_config_path(settings)}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-            "-master.volumeSizeLimitMB=1024", "-volume.max=0"]
+            "-master.volumeSizeLimitMB=512", "-volume.max=300"]
     args += [f"-{flag}={port}" for flag, port in ports.items()]
     return tuple(args)
 
