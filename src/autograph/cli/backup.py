@@ -21,6 +21,7 @@ from rich.table import Column, Table
 from autograph.cli.output import console, emit_json
 from autograph.clock import utc_now
 from autograph.config import load_settings
+from autograph.dr.catalog import SyncReport
 from autograph.dr.models import BackupEntry, ProgressFn
 from autograph.dr.postgres import DatabaseBackupManager
 from autograph.errors import AutographError
@@ -190,11 +191,7 @@ def delete(name: NameArg, yes: YesOpt = False, json_output: JsonOpt = False) -> 
     """Delete a backup from both tiers."""
     if not yes:
         typer.confirm(f"delete backup {name} from every tier?", abort=True)
-    tiers = _manager().delete(name)
-    if json_output:
-        emit_json({"deleted": name, "locations": tiers})
-    else:
-        out.print(f"deleted {name} from {', '.join(tiers)}")
+    show_deleted(name, _manager().delete(name), json_output)
 
 
 @db_app.command("sync")
@@ -202,14 +199,27 @@ def sync(json_output: JsonOpt = False) -> None:
     """Upload local backups missing from S3; remove files of interrupted backups."""
     with progress_bar() as progress:
         report = _manager().sync(progress=progress)
+    show_sync(report, json_output)
+
+
+def show_deleted(name: str, tiers: list[str], json_output: bool) -> None:
+    """Report a deleted backup and the tiers it was removed from."""
+    if json_output:
+        emit_json({"deleted": name, "locations": tiers})
+    else:
+        out.print(f"deleted {name} from {', '.join(tiers)}")
+
+
+def show_sync(report: SyncReport, json_output: bool) -> None:
+    """Report what a sync uploaded and removed; raise if any upload failed."""
     if json_output:
         emit_json(report)
-        return
-    out.print(f"uploaded {len(report.uploaded)}: {', '.join(report.uploaded) or '-'}")
-    for name, why in report.failed.items():
-        console.print(f"[red]failed[/] {name}: {why}")
-    if report.removed_incomplete:
-        out.print(f"removed incomplete: {', '.join(report.removed_incomplete)}")
+    else:
+        out.print(f"uploaded {len(report.uploaded)}: {', '.join(report.uploaded) or '-'}")
+        for name, why in report.failed.items():
+            console.print(f"[red]failed[/] {name}: {why}")
+        if report.removed_incomplete:
+            out.print(f"removed incomplete: {', '.join(report.removed_incomplete)}")
     if report.failed:
         raise AutographError(f"{len(report.failed)} backup(s) could not be uploaded")
 

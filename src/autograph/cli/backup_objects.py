@@ -22,6 +22,8 @@ from autograph.cli.backup import (
     _size,
     out,
     progress_bar,
+    show_deleted,
+    show_sync,
 )
 from autograph.cli.output import console, emit_json
 from autograph.config import load_settings
@@ -259,11 +261,7 @@ def delete(name: NameArg, yes: YesOpt = False, json_output: JsonOpt = False) -> 
     """Delete a bucket backup from both tiers."""
     if not yes:
         typer.confirm(f"delete bucket backup {name} from every tier?", abort=True)
-    tiers = _manager().delete(name)
-    if json_output:
-        emit_json({"deleted": name, "locations": tiers})
-    else:
-        out.print(f"deleted {name} from {', '.join(tiers)}")
+    show_deleted(name, _manager().delete(name), json_output)
 
 
 @objects_app.command("sync")
@@ -271,14 +269,7 @@ def sync(json_output: JsonOpt = False) -> None:
     """Upload local bucket backups missing from S3; remove interrupted ones."""
     with progress_bar() as progress:
         report = _manager().sync(progress=progress)
-    if json_output:
-        emit_json(report)
-        return
-    out.print(f"uploaded {len(report.uploaded)}: {', '.join(report.uploaded) or '-'}")
-    for failed, why in report.failed.items():
-        console.print(f"[red]failed[/] {failed}: {why}")
-    if report.failed:
-        raise AutographError(f"{len(report.failed)} backup(s) could not be uploaded")
+    show_sync(report, json_output)
 
 
 def register(backup_app: typer.Typer) -> None:
