@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import threading
+from datetime import UTC, datetime
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,6 +185,19 @@ def test_restore_swaps_in_the_backup_keeps_the_previous_database_and_can_roll_ba
     rolled = manager.rollback()
     assert rolled["restored_from"] == result.previous
     assert table_rows(manager, live, "items") == 500
+
+
+def test_two_restores_in_the_same_second_keep_both_previous_databases(
+        manager: DatabaseBackupManager) -> None:
+    live = manager.server.live_database
+    manager.create("twice")
+    manager.clock = lambda: datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    first = manager.restore("twice")
+    second = manager.restore("twice")
+    assert first.previous == f"{live}__pre_restore_20260102030405"
+    assert second.previous == f"{live}__pre_restore_20260102030405_02"
+    assert manager.previous_databases() == [second.previous, first.previous]
+    assert table_rows(manager, live, "items") == 1000
 
 
 def test_restore_recreates_a_missing_live_database(manager: DatabaseBackupManager) -> None:

@@ -295,7 +295,7 @@ class DatabaseBackupManager:
                 progress("swapping databases", None)
                 previous = None
                 if self.server.database_exists(target):
-                    previous = derived_name(target, "pre_restore", stamp)
+                    previous = self.server.unused_name(target, "pre_restore", stamp)
                 try:
                     self.server.swap(target, scratch, previous)
                 except BaseException:
@@ -343,7 +343,8 @@ class DatabaseBackupManager:
                            + (f" named {previous}" if previous else ""))
         live = self.server.live_database
         with self._locked("rollback", chosen, lock):
-            displaced = derived_name(live, "rolled_back", f"{self.clock():%Y%m%d%H%M%S}")
+            displaced = self.server.unused_name(live, "rolled_back",
+                                                f"{self.clock():%Y%m%d%H%M%S}")
             self.server.swap(live, chosen, displaced)
         return {"database": live, "restored_from": chosen, "displaced": displaced}
 

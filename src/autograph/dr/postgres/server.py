@@ -86,6 +86,16 @@ class PgServer:
                                 " ORDER BY 1", (prefix,)).fetchall()
         return [row[0] for row in rows]
 
+    def unused_name(self, base: str, label: str, stamp: str) -> str:
+        """``derived_name(base, label, stamp)``, or with ``_02``, ``_03``… appended to the
+        stamp when a database of that name exists (two restores in the same second)."""
+        taken = set(self.databases(derived_name(base, label, stamp)))
+        candidate, counter = derived_name(base, label, stamp), 1
+        while candidate in taken:
+            counter += 1
+            candidate = derived_name(base, label, f"{stamp}_{counter:02d}")
+        return candidate
+
     def create_database(self, name: str) -> None:
         """Create an empty database from template0 (UTF8), owned by our user.
 
