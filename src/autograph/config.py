@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     base_backup_interval_seconds: int = Field(
         default=24 * 3600, description="physical base backups (with streamed WAL: PITR)")
     base_backups_keep: int = Field(default=2, ge=1, description="newest base backups kept")
+    snapshot_interval_seconds: float = Field(
+        default=120.0, ge=0, description="incremental bucket snapshots (SPEC §7); 0: off")
+    snapshot_keep_all_seconds: int = Field(default=3600, ge=0,
+                                           description="every snapshot kept this long")
+    snapshot_keep_hourly: int = Field(default=48, ge=0, description="then one per hour")
+    snapshot_keep_daily: int = Field(default=14, ge=0, description="then one per day")
     scheduler_enabled: bool = True
     scheduler_poll_seconds: float = 30.0
     scheduler_startup_delay_seconds: float = Field(

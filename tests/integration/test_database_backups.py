@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import threading
-from datetime import UTC, datetime
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest

@@ -1,0 +1,197 @@
+"""Incremental bucket snapshots on the real S3 server: only changes are stored, each snapshot
+restores as the full state of its time, damage is caught before anything is written, pruning
+keeps what restores need."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from autograph.dr.objects.snapshot_store import INDEX_SUFFIX
+from autograph.dr.objects.snapshots import SnapshotManager
+from autograph.errors import Conflict, IntegrityError, InvalidInput, NotFound
+from autograph.stack.lifecycle import Stack
+from bucketbackups import Buckets, bucket_settings
+
+FIRST = {
+    "a.json": (b'{"v": 1}', "application/json", {"owner": "alice"}),
+    "dir/b.bin": (os.urandom(5000), "application/octet-stream", {}),
+    "same-1": b"identical bytes",
+    "same-2": b"identical bytes",
+    "ünï/ключ": b"unicode",
+}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def buckets(infra_stack: Stack, tmp_path: Path) -> Iterator[Buckets]:
+    with bucket_settings(infra_stack, tmp_path) as handle:
+        yield handle
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def manager(infra_stack: Stack, buckets: Buckets, clock: Clock) -> SnapshotManager:
+    return SnapshotManager(buckets.settings, infra_stack.creds, clock=clock)
+
+
+def _bucket(buckets: Buckets, objects: dict[str, object]) -> str:
+    name = buckets.settings.app_buckets[0]
+    buckets.client.create_bucket(Bucket=name)
+    buckets.made.append(name)
+    for key, value in objects.items():
+        buckets.put(name, key, value)
+    return name
+
+
+def _clear(buckets: Buckets, bucket: str) -> None:
+    for key in buckets.etags(bucket):
+        buckets.client.delete_object(Bucket=bucket, Key=key)
+
+
+def test_a_second_snapshot_stores_only_what_changed(manager: SnapshotManager,
+                                                   buckets: Buckets, clock: Clock) -> None:
+    bucket = _bucket(buckets, FIRST)
+    first = manager.take(bucket)
+    assert first.tiers == ["local", "s3"] and first.s3_error is None
+    assert len(first.snapshot.objects) == 5
+    assert first.snapshot.new_blobs == 4  # two keys share their bytes
+    clock.advance(120)
+    buckets.put(bucket, "a.json", (b'{"v": 2}', "application/json", {"owner": "bob"}))
+    buckets.put(bucket, "new.txt", b"added")
+    buckets.client.delete_object(Bucket=bucket, Key="same-2")
+    second = manager.take(bucket)
+    assert second.snapshot.parent == first.snapshot.name
+    assert second.snapshot.new_blobs == 2 and second.reused == 3
+    assert sorted(o.key for o in second.snapshot.objects) == [
+        "a.json", "dir/b.bin", "new.txt", "same-1", "ünï/ключ"]
+    listed = manager.list(bucket)
+    assert [r["name"] for r in listed["snapshots"]] == [second.snapshot.name,
+                                                        first.snapshot.name]
+    assert listed["snapshots"][0]["locations"] == ["local", "s3"]
+
+
+def test_each_snapshot_restores_the_full_state_of_its_time(manager: SnapshotManager,
+                                                           buckets: Buckets,
+                                                           clock: Clock) -> None:
+    bucket = _bucket(buckets, FIRST)
+    at_first = buckets.contents(bucket)
+    first = manager.take(bucket).snapshot
+    clock.advance(120)
+    buckets.put(bucket, "a.json", (b'{"v": 2}', "application/json", {"owner": "bob"}))
+    buckets.put(bucket, "later", b"after the first snapshot")
+    manager.take(bucket)
+    _clear(buckets, bucket)
+    result = manager.restore(first.name)
+    assert (result.restored, result.skipped, result.failed) == (5, 0, {})
+    assert buckets.contents(bucket) == at_first  # bytes, content type, metadata
+
+
+def test_overwrite_false_keeps_existing_keys_and_reports_extra_ones(
+        manager: SnapshotManager, buckets: Buckets) -> None:
+    bucket = _bucket(buckets, FIRST)
+    snap = manager.take(bucket).snapshot
+    buckets.put(bucket, "a.json", b"changed since")
+    buckets.put(bucket, "extra", b"not in the snapshot")
+    buckets.client.delete_object(Bucket=bucket, Key="dir/b.bin")
+    before = buckets.etags(bucket)
+    result = manager.restore(snap.name, overwrite=False)
+    assert (result.restored, result.skipped, result.extra) == (1, 4, 1)
+    after = buckets.etags(bucket)
+    assert {k: after[k] for k in before} == before
+    assert "dir/b.bin" in after
+    replaced = manager.restore(snap.name, overwrite=True)
+    assert replaced.restored == 5
+    assert buckets.contents(bucket)["a.json"][0] == b'{"v": 1}'
+
+
+def test_a_damaged_local_blob_is_read_from_s3_and_a_lost_one_refuses_before_writing(
+        manager: SnapshotManager, buckets: Buckets) -> None:
+    bucket = _bucket(buckets, FIRST)
+    snap = manager.take(bucket).snapshot
+    record = next(o for o in snap.objects if o.key == "dir/b.bin")
+    path = manager.store.blob_path(record.sha256)
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert manager.verify(snap.name, deep=True)["status"] == "degraded"
+    _clear(buckets, bucket)
+    manager.restore(snap.name)
+    assert buckets.contents(bucket)["dir/b.bin"][0] == FIRST["dir/b.bin"][0]
+
+    assert manager.store.remote is not None
+    manager.store.remote.blobs.delete(record.sha256)
+    path.unlink()
+    assert manager.verify(snap.name)["status"] == "failed"
+    _clear(buckets, bucket)
+    with pytest.raises(IntegrityError, match="nothing was restored"):
+        manager.restore(snap.name)
+    assert buckets.etags(bucket) == {}
+
+
+def test_s3_tier_unreachable_commits_locally_and_the_next_snapshot_uploads_the_blobs(
+        infra_stack: Stack, buckets: Buckets, clock: Clock) -> None:
+    bucket = _bucket(buckets, FIRST)
+    down = buckets.settings.model_copy(update={"backup_s3_endpoint": "http://127.0.0.1:9"})
+    offline = SnapshotManager(down, infra_stack.creds, clock=clock)
+    taken = offline.take(bucket)
+    assert taken.tiers == ["local"] and taken.s3_error
+    clock.advance(60)
+    online = SnapshotManager(buckets.settings, infra_stack.creds, clock=clock)
+    again = online.take(bucket)
+    assert again.tiers == ["local", "s3"]
+    assert again.snapshot.new_blobs == 0
+    assert online.verify(again.snapshot.name)["status"] == "passed"
+
+
+def test_pruning_thins_old_snapshots_and_keeps_every_blob_a_kept_one_needs(
+        manager: SnapshotManager, buckets: Buckets, clock: Clock) -> None:
+    bucket = _bucket(buckets, {"k": b"version 0"})
+    names = []
+    for step in range(6):  # one every 20 minutes, each with new bytes for "k"
+        buckets.put(bucket, "k", f"version {step}".encode())
+        names.append(manager.take(bucket).snapshot.name)
+        clock.advance(20 * 60)
+    clock.advance(3 * 3600)  # all older than the keep-all hour now
+    report = manager.prune()
+    kept = sorted(n for n, why in report.decisions.items() if why)
+    assert names[-1] in kept and len(kept) == 2  # the newest of each of the two hours
+    assert set(report.removed) == set(names) - set(kept)
+    assert report.blobs_removed == {"local": 4, "s3": 4}
+    for name in kept:
+        assert manager.verify(name, deep=True)["status"] == "passed"
+    assert manager.list(bucket)["snapshots"][0]["name"] == names[-1]
+
+
+def test_bad_input_and_a_second_operation(manager: SnapshotManager, buckets: Buckets) -> None:
+    bucket = _bucket(buckets, {"k": b"v"})
+    with pytest.raises(InvalidInput):
+        manager.take("not-an-app-bucket")
+    with pytest.raises(InvalidInput):
+        manager.restore("../etc/passwd")
+    with pytest.raises(NotFound):
+        manager.restore(f"snap_{bucket}_20260101T000000000Z")
+    snap = manager.take(bucket).snapshot
+    with pytest.raises(InvalidInput, match="holds backups"):
+        manager.restore(snap.name, target_bucket=buckets.settings.backup_bucket_objects)
+    with manager.acquire("snapshot", bucket), pytest.raises(Conflict):
+        manager.take(bucket)
+    assert (manager.store.local.index.list()[0].key == snap.name + INDEX_SUFFIX)
