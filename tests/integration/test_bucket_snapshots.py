@@ -4,7 +4,10 @@ keeps what restores need."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,9 +16,11 @@ import pytest
 
 from autograph.dr.objects.snapshot_store import INDEX_SUFFIX
 from autograph.dr.objects.snapshots import SnapshotManager
+from autograph.dr.snapshot_schedule import run_due
 from autograph.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from autograph.stack.lifecycle import Stack
 from bucketbackups import Buckets, bucket_settings
+from stackutil import settings_env
 
 FIRST = {
     "a.json": (b'{"v": 1}', "application/json", {"owner": "alice"}),
@@ -195,3 +200,47 @@ def test_bad_input_and_a_second_operation(manager: SnapshotManager, buckets: Buc
     with manager.acquire("snapshot", bucket), pytest.raises(Conflict):
         manager.take(bucket)
     assert (manager.store.local.index.list()[0].key == snap.name + INDEX_SUFFIX)
+
+
+def test_the_schedule_snapshots_each_bucket_once_per_interval(
+        manager: SnapshotManager, buckets: Buckets, clock: Clock) -> None:
+    for bucket in buckets.settings.app_buckets:
+        buckets.client.create_bucket(Bucket=bucket)
+        buckets.made.append(bucket)
+        buckets.put(bucket, "k", bucket.encode())
+    assert run_due(manager, 120) == 120
+    assert len(manager.list()["snapshots"]) == 3
+    clock.advance(30)
+    assert run_due(manager, 120) == 90  # nothing due yet: no new snapshot
+    assert len(manager.list()["snapshots"]) == 3
+    clock.advance(90)
+    run_due(manager, 120)
+    names = [r["name"] for r in manager.list()["snapshots"]]
+    assert len(names) == 6
+    assert {manager.latest(b) for b in buckets.settings.app_buckets} == set(names[:3])
+
+
+def _cli(settings: object, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **settings_env(settings)}  # type: ignore[arg-type]
+    return subprocess.run([sys.executable, "-m", "autograph.cli.main", "backup", "snapshots",
+                           *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_cli_takes_lists_and_restores_the_newest_snapshot_of_a_bucket(
+        buckets: Buckets) -> None:
+    bucket = _bucket(buckets, FIRST)
+    taken = _cli(buckets.settings, "create", bucket, "--json")
+    assert taken.returncode == 0, taken.stderr
+    name = json.loads(taken.stdout)[0]["name"]
+    listed = json.loads(_cli(buckets.settings, "list", "--json").stdout)
+    assert [r["name"] for r in listed["snapshots"]] == [name]
+    _clear(buckets, bucket)
+    restored = _cli(buckets.settings, "restore", "--bucket", bucket, "--json")
+    assert restored.returncode == 0, restored.stderr
+    assert json.loads(restored.stdout)["restored"] == 5
+    assert sorted(buckets.etags(bucket)) == sorted(FIRST)
+    both = _cli(buckets.settings, "restore", name, "--bucket", bucket)
+    assert both.returncode != 0 and "Traceback" not in both.stderr
+    assert len(both.stderr.strip().splitlines()) == 1
+    bad = _cli(buckets.settings, "verify", "../../etc/passwd")
+    assert bad.returncode != 0 and "invalid snapshot name" in bad.stderr

@@ -31,7 +31,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output o
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
 NameArg = Annotated[str, typer.Argument(help="backup name (see `autograph backup db list`)")]
 OPTIONAL_GROUPS = ("autograph.cli.backup_objects", "autograph.cli.backup_retention",
-                   "autograph.cli.backup_base")
+                   "autograph.cli.backup_base", "autograph.cli.backup_snapshots")
 
 out = Console()
 db_app = typer.Typer(help="PostgreSQL backups (pg_dump -Fc, local disk + S3).",

@@ -273,6 +273,8 @@ class Runtime:
             for kind in SCHEDULED_KINDS:
                 self._spawn(f"dr-scheduler-{kind}", self.scheduler.run, self._stop,
                             self.settings.scheduler_poll_seconds, [kind])
+        if self.settings.snapshot_interval_seconds > 0:
+            self._spawn("dr-snapshots", self._snapshot_loop)
         if self.settings.monitor_enabled:
             self._spawn("dr-monitor", self._monitor_loop)
         log.info("DR runtime started (scheduler %s, monitor %s)",
@@ -317,6 +319,13 @@ class Runtime:
             scheduled_only=self.settings.scheduler_enabled)
         log.info("this process now runs the DR monitor")
         return True
+
+    def _snapshot_loop(self) -> None:
+        from autograph.dr import snapshot_schedule
+        from autograph.dr.objects.snapshots import SnapshotManager
+
+        manager = SnapshotManager(self.settings, self.creds, clock=self.clock)
+        snapshot_schedule.loop(manager, self.settings.snapshot_interval_seconds, self._stop)
 
     def _s3_client(self) -> Any:
         from autograph.s3client import app_client

@@ -235,7 +235,7 @@ class S3Store:
         found = []
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.prefix + prefix)
+                Bucket=self.bucket, Prefix=self.prefix + prefix, Delimiter="/")
             for page in pages:
                 for item in page.get("Contents", []):
                     key = item["Key"][len(self.prefix):]
