@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -20,6 +21,7 @@ from autograph.dr.snapshot_schedule import run_due
 from autograph.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from autograph.stack.lifecycle import Stack
 from bucketbackups import Buckets, bucket_settings
+from dbbackups import recorded_events
 from stackutil import settings_env
 
 FIRST = {
@@ -244,3 +246,28 @@ def test_cli_takes_lists_and_restores_the_newest_snapshot_of_a_bucket(
     assert len(both.stderr.strip().splitlines()) == 1
     bad = _cli(buckets.settings, "verify", "../../etc/passwd")
     assert bad.returncode != 0 and "invalid snapshot name" in bad.stderr
+
+
+def test_a_mass_deletion_is_flagged_and_recovery_plans_from_the_snapshot_before_it(
+        infra_stack: Stack, manager: SnapshotManager, buckets: Buckets, clock: Clock) -> None:
+    from autograph.dr import recovery_backups
+    from autograph.dr.recovery import RecoveryOptions
+
+    bucket = _bucket(buckets, FIRST)
+    good = manager.take(bucket).snapshot
+    assert good.shrunk is None
+    clock.advance(120)
+    _clear(buckets, bucket)
+    with recorded_events() as events:
+        empty = manager.take(bucket).snapshot
+    assert empty.shrunk == f"5 of the 5 objects of {good.name} are gone"
+    assert [e.event for e in events] == ["backup_small", "backup_succeeded"]
+    handle = SimpleNamespace(settings=buckets.settings, creds=infra_stack.creds)
+    planned = recovery_backups.plan(handle, RecoveryOptions("objects"))  # type: ignore[arg-type]
+    assert planned["buckets"][bucket] == [good.name]
+    restored = recovery_backups.restore_buckets(handle, {bucket: planned["buckets"][bucket]})  # type: ignore[arg-type]
+    assert restored["buckets"][bucket]["method"] == "snapshot"
+    assert sorted(buckets.etags(bucket)) == sorted(FIRST)
+    before = recovery_backups.plan(handle, RecoveryOptions(  # type: ignore[arg-type]
+        "objects", to=good.started_at - timedelta(seconds=1)))
+    assert planned["buckets"][bucket] and before["buckets"][bucket] == []

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from autograph.clock import Clock, isoformat
 from autograph.dr.catalog import open_catalog
 from autograph.dr.models import BackupEntry
+from autograph.dr.objects.snapshot_store import parse_name
 from autograph.errors import (
     AutographError,
     DependencyDown,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from autograph.stack.lifecycle import Stack
 
 MAX_ATTEMPTS = 5
+SNAPSHOT_TRIES = 2  # newest snapshots tried before the archives
 
 
 def _listing(stack: Stack, kind: str, with_s3: bool) -> tuple[list[BackupEntry], dict[str, str]]:
@@ -85,8 +87,46 @@ def plan(stack: Stack, options: RecoveryOptions, s3_up: bool = True) -> dict[str
             result["buckets"][entry.source].append(entry.name)
         else:
             result["unverified"]["buckets"] += 1
+    snapshots, snap_down = _snapshots(stack, options, with_s3)
+    result["unreachable"].update({f"snapshots {k}": v for k, v in snap_down.items()})
+    for bucket, names in snapshots.items():
+        archives = [e for e in bucket_entries if e.name in result["buckets"].get(bucket, [])]
+        newest_archive = max((e.created_at for e in archives), default=None)
+        fresher = [n for n in names if newest_archive is None
+                   or parse_name(n)[1] > newest_archive]
+        if bucket in result["buckets"]:
+            result["buckets"][bucket] = fresher[:SNAPSHOT_TRIES] + result["buckets"][bucket]
     apply_named(result, options.backups, database, bucket_entries, base)
     return result
+
+
+def _snapshots(stack: Stack, options: RecoveryOptions,
+               with_s3: bool) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Each application bucket's snapshots, newest first, that finished by ``--to``."""
+    from autograph.dr.objects.snapshot_store import SnapshotStore
+
+    store = SnapshotStore(stack.settings, stack.creds, with_s3=with_s3)
+    _, unreachable = store.names()
+    found: dict[str, list[str]] = {}
+    for bucket in stack.settings.app_buckets:
+        names = list(reversed(store.all_names(bucket)))
+        if options.to is not None:
+            names = [n for n in names if parse_name(n)[1] <= options.to]
+        usable: list[str] = []
+        for name in names:
+            if len(usable) == SNAPSHOT_TRIES:
+                break
+            try:
+                snapshot = store.load(name)[0]
+            except AutographError:
+                continue  # unreadable here: the restore would refuse it too
+            if options.to is not None and snapshot.finished_at > options.to:
+                continue  # it may hold writes made after --to
+            if snapshot.shrunk:
+                continue  # it recorded a mass deletion, not the data
+            usable.append(name)
+        found[bucket] = usable
+    return found, unreachable
 
 
 def apply_named(result: dict[str, Any], names: tuple[str, ...], database: list[BackupEntry],
@@ -98,6 +138,13 @@ def apply_named(result: dict[str, Any], names: tuple[str, ...], database: list[B
     by_name.update({e.name: ("bucket", e) for e in buckets})
     by_name.update({e.name: ("base", e) for e in base})
     for name in names:
+        if name.startswith("snap_"):
+            bucket = parse_name(name)[0]
+            if bucket not in result["buckets"]:
+                raise InvalidInput(f"snapshot {name} is of bucket {bucket}, which is not an "
+                                   "application bucket")
+            result["buckets"][bucket] = [name]
+            continue
         if name not in by_name:
             raise NotFound(f"no database, base or bucket backup named {name}")
         kind, entry = by_name[name]
@@ -195,8 +242,10 @@ def restore_buckets(stack: Stack, plan_buckets: dict[str, list[str]]) -> dict[st
     (existing keys are kept and counted as skipped). Raises OperationFailed naming the bucket
     when none of its backups restores or objects failed to upload."""
     from autograph.dr.objects.manager import MinIOBucketBackupManager
+    from autograph.dr.objects.snapshots import SnapshotManager
 
     manager = MinIOBucketBackupManager(stack.settings, stack.creds)
+    snapshots = SnapshotManager(stack.settings, stack.creds)
     outcome: dict[str, Any] = {"buckets": {}, "refused": [], "issues": []}
     start = time.monotonic()
     for bucket, candidates in plan_buckets.items():
@@ -205,6 +254,9 @@ def restore_buckets(stack: Stack, plan_buckets: dict[str, list[str]]) -> dict[st
             continue
 
         def restore(name: str, target: str = bucket) -> dict[str, Any]:
+            if name.startswith("snap_"):  # incremental snapshot (SPEC §7)
+                return {**snapshots.restore(name, target_bucket=target).as_dict(),
+                        "method": "snapshot"}
             return _plain(manager.restore(name, target_bucket=target, overwrite=False))
 
         try:
@@ -218,6 +270,7 @@ def restore_buckets(stack: Stack, plan_buckets: dict[str, list[str]]) -> dict[st
             raise OperationFailed(f"bucket {bucket}: {counts['failed']} objects failed to "
                                   f"restore from {done['backup']}")
         outcome["buckets"][bucket] = {"backup": done["backup"], **counts,
+                                      "method": done["result"].get("method", "archive"),
                                       "seconds": done["restore_seconds"]}
         outcome["refused"] += [{**r, "bucket": bucket} for r in done["refused"]]
         outcome["issues"] += [f"bucket {bucket}: {i}" for i in done["issues"]]

@@ -57,6 +57,7 @@ class Snapshot:
     new_blobs: int = 0
     new_bytes: int = 0
     vanished: list[str] = field(default_factory=list)
+    shrunk: str | None = None  # set when most of the parent's objects are gone
 
     @property
     def size(self) -> int:
@@ -68,7 +69,8 @@ class Snapshot:
                 "started_at": isoformat(self.started_at),
                 "finished_at": isoformat(self.finished_at), "objects": len(self.objects),
                 "size": self.size, "parent": self.parent, "new_blobs": self.new_blobs,
-                "new_bytes": self.new_bytes, "vanished": len(self.vanished)}
+                "new_bytes": self.new_bytes, "vanished": len(self.vanished),
+                "shrunk": self.shrunk}
 
     def encode(self) -> bytes:
         body = {**self.summary(), "format": FORMAT, "vanished": self.vanished,
@@ -87,7 +89,8 @@ class Snapshot:
                        finished_at=_parse(body["finished_at"]),
                        objects=[SnapshotObject(**o) for o in body["objects"]],
                        parent=body.get("parent"), new_blobs=body.get("new_blobs", 0),
-                       new_bytes=body.get("new_bytes", 0), vanished=body.get("vanished", []))
+                       new_bytes=body.get("new_bytes", 0), vanished=body.get("vanished", []),
+                       shrunk=body.get("shrunk"))
         except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
             raise IntegrityError(f"snapshot index {where} is unreadable: {exc}") from None
 

@@ -40,6 +40,7 @@ from autograph.dr.objects.snapshot_store import (
 )
 from autograph.errors import (
     AutographError,
+    Conflict,
     DependencyDown,
     IntegrityError,
     InvalidInput,
@@ -108,6 +109,19 @@ class SnapshotManager:
         """Take the snapshot lock now (Conflict when another snapshot operation runs)."""
         return locks.acquire(self.settings.backups_dir, LOCK_KIND, operation, target)
 
+    def _acquire_waiting(self, operation: str, target: str,
+                         timeout: float = 300.0) -> locks.OperationLock:
+        """The snapshot lock, waiting up to ``timeout`` for a scheduled snapshot to end (a
+        recovery must not fail because the gateway was snapshotting). Raises Conflict."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.acquire(operation, target)
+            except Conflict:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
+
     # Listing ---------------------------------------------------------------------------------
 
     def list(self, bucket: str | None = None) -> dict[str, Any]:
@@ -160,6 +174,9 @@ class SnapshotManager:
             raise
         finally:
             held.release()
+        if result.snapshot.shrunk:
+            hooks.emit(hooks.BackupEvent("backup_small", KIND, result.snapshot.name,
+                                         result.snapshot.shrunk))
         hooks.emit(hooks.BackupEvent(
             "backup_succeeded", KIND, result.snapshot.name,
             f"{len(result.snapshot.objects)} objects, {result.snapshot.new_blobs} new",
@@ -206,6 +223,7 @@ class SnapshotManager:
                             finished_at=self.clock(), objects=objects,
                             parent=parent.name if parent else None, new_blobs=new_blobs,
                             new_bytes=new_bytes, vanished=vanished)
+        snapshot.shrunk = shrinkage(parent, snapshot)
         data = snapshot.encode()
         s3_error = None
         tiers = ["local"]
@@ -341,7 +359,7 @@ class SnapshotManager:
         target = validate_bucket(target_bucket or snapshot.bucket, "target bucket")
         if target in (self.settings.backup_bucket_objects, self.settings.backup_bucket_database):
             raise InvalidInput(f"target bucket {target} holds backups; choose another")
-        held = lock or self.acquire("restore", name)
+        held = lock or self._acquire_waiting("restore", name)
         began = time.monotonic()
         try:
             sources = self._locate(snapshot)
@@ -433,6 +451,22 @@ class _Checked(io.RawIOBase):
                 raise IntegrityError(f"{self._record.key}: blob {self._record.sha256[:12]}… "
                                      "is damaged")
         return data
+
+
+SHRINK_FRACTION = 0.5
+SHRINK_MIN_OBJECTS = 4
+
+
+def shrinkage(parent: Snapshot | None, snapshot: Snapshot) -> str | None:
+    """Why ``snapshot`` looks like a mass deletion (most of the parent's objects gone), or
+    None. Recovery passes over such snapshots: they recorded the disaster, not the data."""
+    if parent is None or len(parent.objects) < SHRINK_MIN_OBJECTS:
+        return None
+    kept = {o.key for o in snapshot.objects} & {o.key for o in parent.objects}
+    if len(kept) >= SHRINK_FRACTION * len(parent.objects):
+        return None
+    return (f"{len(parent.objects) - len(kept)} of the {len(parent.objects)} objects of "
+            f"{parent.name} are gone")
 
 
 def _blob_ok(path: Path, size: int, sha256: str | None) -> bool:
