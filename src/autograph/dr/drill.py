@@ -115,7 +115,7 @@ def sandbox_settings(base: Settings, home: Path) -> Settings:
         "backup_s3_endpoint": None, "backup_s3_access_key": None,
         "backup_s3_secret_key": None, "alerts_log": None, "smtp_host": None,
         "slack_webhook_url": None, "alert_email_to": (), "admin_password": None,
-        "admin_api_key": None, "scheduler_enabled": False,
+        "admin_api_key": None, "scheduler_enabled": False,  # the drill takes its own
     })
     for name, port in zip(SERVICE_PORTS, singles[2:], strict=True):
         values[f"{name}_port"] = port
@@ -183,9 +183,10 @@ def _login_all(api: ApiClient, accounts: list[Account]) -> dict[str, Any]:
 
 
 def take_backups(stack: Stack, label: str, clock: Clock = utc_now) -> dict[str, Any]:
-    """A database dump, a base backup (when WAL is streamed) and one backup per application
-    bucket, named for the drill."""
+    """A database dump, a base backup (when WAL is streamed), one archive and one snapshot per
+    application bucket, named for the drill (snapshots are named by their time)."""
     from autograph.dr.objects.manager import MinIOBucketBackupManager
+    from autograph.dr.objects.snapshots import SnapshotManager
     from autograph.dr.postgres import DatabaseBackupManager
 
     stamp = f"{clock():%Y%m%d_%H%M%S}"
@@ -202,7 +203,9 @@ def take_backups(stack: Stack, label: str, clock: Clock = utc_now) -> dict[str, 
     for bucket in stack.settings.app_buckets:
         entry = manager.create(bucket, name=f"drill_{bucket}_{stamp}_{label}", tags=("drill",))
         buckets[bucket] = entry
-    return {"database": database, "base": base, "buckets": buckets}
+    snapshots = SnapshotManager(stack.settings, stack.creds, clock=clock)
+    taken = {b: snapshots.take(b).snapshot.name for b in stack.settings.app_buckets}
+    return {"database": database, "base": base, "buckets": buckets, "snapshots": taken}
 
 
 def run_drill(stack: Stack, scenario: Scenario, options: DrillOptions, dr_dir: Path, *,
@@ -221,7 +224,8 @@ def run_drill(stack: Stack, scenario: Scenario, options: DrillOptions, dr_dir: P
         rto_seconds=settings.rto_target_seconds, rpo_seconds=settings.rpo_target_seconds),
         schedule={"database": None if any(c.name == "walstream" for c in stack.components)
                   else settings.database_backup_interval_seconds,
-                  "buckets": settings.bucket_backup_interval_seconds},
+                  "buckets": int(settings.snapshot_interval_seconds)
+                  or settings.bucket_backup_interval_seconds},
         components=[c.name for c in stack.components])
     api = ApiClient(settings, via_gateway=uses_gateway(stack))
     s3 = app_client(settings, stack.creds)
@@ -258,11 +262,13 @@ def run_drill(stack: Stack, scenario: Scenario, options: DrillOptions, dr_dir: P
                 for entry in (taken["database"], taken["base"], *taken["buckets"].values()):
                     if entry is not None:
                         ev.at_backup[entry.name] = shot
+                for name in taken["snapshots"].values():
+                    ev.at_backup[name] = shot
                 ev.backups_taken.append({
                     "database": taken["database"].name,
                     "base": taken["base"].name if taken["base"] else None,
                     "buckets": {b: e.name for b, e in taken["buckets"].items()},
-                    "at": str(clock())})
+                    "snapshots": taken["snapshots"], "at": str(clock())})
                 time.sleep(0.5 if n < options.backup_rounds else 0)
                 return f"database {taken['database'].name} and {len(taken['buckets'])} buckets"
 
@@ -280,7 +286,8 @@ def run_drill(stack: Stack, scenario: Scenario, options: DrillOptions, dr_dir: P
             writer.stop()
             ev.before, settled = settled_fingerprint(stack, s3)
             ev.dangling_before = integrity.dangling_references(settings, stack.creds,
-                                                               ev.before.objects)
+                                                               ev.before.objects,
+                                                               keep_keys=True)
             if not settled:
                 ev.issues.append("the data kept changing after the writer stopped (another "
                                  "writer is active): comparisons may show its changes")
@@ -346,6 +353,8 @@ def _corrupt_latest(stack: Stack, ev: Evidence) -> str:
     buckets = open_catalog(stack.settings, stack.creds, "bucket")
     for name in latest["buckets"].values():
         damaged += faults.corrupt_backup(stack, buckets.get(name))
+    for name in latest["snapshots"].values():
+        damaged += faults.corrupt_snapshot(stack, name)
     ev.corrupted = damaged
     return f"flipped a byte in {len(damaged)} copies"
 
@@ -371,7 +380,8 @@ def _recover(stack: Stack, scenario: Scenario, options: DrillOptions, ev: Eviden
             ev.after = integrity.fingerprint(stack.settings, stack.creds,
                                              app_client(stack.settings, stack.creds))
             ev.dangling = integrity.dangling_references(stack.settings, stack.creds,
-                                                        ev.after.objects)
+                                                        ev.after.objects, keep_keys=True)
+            ev.restored_keys = _restored_keys(stack, ev, result.data.get("buckets", {}))
         except Exception as exc:  # evidence we could not take is reported, not fatal
             ev.issues.append(f"could not fingerprint the restored data: {exc}")
         ev.pause_seconds += time.monotonic() - start
@@ -381,6 +391,22 @@ def _recover(stack: Stack, scenario: Scenario, options: DrillOptions, ev: Eviden
     report = recovery.run(lambda m: progress(f"recover.{m}"), on_step=on_step, fresh=True)
     ev.recovery = report
     rec.steps += [StepRecord.of(step, "recover.") for step in report.steps]
+
+
+def _restored_keys(stack: Stack, ev: Evidence,
+                   restored: dict[str, Any]) -> dict[str, set[str]]:
+    """The keys each restored bucket backup held: what the restore could bring back."""
+    from autograph.dr.objects.snapshot_store import SnapshotStore
+
+    found: dict[str, set[str]] = {}
+    for bucket, done in restored.items():
+        name = done.get("backup") or ""
+        if done.get("method") == "snapshot":
+            snapshot = SnapshotStore(stack.settings, stack.creds).load(name)[0]
+            found[bucket] = {o.key for o in snapshot.objects}
+        elif name in ev.at_backup:
+            found[bucket] = set(ev.at_backup[name].objects.get(bucket, {}))
+    return found
 
 
 def _measure(stack: Stack, api: ApiClient, s3: Any, writer_account: Account, dataset: Dataset,

@@ -12,6 +12,7 @@ infrastructure. These functions destroy data by design; only drills call them.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import signal
@@ -22,7 +23,7 @@ from typing import Any, Literal
 from autograph.dr.catalog import LOCAL_FOLDERS
 from autograph.dr.drill_integrity import connect
 from autograph.dr.models import BackupEntry
-from autograph.errors import OperationFailed
+from autograph.errors import NotFound, OperationFailed
 from autograph.s3client import app_client
 from autograph.stack.lifecycle import Stack
 from autograph.stack.supervisor import Supervisor
@@ -152,4 +153,23 @@ def corrupt_backup(stack: Stack, entry: BackupEntry) -> list[str]:
         body[len(body) // 2] ^= 0xFF
         client.put_object(Bucket=bucket, Key=key, Body=bytes(body))
         damaged.append(f"s3://{bucket}/{key}")
+    return damaged
+
+
+def corrupt_snapshot(stack: Stack, name: str) -> list[str]:
+    """Bit rot in every copy of one snapshot's index (its blobs may be shared with other
+    snapshots, so they are left alone). Returns the copies damaged."""
+    from autograph.dr.objects.snapshot_store import INDEX_SUFFIX, SnapshotStore
+
+    store = SnapshotStore(stack.settings, stack.creds)
+    damaged = []
+    for tier in store.tiers():
+        try:
+            with tier.index.open(name + INDEX_SUFFIX) as handle:
+                body = bytearray(handle.read())
+        except NotFound:
+            continue
+        body[len(body) // 2] ^= 0xFF
+        tier.index.put(name + INDEX_SUFFIX, io.BytesIO(bytes(body)))
+        damaged.append(f"{tier.name}:{tier.index.describe()}{name}{INDEX_SUFFIX}")
     return damaged

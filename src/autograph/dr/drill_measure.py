@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from autograph.dr.drill_integrity import (
+    OBJECT_REFERENCES,
     Fingerprint,
     TableFingerprint,
     compare_objects,
@@ -52,6 +53,7 @@ class Evidence:
     after: Fingerprint | None = None
     dangling: dict[str, Any] | None = None
     dangling_before: dict[str, Any] | None = None  # already there before the failure
+    restored_keys: dict[str, set[str]] = field(default_factory=dict)  # bucket -> backup keys
     failure_at: datetime | None = None
     fault: dict[str, Any] | None = None
     recovery: RecoveryReport | None = None
@@ -172,28 +174,54 @@ def integrity_report(ev: Evidence, restored: dict[str, Any]) -> dict[str, Any]:
                                  {"checked": True, "basis": bases,
                                   **compare_objects(expected_objects, actual)},
                                  ev.volatile.get("buckets", [])))
-    result["references"] = _new_dangling(ev.dangling, ev.dangling_before)
+    result["references"] = _new_dangling(ev.dangling, ev.dangling_before, ev.restored_keys)
     result["dataset"] = ev.dataset_check or {"checked": False}
     return result
 
 
-def _new_dangling(after: dict[str, Any] | None,
-                  before: dict[str, Any] | None) -> dict[str, Any]:
+def _new_dangling(after: dict[str, Any] | None, before: dict[str, Any] | None,
+                  restored_keys: dict[str, set[str]] | None = None) -> dict[str, Any]:
     """References the failure and recovery left dangling, beyond those already dangling
-    before the failure (an earlier loss is reported, not charged to this recovery)."""
+    before the failure (an earlier loss is reported, not charged to this recovery).
+
+    A row naming an object the restored backup never held (written after it) is data lost
+    within the RPO, counted there and listed as ``lost_after_backup``; only an object the
+    backup held and the restore did not bring back is charged (``new_dangling``)."""
     if after is None:
         return {"checked": False}
-
-    def counts(found: dict[str, Any] | None) -> dict[str, int]:
-        return {k: int(v["dangling"]) for k, v in (found or {}).items()
-                if isinstance(v, dict) and v.get("dangling")}
-
     if not any(isinstance(v, dict) and v.get("checked") for v in after.values()):
-        return {**after, "ok": None}
-    now, earlier = counts(after), counts(before)
-    new = {k: n - earlier.get(k, 0) for k, n in now.items() if n > earlier.get(k, 0)}
-    return {**after, "new_dangling": new, "dangling_before_failure": earlier,
-            "ok": not new}
+        return {**_without_keys(after), "ok": None}
+    tables = {table: bucket for table, _column, bucket in OBJECT_REFERENCES}
+    new: dict[str, int] = {}
+    lost: dict[str, int] = {}
+    earlier: dict[str, int] = {}
+    for table, found in after.items():
+        if not (isinstance(found, dict) and found.get("dangling")):
+            continue
+        was = (before or {}).get(table) or {}
+        now_keys, was_keys = set(found.get("keys", [])), set(was.get("keys", []))
+        if was.get("dangling"):
+            earlier[table] = int(was["dangling"])
+        if not now_keys:  # keys not kept: counts only
+            extra = int(found["dangling"]) - earlier.get(table, 0)
+            if extra > 0:
+                new[table] = extra
+            continue
+        fresh = now_keys - was_keys
+        held = restored_keys.get(tables.get(table, "")) if restored_keys else None
+        beyond = {k for k in fresh if held is not None and k not in held}
+        if beyond:
+            lost[table] = len(beyond)
+        if len(fresh) - len(beyond) > 0:
+            new[table] = len(fresh) - len(beyond)
+    return {**_without_keys(after), "new_dangling": new, "lost_after_backup": lost,
+            "dangling_before_failure": earlier, "ok": not new}
+
+
+def _without_keys(found: dict[str, Any]) -> dict[str, Any]:
+    """The dangling-reference result without its full key lists (samples stay)."""
+    return {k: ({f: x for f, x in v.items() if f != "keys"} if isinstance(v, dict) else v)
+            for k, v in found.items()}
 
 
 def _leniently(comparison: dict[str, Any], volatile: list[str]) -> dict[str, Any]:
@@ -236,8 +264,11 @@ def _corruption_verdict(ev: Evidence, integrity: dict[str, Any]) -> tuple[bool |
     refs = integrity["references"]
     if refs.get("ok") is not None:
         verdicts.append(bool(refs["ok"]))
-        parts.append("no object reference lost" if refs["ok"] else
+        parts.append("no object the restored backups held is missing" if refs["ok"] else
                      f"rows naming missing objects: {refs['new_dangling']}")
+        if refs.get("lost_after_backup"):
+            parts.append(f"rows naming objects written after the restored backup (lost, "
+                         f"counted in the objects RPO): {refs['lost_after_backup']}")
         if refs.get("dangling_before_failure"):
             parts.append(f"already missing before the failure: "
                          f"{refs['dangling_before_failure']}")
@@ -345,7 +376,7 @@ def evaluate(ev: Evidence, steps: list[StepRecord], *, started: datetime, finish
 def _worst_case(schedule: dict[str, int | None]) -> str:
     """The worst-case RPO each kind's protection allows, in words."""
     parts = [f"{kind}: " + ("seconds (WAL streamed continuously)" if interval is None
-                            else f"{interval} s (backup interval)")
+                            else f"{interval} s (interval between backups or snapshots)")
              for kind, interval in schedule.items()]
     return "; ".join(parts) or "unknown"
 

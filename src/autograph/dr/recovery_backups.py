@@ -119,7 +119,8 @@ def _snapshots(stack: Stack, options: RecoveryOptions,
             try:
                 snapshot = store.load(name)[0]
             except AutographError:
-                continue  # unreadable here: the restore would refuse it too
+                usable.append(name)  # the restore refuses it and says why; then the next
+                continue
             if options.to is not None and snapshot.finished_at > options.to:
                 continue  # it may hold writes made after --to
             if snapshot.shrunk:

@@ -273,7 +273,7 @@ class Runtime:
             for kind in SCHEDULED_KINDS:
                 self._spawn(f"dr-scheduler-{kind}", self.scheduler.run, self._stop,
                             self.settings.scheduler_poll_seconds, [kind])
-        if self.settings.snapshot_interval_seconds > 0:
+        if self.settings.scheduler_enabled and self.settings.snapshot_interval_seconds > 0:
             self._spawn("dr-snapshots", self._snapshot_loop)
         if self.settings.monitor_enabled:
             self._spawn("dr-monitor", self._monitor_loop)
