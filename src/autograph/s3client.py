@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 from autograph.config import Settings
 from autograph.secrets import Credentials
 
@@ -17,6 +14,10 @@ def make_client(
     retries: int = 5,
 ) -> Any:
     """A path-style S3 client for ``endpoint`` with bounded timeouts and retries."""
+    # boto3 costs ~0.1 s to import: only the processes that talk to S3 pay for it.
+    import boto3
+    from botocore.config import Config
+
     return boto3.session.Session().client(
         "s3",
         endpoint_url=endpoint,

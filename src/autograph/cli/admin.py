@@ -10,7 +10,6 @@ import typer
 from autograph.cli.output import emit_json
 from autograph.config import load_settings
 from autograph.secrets import load_credentials
-from autograph.services.auth.client import admin_password, login
 
 admin_app = typer.Typer(help="Administration: tokens for the admin API.", no_args_is_help=True)
 
@@ -41,6 +40,9 @@ def token(
         else:
             print(key)
         return
+    # Imported here: the HTTP and Redis clients it brings are not needed by other commands.
+    from autograph.services.auth.client import admin_password, login
+
     user = email or settings.admin_email
     password = sys.stdin.readline().rstrip("\n") if password_stdin else admin_password(settings)
     answer = login(settings, user, password)

@@ -14,13 +14,10 @@ import typer
 
 from autograph.cli.output import console, emit_json
 from autograph.config import load_settings
-from autograph.dr.drill import DrillOptions, run_drills
-from autograph.dr.drill_models import SCENARIOS, Targets
-from autograph.dr.recovery import Recovery, RecoveryOptions
-from autograph.dr.report import summary_line
-from autograph.dr.workload import DatasetSpec
 from autograph.errors import AutographError, InvalidInput, OperationFailed
-from autograph.stack.lifecycle import Stack
+
+# The recovery and drill machinery is imported by the command that runs it, so that the other
+# commands (and ``--help``) start without it.
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
 
@@ -66,6 +63,9 @@ def recover(
     step is timed and bounded; re-running after an interruption continues from the first
     unfinished step. The report goes to HOME/dr/recoveries/.
     """
+    from autograph.dr.recovery import Recovery, RecoveryOptions
+    from autograph.stack.lifecycle import Stack
+
     settings = load_settings()
     options = RecoveryOptions(scenario, tuple(backup or ()), _parse_time(to))  # type: ignore[arg-type]
     recovery = Recovery(Stack(settings), options)
@@ -124,6 +124,11 @@ def drill(
     recovery and measures it against the plan's targets and success criteria. Exits 0 only
     when every drill passed. Reports go to HOME/dr/reports/, history to HOME/dr/drills.jsonl.
     """
+    from autograph.dr.drill import DrillOptions, run_drills
+    from autograph.dr.drill_models import SCENARIOS, Targets
+    from autograph.dr.report import summary_line
+    from autograph.dr.workload import DatasetSpec
+
     del simulate
     if live and not confirm_live:
         raise InvalidInput("--live destroys the stack's data: add "

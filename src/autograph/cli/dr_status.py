@@ -8,7 +8,7 @@ cron job or a check script can use it).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,9 +16,10 @@ from rich.console import Console
 from autograph.cli.output import emit_json
 from autograph.clock import utc_now
 from autograph.config import load_settings
-from autograph.dr.runtime import collect_status
-from autograph.dr.status import DrStatus
 from autograph.secrets import load_credentials
+
+if TYPE_CHECKING:
+    from autograph.dr.status import DrStatus
 
 out = Console()
 EXIT_CODES = {"ok": 0, "warning": 1, "critical": 2}
@@ -92,6 +93,10 @@ def status_command(
     = False,
 ) -> None:
     """Backups per kind against the RPO target, next scheduled runs, alerts, drills."""
+    # Imported here, not at the top: the runtime brings FastAPI, which every other command
+    # (and ``--help``) would pay for at start.
+    from autograph.dr.runtime import collect_status
+
     settings = load_settings()
     status = collect_status(settings, load_credentials(settings), clock=utc_now)
     if json_output:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -24,7 +25,6 @@ from autograph.services.common.security import Unauthorized
 log = logging.getLogger("autograph.auth")
 
 _HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters
-_DUMMY_HASH = _HASHER.hash("autograph-timing-equaliser")
 
 MAX_FAILED_LOGINS = 10
 FAILED_LOGIN_WINDOW_SECONDS = 900
@@ -110,6 +110,15 @@ async def list_users(pool: Pool, limit: int, offset: int) -> tuple[list[User], i
     return users, int(count_row[0]) if count_row else 0
 
 
+@functools.cache
+def dummy_hash() -> str:
+    """The hash an unknown e-mail's password is checked against (so its answer takes as long
+    as a known one's). Made once, not at import: an argon2 hash costs ~0.1 s of CPU, which a
+    start would pay before answering its health check (the auth app makes it in a worker
+    thread at start-up; a login that comes first makes it itself)."""
+    return _HASHER.hash("autograph-timing-equaliser")
+
+
 def _failures_key(email: str) -> str:
     return "autograph:login-failures:" + hashlib.sha256(email.lower().encode()).hexdigest()
 
@@ -131,7 +140,8 @@ async def authenticate(resources: Resources, email: str, password: str) -> User:
         await cursor.execute(f"SELECT {_COLUMNS} FROM users WHERE lower(email) = lower(%s)",
                              (email,))
         user = await cursor.fetchone()
-    matched = await verify_password(user.password_hash if user else _DUMMY_HASH, password)
+    expected = user.password_hash if user else await asyncio.to_thread(dummy_hash)
+    matched = await verify_password(expected, password)
     if user is None or not matched:
         async with redis.pipeline(transaction=True) as pipe:
             pipe.incr(key)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI
 
 from autograph.config import Settings, load_settings
 from autograph.logs import setup_logging
-from autograph.services.auth.accounts import prepare_auth_database
+from autograph.services.auth.accounts import dummy_hash, prepare_auth_database
 from autograph.services.auth.routes import auth_router, users_router
 from autograph.services.common.app import create_app as create_service_app
 from autograph.services.common.checks import standard_checks
@@ -14,6 +16,9 @@ from autograph.services.common.resources import Resources
 
 
 async def _warm_up(resources: Resources) -> None:
+    # The login timing equaliser's argon2 hash, made in a worker thread while the service
+    # already answers (not awaited: it is not needed to be healthy).
+    asyncio.get_running_loop().run_in_executor(None, dummy_hash)
     await resources.warm_up()
 
 

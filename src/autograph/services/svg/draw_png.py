@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
-
-from PIL import Image, ImageDraw, ImageFont
+from typing import TYPE_CHECKING
 
 from autograph.errors import InvalidInput
 from autograph.services.svg.scene import FONT_SIZE, Box, Scene
+
+if TYPE_CHECKING:
+    from PIL import ImageDraw, ImageFont
 
 MAX_PIXELS = 40_000_000
 EDGE = "#566573"
@@ -39,6 +41,8 @@ def _box(draw: ImageDraw.ImageDraw, box: Box, k: float) -> None:
 
 def _font(size: float) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """DejaVu Sans when the system has it (wide Unicode coverage), else Pillow's own font."""
+    from PIL import ImageFont
+
     try:
         return ImageFont.truetype("DejaVuSans.ttf", size)
     except OSError:
@@ -50,6 +54,8 @@ def render_png(scene: Scene, scale: float = 2.0) -> bytes:
 
     Raises InvalidInput when even scale 1 would exceed the pixel limit.
     """
+    from PIL import Image, ImageDraw  # Pillow is imported on the first PNG, not at start
+
     if scene.width * scene.height > MAX_PIXELS:
         raise InvalidInput("diagram too large to rasterise")
     while scale > 1 and scene.width * scene.height * scale * scale > MAX_PIXELS:
