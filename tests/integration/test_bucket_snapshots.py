@@ -271,3 +271,23 @@ def test_a_mass_deletion_is_flagged_and_recovery_plans_from_the_snapshot_before_
     before = recovery_backups.plan(handle, RecoveryOptions(  # type: ignore[arg-type]
         "objects", to=good.started_at - timedelta(seconds=1)))
     assert planned["buckets"][bucket] and before["buckets"][bucket] == []
+
+
+def test_dr_status_shows_each_buckets_newest_snapshot_and_its_age(
+        infra_stack: Stack, manager: SnapshotManager, buckets: Buckets, clock: Clock) -> None:
+    from autograph.dr.runtime import snapshot_states
+
+    bucket = _bucket(buckets, {"k": b"v"})
+    taken = manager.take(bucket).snapshot
+    clock.advance(45)
+    settings = buckets.settings.model_copy(update={"scheduler_enabled": True,
+                                                   "snapshot_interval_seconds": 120})
+    unreachable: dict[str, str] = {}
+    states = {s.bucket: s for s in snapshot_states(settings, infra_stack.creds, clock(),
+                                                   unreachable)}
+    assert set(states) == set(settings.app_buckets) and unreachable == {}
+    assert (states[bucket].status, states[bucket].latest) == ("ok", taken.name)
+    assert states[bucket].age_seconds == 45.0 and states[bucket].within_rpo
+    assert states[settings.app_buckets[1]].problems == ["no snapshot yet"]
+    off = settings.model_copy(update={"snapshot_interval_seconds": 0})
+    assert snapshot_states(off, infra_stack.creds, clock(), {}) == []

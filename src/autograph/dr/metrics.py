@@ -70,6 +70,19 @@ def families(status: DrStatus) -> Iterator[Metric]:
             gauges[name].add_metric(labels, value)
     yield from gauges.values()
 
+    if status.snapshots:
+        age = GaugeMetricFamily("autograph_snapshot_age_seconds",
+                                "Seconds since the newest bucket snapshot began",
+                                labels=["bucket"])
+        kept = GaugeMetricFamily("autograph_snapshot_count", "Bucket snapshots kept",
+                                 labels=["bucket"])
+        for snap in status.snapshots:
+            kept.add_metric([snap.bucket], float(snap.snapshots))
+            if snap.age_seconds is not None:
+                age.add_metric([snap.bucket], snap.age_seconds)
+        yield age
+        yield kept
+
     active = GaugeMetricFamily("autograph_alerts_active", "Alerts firing now",
                                labels=["rule", "severity"])
     for (rule, severity), count in sorted(Counter(

@@ -19,7 +19,7 @@ import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter
@@ -41,8 +41,10 @@ from autograph.dr.scheduler import BackupFn, Schedule, Scheduler
 from autograph.dr.status import (
     ALERT_STATE_NAME,
     DrStatus,
+    SnapshotStatus,
     overall,
     read_alert_state,
+    snapshot_status,
     source_status,
 )
 from autograph.dr.status import drills_of as drill_status
@@ -194,6 +196,24 @@ def expected_sources(settings: Settings) -> list[Expected]:
             for kind, names in sources(settings).items() for source in names]
 
 
+def snapshot_states(settings: Settings, creds: Credentials, now: datetime,
+                    unreachable: dict[str, str]) -> list[SnapshotStatus]:
+    """Per application bucket, its newest snapshot's age (none when snapshots are off)."""
+    from autograph.dr.objects.snapshot_store import SnapshotStore, parse_name
+
+    if not (settings.scheduler_enabled and settings.snapshot_interval_seconds > 0):
+        return []
+    store = SnapshotStore(settings, creds)
+    per_tier, down = store.names()
+    unreachable.update({f"snapshot/{tier}": why for tier, why in down.items()})
+    names = {n for found in per_tier.values() for n in found}
+    dated = [(n, *parse_name(n)) for n in names]
+    return [snapshot_status(bucket, [(n, at) for n, b, at in dated if b == bucket], now=now,
+                            interval=settings.snapshot_interval_seconds,
+                            rpo_target_seconds=settings.rpo_target_seconds)
+            for bucket in settings.app_buckets]
+
+
 def collect_status(settings: Settings, creds: Credentials, *, clock: Clock = utc_now,
                    scheduler: Scheduler | None = None,
                    catalogs: dict[Kind, Catalog] | None = None,
@@ -217,9 +237,12 @@ def collect_status(settings: Settings, creds: Credentials, *, clock: Clock = utc
                             now=now, interval=every[kind], margin=margin,
                             rpo_target_seconds=settings.rpo_target_seconds)
               for kind, names in sources(settings).items() for source in names]
+    snapshots = snapshot_states(settings, creds, now, unreachable)
     active = alerts if alerts is not None else read_alert_state(settings.dr_dir)[0]
     drills = drill_status(settings.dr_dir, now)
-    return DrStatus(generated_at=now, status=overall(states, active, drills, unreachable),
+    return DrStatus(generated_at=now,
+                    status=overall(states, active, drills, unreachable, snapshots),
+                    snapshots=snapshots,
                     rpo_target_seconds=settings.rpo_target_seconds,
                     rto_target_seconds=settings.rto_target_seconds,
                     scheduler_enabled=settings.scheduler_enabled,

@@ -61,6 +61,20 @@ class SourceStatus(BaseModel):
                                            description="backups whose last verification failed")
 
 
+class SnapshotStatus(BaseModel):
+    """The incremental snapshots of one bucket (SPEC §7): how old the newest one is."""
+
+    bucket: str
+    status: Level
+    problems: list[str] = Field(default_factory=list)
+    snapshots: int
+    latest: str | None = None
+    taken_at: datetime | None = None
+    age_seconds: float | None = None
+    interval_seconds: float
+    within_rpo: bool = Field(description="the newest snapshot is younger than the RPO target")
+
+
 class DrStatus(BaseModel):
     """The whole picture."""
 
@@ -73,6 +87,8 @@ class DrStatus(BaseModel):
         default=None, description="when this process's scheduler last checked (None: not "
                                   "running here)")
     sources: list[SourceStatus]
+    snapshots: list[SnapshotStatus] = Field(default_factory=list,
+                                            description="empty when snapshots are off")
     active_alerts: list[Alert]
     drills: DrillSchedule
     unreachable: dict[str, str] = Field(default_factory=dict,
@@ -147,10 +163,32 @@ def read_alert_state(dr_dir: Path) -> tuple[list[Alert], list[Alert]]:
     return active, list(reversed(history))
 
 
+def snapshot_status(bucket: str, names: list[tuple[str, datetime]], *, now: datetime,
+                    interval: float, rpo_target_seconds: int) -> SnapshotStatus:
+    """One bucket's snapshots (``(name, taken_at)``, any order): a warning when none is
+    younger than twice the interval plus a minute (the loop stopped, or keeps failing)."""
+    if not names:
+        return SnapshotStatus(bucket=bucket, status="warning", snapshots=0,
+                              interval_seconds=interval, within_rpo=False,
+                              problems=["no snapshot yet"])
+    name, taken = max(names, key=lambda item: (item[1], item[0]))
+    age = max(0.0, (now - taken).total_seconds())
+    problems = []
+    if age > 2 * interval + 60:
+        problems.append(f"newest snapshot is {age:.0f} s old; one every {interval:g} s is "
+                        "expected (is the gateway's snapshot loop running?)")
+    return SnapshotStatus(bucket=bucket, status="warning" if problems else "ok",
+                          problems=problems, snapshots=len(names), latest=name, taken_at=taken,
+                          age_seconds=round(age, 1), interval_seconds=interval,
+                          within_rpo=age <= rpo_target_seconds)
+
+
 def overall(sources: Sequence[SourceStatus], alerts: Sequence[Alert],
-            drills: DrillSchedule, unreachable: dict[str, str]) -> Level:
-    """The worst of the sources, the active alerts, an overdue drill and an unreachable tier."""
-    levels: list[Level] = [s.status for s in sources]
+            drills: DrillSchedule, unreachable: dict[str, str],
+            snapshots: Sequence[SnapshotStatus] = ()) -> Level:
+    """The worst of the sources, the snapshots, the active alerts, an overdue drill and an
+    unreachable tier."""
+    levels: list[Level] = [s.status for s in sources] + [s.status for s in snapshots]
     levels += ["critical" if a.severity == "critical" else "warning" for a in alerts]
     if drills.overdue or unreachable:
         levels.append("warning")

@@ -1,0 +1,78 @@
+"""Pure parts of bucket snapshots: names, thinning, mass-deletion detection, status."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from autograph.dr.objects.snapshot_prune import SnapshotPolicy, thin
+from autograph.dr.objects.snapshot_store import Snapshot, SnapshotObject, parse_name, snapshot_name
+from autograph.dr.objects.snapshots import shrinkage
+from autograph.dr.status import snapshot_status
+from autograph.errors import InvalidInput
+
+NOON = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
+
+
+def _snapshot(name: str, keys: list[str]) -> Snapshot:
+    objects = [SnapshotObject(k, 1, "e", "t", "text/plain", {}, "0" * 64) for k in keys]
+    return Snapshot(name=name, bucket="diagrams", started_at=NOON, finished_at=NOON,
+                    objects=objects)
+
+
+def test_names_round_trip_to_the_millisecond_and_odd_names_are_refused() -> None:
+    moment = NOON + timedelta(microseconds=123_456)
+    name = snapshot_name("my.bucket-1", moment)
+    assert name == "snap_my.bucket-1_20260504T120000123Z"
+    assert parse_name(name) == ("my.bucket-1", NOON + timedelta(milliseconds=123))
+    for bad in ("snap_diagrams_2026", "../snap_diagrams_20260504T120000123Z",
+                "snap_Diagrams_20260504T120000123Z", "manual_backup_x", ""):
+        with pytest.raises(InvalidInput):
+            parse_name(bad)
+
+
+def test_thinning_keeps_the_last_hour_then_one_per_hour_then_one_per_day() -> None:
+    times = [NOON - timedelta(minutes=m) for m in range(0, 60 * 50, 20)]  # 50 h, every 20 min
+    names = [snapshot_name("diagrams", t) for t in times]
+    policy = SnapshotPolicy(keep_all=timedelta(hours=1), hourly=24, daily=3)
+    verdict = thin(names, NOON, policy)
+    kept = [n for n in names if verdict[n]]
+    assert verdict[names[0]] == "newest"
+    assert all(verdict[n] for n in names[:4])  # 0, 20, 40, 60 minutes old
+    recent_hours = sorted({t.replace(minute=0) for t in times}, reverse=True)[:24]
+    assert set(recent_hours) <= {parse_name(n)[1].replace(minute=0) for n in kept}
+    older = [n for n in kept if parse_name(n)[1] < recent_hours[-1]]
+    assert all("day" in str(verdict[n]) for n in older)
+    days = {parse_name(n)[1].date() for n in kept}
+    assert len(days) == 3
+    assert len(kept) < len(names) / 2
+    assert thin([], NOON, policy) == {}
+
+
+def test_only_the_newest_survives_an_empty_policy() -> None:
+    names = [snapshot_name("exports", NOON - timedelta(hours=h)) for h in range(5)]
+    verdict = thin(names, NOON, SnapshotPolicy(keep_all=timedelta(0), hourly=0, daily=0))
+    assert [n for n in names if verdict[n]] == [names[0]]
+
+
+def test_a_snapshot_missing_most_of_its_parent_is_a_mass_deletion() -> None:
+    parent = _snapshot("p", ["a", "b", "c", "d"])
+    assert shrinkage(parent, _snapshot("s", ["a", "b", "x", "y"])) is None  # half kept
+    assert shrinkage(parent, _snapshot("s", ["a"])) == "3 of the 4 objects of p are gone"
+    assert shrinkage(_snapshot("p", ["a", "b"]), _snapshot("s", [])) is None  # too small
+    assert shrinkage(None, _snapshot("s", [])) is None
+
+
+def test_snapshot_status_warns_when_the_loop_stopped_or_never_ran() -> None:
+    fresh = snapshot_status("diagrams", [("s1", NOON - timedelta(seconds=30)),
+                                         ("s0", NOON - timedelta(seconds=150))],
+                            now=NOON, interval=120, rpo_target_seconds=300)
+    assert (fresh.status, fresh.latest, fresh.age_seconds, fresh.within_rpo) == (
+        "ok", "s1", 30.0, True)
+    stale = snapshot_status("diagrams", [("s1", NOON - timedelta(seconds=400))], now=NOON,
+                            interval=120, rpo_target_seconds=300)
+    assert stale.status == "warning" and not stale.within_rpo
+    assert "snapshot loop" in stale.problems[0]
+    none = snapshot_status("diagrams", [], now=NOON, interval=120, rpo_target_seconds=300)
+    assert none.status == "warning" and none.problems == ["no snapshot yet"]
