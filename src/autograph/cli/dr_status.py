@@ -70,6 +70,15 @@ def render(status: DrStatus) -> None:
                   f"{verified}")
         for problem in item.problems:
             out.print(f"  - {problem}")
+    for snap in status.snapshots:
+        rpo = "[green]met[/]" if snap.within_rpo else "[yellow]missed[/]"
+        newest = (f"{snap.latest}, {_ago(snap.age_seconds)} (RPO {rpo})" if snap.latest
+                  else "none")
+        out.print(f"snapshots/{snap.bucket}  [{COLOURS[snap.status]}]{snap.status}[/]  "
+                  f"newest: {newest}; {snap.snapshots} kept, every "
+                  f"{snap.interval_seconds:g}s")
+        for problem in snap.problems:
+            out.print(f"  - {problem}")
     for where, why in status.unreachable.items():
         out.print(f"  [yellow]{where} unreachable[/]: {why}")
     if status.active_alerts:
