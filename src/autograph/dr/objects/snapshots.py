@@ -185,7 +185,7 @@ class SnapshotManager:
 
     def _take(self, bucket: str, progress: Progress) -> SnapshotResult:
         began = time.monotonic()
-        parent = self._parent(bucket)
+        parent, parent_in_s3 = self._parent(bucket)
         known = {o.key: o for o in parent.objects} if parent else {}
         started = self.clock()
         name = snapshot_name(bucket, started)
@@ -230,7 +230,7 @@ class SnapshotManager:
         if self.store.remote is not None:
             try:
                 progress("copying new blobs to S3")
-                self._mirror_blobs(objects)
+                self._mirror_blobs(objects, parent if parent_in_s3 else None)
                 self.store.remote.index.put(name + INDEX_SUFFIX, io.BytesIO(data))
                 tiers.append("s3")
             except AutographError as exc:
@@ -240,13 +240,16 @@ class SnapshotManager:
                               reused=len(objects) - (len(changed) - len(vanished)),
                               tiers=tiers, s3_error=s3_error)
 
-    def _parent(self, bucket: str) -> Snapshot | None:
+    def _parent(self, bucket: str) -> tuple[Snapshot | None, bool]:
+        """The newest readable snapshot of ``bucket``, and whether the S3 tier holds it."""
+        per_tier, _ = self.store.names(bucket)
+        in_s3 = set(per_tier.get("s3", []))
         for name in reversed(self.store.all_names(bucket)):
             try:
-                return self.store.load(name)[0]
+                return self.store.load(name)[0], name in in_s3
             except (IntegrityError, NotFound, DependencyDown):
                 continue
-        return None
+        return None, False
 
     def _fetch(self, bucket: str, item: ListedObject) -> tuple[SnapshotObject, bool] | None:
         """Store one object's bytes as a blob; None when it was deleted since the listing."""
@@ -289,11 +292,18 @@ class SnapshotManager:
                                 metadata=dict(head.metadata), sha256=sha)
         return record, fresh
 
-    def _mirror_blobs(self, objects: builtins.list[SnapshotObject]) -> None:
-        """Upload the blobs the S3 tier lacks (also any an earlier snapshot could not)."""
+    def _mirror_blobs(self, objects: builtins.list[SnapshotObject],
+                      committed_parent: Snapshot | None) -> None:
+        """Upload the blobs the S3 tier lacks. When the parent snapshot is committed there,
+        its blobs are (its index was written after them): only the others are sent, with no
+        listing; otherwise the tier is listed (catching up on what an earlier snapshot could
+        not upload)."""
         remote = self.store.remote
         assert remote is not None
-        present = {o.key for o in remote.blobs.list()}
+        if committed_parent is not None:
+            present = {o.sha256 for o in committed_parent.objects}
+        else:
+            present = {o.key for o in remote.blobs.list()}
         missing = sorted({o.sha256 for o in objects} - present)
 
         def upload(sha: str) -> None:
