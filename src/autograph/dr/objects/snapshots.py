@@ -280,10 +280,11 @@ class SnapshotManager:
             if size != head.size:
                 raise IntegrityError(f"{item.key}: read {size} of {head.size} bytes")
             sha = digest.hexdigest()
-            final = self.store.blob_path(sha)
-            fresh = not final.exists()
-            if fresh:
-                os.replace(temp, final)
+            try:  # atomic "create unless present": two workers may hold the same bytes
+                os.link(temp, self.store.blob_path(sha))
+                fresh = True
+            except FileExistsError:
+                fresh = False
         finally:
             temp.unlink(missing_ok=True)
         record = SnapshotObject(key=item.key, size=size, etag=head.etag or item.etag,
