@@ -291,3 +291,15 @@ def test_dr_status_shows_each_buckets_newest_snapshot_and_its_age(
     assert states[settings.app_buckets[1]].problems == ["no snapshot yet"]
     off = settings.model_copy(update={"snapshot_interval_seconds": 0})
     assert snapshot_states(off, infra_stack.creds, clock(), {}) == []
+
+
+def test_a_failed_cli_snapshot_is_journaled_for_the_gateways_monitor(buckets: Buckets) -> None:
+    from autograph.dr.journal import journal_path
+
+    missing = buckets.settings.app_buckets[2]  # never created
+    failed = _cli(buckets.settings, "create", missing)
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr
+    lines = journal_path(buckets.settings.dr_dir).read_text().splitlines()
+    events = [json.loads(line) for line in lines]
+    assert any(e["event"] == "backup_failed" and e["name"] == missing and e["kind"] ==
+               "snapshot" for e in events), events[-3:]

@@ -224,10 +224,18 @@ def show_sync(report: SyncReport, json_output: bool) -> None:
         raise AutographError(f"{len(report.failed)} backup(s) could not be uploaded")
 
 
+def _journal_events() -> None:
+    """Record this command's backup events (failures, small backups, verifications) in the
+    event journal, where the gateway's monitor turns them into alerts."""
+    from autograph.dr import hooks, journal
+
+    hooks.on_event(journal.recorder(journal.journal_path(load_settings().dr_dir)))
+
+
 def register(app: typer.Typer) -> None:
     """Add ``autograph backup`` (with ``db`` and any optional subgroups) to ``app``."""
     backup_app = typer.Typer(help="Back up and restore the database and the buckets.",
-                             no_args_is_help=True)
+                             no_args_is_help=True, callback=_journal_events)
     backup_app.add_typer(db_app, name="db")
     for module_name in OPTIONAL_GROUPS:
         try:
