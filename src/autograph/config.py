@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     base_backup_interval_seconds: int = Field(
         default=24 * 3600, description="physical base backups (with streamed WAL: PITR)")
     base_backups_keep: int = Field(default=2, ge=1, description="newest base backups kept")
+    pre_restore_keep: int = Field(default=2, ge=1, description="databases kept for rollback "
+                                  "after restores (<db>__pre_restore_<ts>), newest first")
     snapshot_interval_seconds: float = Field(
         default=120.0, ge=0, description="incremental bucket snapshots (SPEC §7); 0: off")
     snapshot_keep_all_seconds: int = Field(default=3600, ge=0,

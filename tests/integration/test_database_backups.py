@@ -200,6 +200,32 @@ def test_two_restores_in_the_same_second_keep_both_previous_databases(
     assert table_rows(manager, live, "items") == 1000
 
 
+def test_only_the_newest_pre_restore_databases_are_kept(manager: DatabaseBackupManager) -> None:
+    manager.create("thrice")
+    results = [manager.restore("thrice") for _ in range(3)]
+    kept = manager.previous_databases()
+    assert kept == [results[2].previous, results[1].previous]  # pre_restore_keep = 2
+    assert results[2].extra["dropped_previous"] == [results[0].previous]
+
+
+def test_rolling_back_to_a_kept_database_a_killed_swap_left_refusing_connections(
+        manager: DatabaseBackupManager) -> None:
+    live = manager.server.live_database
+    manager.create("reopen")
+    kept = manager.restore("reopen").previous
+    assert kept is not None
+    with manager.server.connect() as conn:  # as a swap killed before its last statement
+        conn.execute(f'ALTER DATABASE "{kept}" ALLOW_CONNECTIONS false')
+    rolled = manager.rollback()
+    assert rolled["restored_from"] == kept
+    assert table_rows(manager, live, "items") == 1000  # it accepts connections again
+    manager.restore("reopen")  # and a restore re-opens any database left refusing
+    with manager.server.connect() as conn:
+        refusing = conn.execute("SELECT datname FROM pg_database WHERE NOT datallowconn AND "
+                                "starts_with(datname, %s)", (live,)).fetchall()
+    assert refusing == []
+
+
 def test_restore_recreates_a_missing_live_database(manager: DatabaseBackupManager) -> None:
     live = manager.server.live_database
     manager.create("full_loss")

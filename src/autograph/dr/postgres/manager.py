@@ -8,12 +8,15 @@ at a time (:mod:`autograph.dr.locks`); outcomes go to :mod:`autograph.dr.hooks`.
 from __future__ import annotations
 
 import builtins
+import logging
 import statistics
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from pydantic import JsonValue
 
 from autograph.clock import Clock, utc_now
 from autograph.config import Settings
@@ -41,6 +44,7 @@ from autograph.errors import AutographError, IntegrityError, NotFound, Operation
 from autograph.secrets import Credentials
 
 KIND: Kind = "database"
+log = logging.getLogger("autograph.dr.postgres")
 FORMAT = "pg_dump -Fc"
 
 
@@ -303,6 +307,7 @@ class DatabaseBackupManager:
                     raise
                 step("swap", f"{target} replaced" + (f"; previous kept as {previous}"
                                                      if previous else " (did not exist)"), t)
+                dropped = self._drop_old_previous(target)
         except AutographError as exc:
             hooks.emit(hooks.BackupEvent("restore_failed", KIND, name, exc.message))
             raise
@@ -310,11 +315,12 @@ class DatabaseBackupManager:
             failure = OperationFailed(f"restore of {name} failed: {type(exc).__name__}: {exc}")
             hooks.emit(hooks.BackupEvent("restore_failed", KIND, name, failure.message))
             raise failure from exc
+        extra: dict[str, JsonValue] = {"notes": list(fetched.notes),
+                                       "dropped_previous": list(dropped)}
         result = RestoreResult(backup_name=name, kind=KIND,
                                duration_seconds=round(time.monotonic() - started, 3),
                                source_location=fetched.location, target=target,
-                               previous=previous, steps=steps,
-                               extra={"notes": list(fetched.notes)})
+                               previous=previous, steps=steps, extra=extra)
         hooks.emit(hooks.BackupEvent("restore_succeeded", KIND, name,
                                      f"restored into {target}",
                                      data={"duration_seconds": result.duration_seconds}))
@@ -322,10 +328,24 @@ class DatabaseBackupManager:
 
     def _drop_leftovers(self, target: str) -> None:
         """Drop scratch databases an interrupted restore or deep verify left behind (the kind
-        lock is held, so none is in use)."""
+        lock is held, so none is in use), and re-open ``target`` and its kept predecessors if
+        a swap killed halfway left them refusing connections."""
         for label in ("restoring", "verify"):
             for leftover in self.server.databases(derived_name(target, label, "")):
                 self.server.drop_database(leftover)
+        for name in self.server.allow_connections(target):
+            log.warning("database %s refused connections (a swap was interrupted); "
+                        "re-opened", name)
+
+    def _drop_old_previous(self, target: str) -> builtins.list[str]:
+        """Drop ``<target>__pre_restore_*`` databases beyond the newest
+        ``pre_restore_keep`` (each is a full copy of the database)."""
+        kept = sorted(self.server.databases(derived_name(target, "pre_restore", "")),
+                      reverse=True)
+        dropped = kept[self.settings.pre_restore_keep:]
+        for name in dropped:
+            self.server.drop_database(name)
+        return dropped
 
     def previous_databases(self) -> builtins.list[str]:
         """Databases kept by earlier restores (``<db>__pre_restore_<ts>``), newest first."""

@@ -117,6 +117,18 @@ class PgServer:
             except psycopg.Error as exc:
                 raise OperationFailed(f"{what}: {_first_line(exc)}") from None
 
+    def allow_connections(self, prefix: str) -> list[str]:
+        """Re-open databases starting with ``prefix`` that refuse connections (left so by a
+        swap killed halfway); returns their names."""
+        with self.connect() as conn:
+            rows = conn.execute("SELECT datname FROM pg_database WHERE NOT datallowconn AND "
+                                "NOT datistemplate AND starts_with(datname, %s)",
+                                (prefix,)).fetchall()
+            for (name,) in rows:
+                conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true")
+                             .format(sql.Identifier(name)))
+        return [row[0] for row in rows]
+
     def swap(self, live: str, replacement: str, keep_as: str | None) -> None:
         """Put ``replacement`` in place of ``live`` in one short step.
 
@@ -126,6 +138,7 @@ class PgServer:
         """
         allow = "ALTER DATABASE {} ALLOW_CONNECTIONS {}"
         with self.connect() as conn:
+            conn.execute(sql.SQL(allow.format("{}", "true")).format(sql.Identifier(replacement)))
             if not _exists(conn, live):
                 _rename(conn, [(replacement, live)])
                 return
