@@ -273,3 +273,40 @@ def test_cli_errors_are_one_line_with_exit_codes(buckets: Buckets) -> None:
     target = _cli(buckets, "restore", "x", "--target-bucket",
                   buckets.settings.backup_bucket_objects)
     assert target.returncode == 2 and "holds backups" in target.stderr
+
+
+def test_snapshot_routes_create_list_restore_and_refuse_bad_input(
+        client: TestClient, admin: dict[str, str], buckets: Buckets) -> None:
+    from autograph.dr import locks
+
+    bucket = buckets.settings.app_buckets[0]
+    buckets.make(bucket.split("-")[1], {"a.json": b'{"a": 1}', "b/c.bin": b"\x00\x01"})
+    created = client.post(f"/api/admin/minio/snapshots/create?bucket={bucket}", headers=admin)
+    assert created.status_code == 201, created.text
+    name = created.json()["snapshots"][0]["name"]
+    listed = client.get(f"/api/admin/minio/snapshots?bucket={bucket}", headers=admin).json()
+    assert [r["name"] for r in listed["snapshots"]] == [name]
+    assert client.post(f"/api/admin/minio/snapshots/verify?snapshot_name={name}",
+                       headers=admin).json()["status"] == "passed"
+    for key in buckets.etags(bucket):
+        buckets.client.delete_object(Bucket=bucket, Key=key)
+    started = client.post(f"/api/admin/minio/snapshots/restore?bucket={bucket}&wait=false",
+                          headers=admin)
+    assert started.status_code == 202
+    job = _job(client, admin, started.json()["job_id"])
+    assert job["status"] == "succeeded" and job["result"]["restored"] == 2
+    assert sorted(buckets.etags(bucket)) == ["a.json", "b/c.bin"]
+
+    for path in ("/api/admin/minio/snapshots/restore?snapshot_name=../../etc/passwd",
+                 f"/api/admin/minio/snapshots/create?bucket={BAD_BUCKETS[1]}",
+                 f"/api/admin/minio/snapshots/restore?snapshot_name={name}&bucket={bucket}",
+                 f"/api/admin/minio/snapshots/restore?snapshot_name={name}&target_bucket=A_B"):
+        answer = client.post(path, headers=admin)
+        assert answer.status_code == 400 and answer.json()["detail"], path
+    missing = f"snap_{bucket}_20200101T000000000Z"
+    assert client.post(f"/api/admin/minio/snapshots/restore?snapshot_name={missing}",
+                       headers=admin).status_code == 404
+    assert client.get("/api/admin/minio/snapshots").status_code == 401
+    with locks.acquire(buckets.settings.backups_dir, "snapshot", "snapshot", bucket):
+        busy = client.post(f"/api/admin/minio/snapshots/create?bucket={bucket}", headers=admin)
+    assert busy.status_code == 409 and "already running" in busy.json()["detail"]

@@ -129,4 +129,5 @@ def _include_objects() -> None:
 
 
 _include_objects()
+router.include_router(importlib.import_module("autograph.dr.api_snapshots").router)
 router.include_router(importlib.import_module("autograph.dr.api_status").router)
