@@ -10,7 +10,7 @@ from autograph.dr.objects.snapshot_prune import SnapshotPolicy, thin
 from autograph.dr.objects.snapshot_store import Snapshot, SnapshotObject, parse_name, snapshot_name
 from autograph.dr.objects.snapshots import shrinkage
 from autograph.dr.status import snapshot_status
-from autograph.errors import InvalidInput
+from autograph.errors import IntegrityError, InvalidInput
 
 NOON = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 
@@ -76,3 +76,13 @@ def test_snapshot_status_warns_when_the_loop_stopped_or_never_ran() -> None:
     assert "snapshot loop" in stale.problems[0]
     none = snapshot_status("diagrams", [], now=NOON, interval=120, rpo_target_seconds=300)
     assert none.status == "warning" and none.problems == ["no snapshot yet"]
+
+
+def test_an_index_damaged_anywhere_is_an_integrity_error() -> None:
+    data = _snapshot("snap_diagrams_20260504T120000000Z", [f"k{i}" for i in range(200)]).encode()
+    for where in range(10, len(data) - 1, max(1, len(data) // 40)):
+        damaged = bytearray(data)
+        damaged[where] ^= 0xFF
+        with pytest.raises(IntegrityError):
+            Snapshot.decode(bytes(damaged), "test")
+    assert Snapshot.decode(data, "test").objects[0].key == "k0"

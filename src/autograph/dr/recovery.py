@@ -25,6 +25,7 @@ The backup and restore work is the backup managers'; this module only orders and
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -97,6 +98,7 @@ class Recovery:
         self.options = options
         self.clock = clock
         self.state_path = state_path or self.settings.dr_dir / "recovery" / "state.json"
+        self._reference_scan: Future[dict[str, Any]] | None = None
 
     # The steps --------------------------------------------------------------------------
     def steps(self) -> list[Step]:
@@ -290,6 +292,8 @@ class Recovery:
         todo = self._unhealthy("service")
         if not todo:
             raise Skip("every application service healthy", {"healthy_at": {}})
+        if not self._unhealthy("infrastructure"):  # the scan needs PostgreSQL and S3 only
+            self._reference_scan = checks.start_reference_scan(self.stack)
         started = start_components(self.stack, todo, self.clock)
         shown = ", ".join(f"{n} {s:.1f} s" for n, s in started.seconds.items())
         return Outcome(f"started {shown}", {"seconds": started.seconds,
@@ -297,7 +301,8 @@ class Recovery:
 
     # 7. verify --------------------------------------------------------------------------
     def _verify(self, ctx: StepContext) -> Outcome:
-        found = checks.verify(self.stack, self.clock)
+        scan, self._reference_scan = self._reference_scan, None
+        found = checks.verify(self.stack, self.clock, scan)
         failed = [name for name, check in found.items() if not check["ok"]]
         data = {"checks": found, "issues": [found[n]["detail"] for n in failed
                                             if n == "references"]}

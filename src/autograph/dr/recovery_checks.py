@@ -13,7 +13,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -62,15 +62,26 @@ def _timed(clock: Clock, run: Callable[[], str]) -> Check:
     return {"ok": ok, "detail": detail, "at": isoformat(clock())}
 
 
-def verify(stack: Stack, clock: Clock) -> dict[str, Check]:
+def verify(stack: Stack, clock: Clock,
+           scan: Future[dict[str, Any]] | None = None) -> dict[str, Check]:
     """Run the checks; each is ``{"ok", "detail", "at"}``. Never raises. The object
     references are scanned while the other checks run (listing big buckets takes seconds),
-    then any dangling one is confirmed once they are done."""
-    with ThreadPoolExecutor(1, thread_name_prefix="verify-references") as pool:
-        scan = pool.submit(_scan_references, stack)
-        results = _service_checks(stack, clock)
-        results["references"] = _timed(clock, lambda: _judge_references(stack, scan.result()))
+    or earlier by the caller (``scan``, see :func:`start_reference_scan`); any dangling one is
+    confirmed once the other checks are done."""
+    scan = scan or start_reference_scan(stack)
+    results = _service_checks(stack, clock)
+    results["references"] = _timed(clock, lambda: _judge_references(stack, scan.result()))
     return results
+
+
+def start_reference_scan(stack: Stack) -> Future[dict[str, Any]]:
+    """List the buckets and find rows naming missing objects, in a background thread (a
+    recovery starts it while the services start: it needs only PostgreSQL and S3)."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="verify-references")
+    try:
+        return pool.submit(_scan_references, stack)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _service_checks(stack: Stack, clock: Clock) -> dict[str, Check]:

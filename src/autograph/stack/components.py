@@ -66,8 +66,9 @@ APPLICATION_SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("ai", "autograph.services.ai.app:create_app", 3, ("redis", "diagram")),
     ServiceSpec("collaboration", "autograph.services.collaboration.app:create_app", 3,
                 ("postgres", "redis")),
+    # export calls svg per request, not at start: they start together (no serial stage).
     ServiceSpec("export", "autograph.services.export.app:create_app", 3,
-                ("redis", "s3", "diagram", "svg")),
+                ("redis", "s3", "diagram")),
     ServiceSpec("git", "autograph.services.git.app:create_app", 3, ("redis", "diagram")),
     ServiceSpec("integrations", "autograph.services.integrations.app:create_app", 3,
                 ("postgres", "redis")),

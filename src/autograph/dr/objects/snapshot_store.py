@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import zlib
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -91,7 +92,7 @@ class Snapshot:
                        parent=body.get("parent"), new_blobs=body.get("new_blobs", 0),
                        new_bytes=body.get("new_bytes", 0), vanished=body.get("vanished", []),
                        shrunk=body.get("shrunk"))
-        except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, EOFError, zlib.error, ValueError, KeyError, TypeError) as exc:
             raise IntegrityError(f"snapshot index {where} is unreadable: {exc}") from None
 
 
