@@ -266,3 +266,28 @@ def test_stale_journaled_events_are_dropped(
                                      at=T0 - timedelta(minutes=1)))
     make_monitor(tmp_path, dispatcher, clock, journal_path=path).process_journal()
     assert notices(dispatcher, alerts_log) == ["verification_failed:bucket firing"]
+
+
+def test_snapshots_dead_mans_switch_per_bucket(tmp_path: Path, dispatcher: AlertDispatcher,
+                                               clock: Clock, alerts_log: Path) -> None:
+    from autograph.dr.objects.snapshot_store import INDEX_SUFFIX, snapshot_name
+
+    settings = settings_for(tmp_path, app_buckets=("b-one",), snapshot_interval_seconds=120)
+    monitor = make_monitor(tmp_path, dispatcher, clock, settings=settings)
+    clock.now = T0 + timedelta(seconds=300)  # twice the interval plus a minute
+    monitor.check_snapshots()
+    assert notices(dispatcher, alerts_log) == []
+    clock.now += timedelta(seconds=1)
+    monitor.check_snapshots()
+    assert notices(dispatcher, alerts_log) == ["backup_overdue:snapshot:b-one firing"]
+    assert "objects' RPO is at risk" in dispatcher.active()[0].message
+    index = settings.backups_dir / "snapshots" / "index"
+    index.mkdir(parents=True)
+    (index / (snapshot_name("b-one", clock.now) + INDEX_SUFFIX)).write_bytes(b"")
+    monitor.check_snapshots()
+    assert notices(dispatcher, alerts_log)[-1] == "backup_overdue:snapshot:b-one resolved"
+    off = make_monitor(tmp_path, dispatcher, clock, settings=settings.model_copy(
+        update={"snapshot_interval_seconds": 0}))
+    clock.now += timedelta(days=1)
+    off.check_snapshots()
+    assert notices(dispatcher, alerts_log)[-1] == "backup_overdue:snapshot:b-one resolved"

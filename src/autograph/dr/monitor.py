@@ -113,8 +113,8 @@ class Monitor:
     def run_once(self) -> None:
         """Process journaled events, then check backups, health, storage and quotas."""
         steps: tuple[Callable[[], None], ...] = (
-            self.process_journal, self.check_backups, self.check_health, self.check_storage,
-            self.check_quotas)
+            self.process_journal, self.check_backups, self.check_snapshots, self.check_health,
+            self.check_storage, self.check_quotas)
         self._listings = {}
         try:
             for step in steps:
@@ -260,6 +260,32 @@ class Monitor:
                   f"{_hours(limit - item.interval)}); {last_text}",
                   kind=item.kind, source=item.source,
                   last_backup=last.name if last else None, since=isoformat(since))
+
+    def check_snapshots(self) -> None:
+        """The dead-man's switch for bucket snapshots: none of a bucket for twice the
+        interval plus a minute (the loop stopped, or every attempt fails)."""
+        interval = self.settings.snapshot_interval_seconds
+        if not (self.settings.scheduler_enabled and interval > 0):
+            return
+        from autograph.dr.objects.snapshot_store import SnapshotStore, parse_name
+
+        per_tier, _ = SnapshotStore(self.settings, None).names()  # the local tier answers
+        newest: dict[str, datetime] = {}
+        for name in per_tier.get("local", []):
+            bucket, taken = parse_name(name)
+            newest[bucket] = max(taken, newest.get(bucket, taken))
+        now = self.clock()
+        limit = timedelta(seconds=2 * interval + 60)
+        for bucket in self.settings.app_buckets:
+            key = f"backup_overdue:{subject('snapshot', bucket)}"
+            since = newest.get(bucket, self.started_at)
+            if now - since <= limit:
+                self.alerts.resolve(key)
+                continue
+            self.fire(key, "backup_overdue", "critical",
+                      f"no snapshot of bucket {bucket} for {(now - since).total_seconds():.0f}"
+                      f" s (one every {interval:g} s expected); the objects' RPO is at risk",
+                      kind="snapshot", source=bucket, since=isoformat(since))
 
     # Health ------------------------------------------------------------------------------------
 

@@ -170,17 +170,19 @@ class SnapshotManager:
         try:
             result = self._take(bucket, progress)
         except AutographError as exc:
-            hooks.emit(hooks.BackupEvent("backup_failed", KIND, bucket, exc.message))
+            hooks.emit(hooks.BackupEvent("backup_failed", KIND, bucket, exc.message,
+                                         data={"bucket": bucket}))
             raise
         finally:
             held.release()
         if result.snapshot.shrunk:
             hooks.emit(hooks.BackupEvent("backup_small", KIND, result.snapshot.name,
-                                         result.snapshot.shrunk))
+                                         result.snapshot.shrunk, data={"bucket": bucket}))
         hooks.emit(hooks.BackupEvent(
             "backup_succeeded", KIND, result.snapshot.name,
             f"{len(result.snapshot.objects)} objects, {result.snapshot.new_blobs} new",
-            data={"size": result.snapshot.size, "duration_seconds": result.duration_seconds}))
+            data={"bucket": bucket, "size": result.snapshot.size,
+                  "duration_seconds": result.duration_seconds}))
         return result
 
     def _take(self, bucket: str, progress: Progress) -> SnapshotResult:
