@@ -138,3 +138,39 @@ def test_two_gateways_run_one_scheduled_backup_and_a_restart_does_not_repeat_it(
     next_run = datetime.fromisoformat(database["next_scheduled_run"].replace("Z", "+00:00"))
     assert (next_run - first.created_at).total_seconds() == \
         gateway_settings.database_backup_interval_seconds
+
+
+def test_two_gateways_take_one_snapshot_of_a_bucket_per_interval(
+        gateway_settings: Settings, gateways: list[Gateway], infra_stack: Stack,
+        tmp_path: Path) -> None:
+    from autograph.dr.objects.snapshot_store import SnapshotStore
+    from autograph.s3client import app_client
+
+    token = secrets.token_hex(3)
+    bucket, kept_in = f"gw-snap-{token}", f"gw-mbk-{token}"
+    ensure_buckets(backup_client(gateway_settings, infra_stack.creds), [kept_in])
+    source = app_client(gateway_settings, infra_stack.creds)
+    source.create_bucket(Bucket=bucket)
+    source.put_object(Bucket=bucket, Key="k", Body=b"v")
+    settings = gateway_settings.model_copy(update={
+        "app_buckets": (bucket,), "backup_bucket_objects": kept_in,
+        "snapshot_interval_seconds": 3600})
+    store = SnapshotStore(settings, infra_stack.creds)
+    try:
+        gateways.extend(Gateway(settings, tmp_path / f"gateway-{i}.log") for i in (1, 2))
+        first = wait_for("a snapshot", lambda: store.all_names(bucket))
+        seen = utc_now()
+        for gateway in gateways:  # both runtimes (scheduler and snapshot loop) ran since
+            wait_for("a scheduler tick", lambda g=gateway: ticked_after(
+                g, infra_stack.creds.admin_api_key, seen))
+        assert store.all_names(bucket) == first and len(first) == 1
+        status = gateways[1].status(infra_stack.creds.admin_api_key)
+        assert [(s["bucket"], s["latest"], s["status"]) for s in status["snapshots"]] == [
+            (bucket, first[0], "ok")]
+    finally:
+        stop_all(gateways)
+        for name in (bucket, kept_in):
+            for page in source.get_paginator("list_objects_v2").paginate(Bucket=name):
+                for item in page.get("Contents", []):
+                    source.delete_object(Bucket=name, Key=item["Key"])
+            source.delete_bucket(Bucket=name)

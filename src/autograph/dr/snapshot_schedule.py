@@ -29,24 +29,28 @@ def run_due(manager: SnapshotManager, interval: float) -> float:
     waits: list[float] = []
     taken = 0
     for bucket in manager.settings.app_buckets:
-        now = manager.clock()
         try:
-            latest = manager.latest(bucket)
-            age = (now - parse_name(latest)[1]).total_seconds() if latest else None
-            if age is not None and age < interval:
-                waits.append(interval - age)
+            lock = manager.acquire("snapshot", bucket)
+        except Conflict:
+            log.info("snapshot of %s skipped: another snapshot operation is running", bucket)
+            waits.append(interval)
+            continue
+        try:  # decided under the lock: another gateway may have just taken it
+            remaining = _remaining(manager, bucket, interval)
+            if remaining > 0:
+                waits.append(remaining)
                 continue
-            result = manager.take(bucket)
+            result = manager.take(bucket, lock=lock)
             taken += 1
             log.info("snapshot %s: %d objects, %d new (%d bytes) in %.1f s%s",
                      result.snapshot.name, len(result.snapshot.objects),
                      result.snapshot.new_blobs, result.snapshot.new_bytes,
                      result.duration_seconds,
                      f"; S3 copy failed: {result.s3_error}" if result.s3_error else "")
-        except Conflict:
-            log.info("snapshot of %s skipped: another snapshot operation is running", bucket)
         except AutographError as exc:
             log.warning("snapshot of %s failed: %s", bucket, exc.message)
+        finally:
+            lock.release()
         waits.append(interval)
     if taken:
         try:
@@ -60,6 +64,14 @@ def run_due(manager: SnapshotManager, interval: float) -> float:
         except AutographError as exc:
             log.warning("snapshot pruning failed: %s", exc.message)
     return max(MIN_WAIT, min(waits) if waits else interval)
+
+
+def _remaining(manager: SnapshotManager, bucket: str, interval: float) -> float:
+    """Seconds until ``bucket`` is due (0 or less: now)."""
+    latest = manager.latest(bucket)
+    if latest is None:
+        return 0.0
+    return interval - (manager.clock() - parse_name(latest)[1]).total_seconds()
 
 
 def loop(manager: SnapshotManager, interval: float, stop: threading.Event) -> None:
