@@ -14,7 +14,7 @@ import fcntl
 import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -84,6 +84,18 @@ def acquire(backups_dir: Path, kind: str, operation: str, target: str = "") -> O
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(record).encode(), 0)
     return OperationLock(fd, kind, operation)
+
+
+@contextmanager
+def held_or_taken(held: OperationLock | None,
+                  take: Callable[[], OperationLock]) -> Iterator[OperationLock]:
+    """The lock the caller already holds (taken before answering 202), or one taken now
+    (Conflict if busy); released when the block ends."""
+    lock = held or take()
+    try:
+        yield lock
+    finally:
+        lock.release()
 
 
 def _read_holder(fd: int) -> dict[str, str]:

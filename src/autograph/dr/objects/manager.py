@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 from autograph.clock import Clock, utc_now
 from autograph.config import Settings
@@ -70,14 +69,9 @@ class MinIOBucketBackupManager:
         """Take the bucket-kind lock now (Conflict if busy), to hand to a later call."""
         return locks.acquire(self.settings.backups_dir, KIND, operation, target)
 
-    @contextmanager
     def _locked(self, operation: str, target: str,
-                held: locks.OperationLock | None) -> Iterator[None]:
-        lock = held or self.acquire(operation, target)
-        try:
-            yield
-        finally:
-            lock.release()
+                held: locks.OperationLock | None) -> AbstractContextManager[locks.OperationLock]:
+        return locks.held_or_taken(held, lambda: self.acquire(operation, target))
 
     def backup_buckets(self) -> set[str]:
         """Buckets that hold backups: never a restore target, never backed up as data."""

@@ -13,7 +13,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from pydantic import JsonValue
@@ -64,14 +64,9 @@ class DatabaseBackupManager:
         """Take the database-kind lock now (Conflict if busy), to hand to a later call."""
         return locks.acquire(self.settings.backups_dir, KIND, operation, target)
 
-    @contextmanager
     def _locked(self, operation: str, target: str,
-                held: locks.OperationLock | None) -> Iterator[None]:
-        lock = held or self.acquire(operation, target)
-        try:
-            yield
-        finally:
-            lock.release()
+                held: locks.OperationLock | None) -> AbstractContextManager[locks.OperationLock]:
+        return locks.held_or_taken(held, lambda: self.acquire(operation, target))
 
     # Reading ---------------------------------------------------------------------------------
 

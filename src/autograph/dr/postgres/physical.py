@@ -198,7 +198,9 @@ class PhysicalBackupManager:
                     f"point-in-time recovery from {entry.name} failed, previous cluster put "
                     f"back: {message}") from None
             _retire_wal_folder(wal_root(self.settings) / sysid, stamp)
-            step("replay WAL and promote", t, f"replayed to {replayed}")
+            dropped = drop_old_clusters(self.settings.data_dir, self.settings.pre_restore_keep)
+            step("replay WAL and promote", t, f"replayed to {replayed}" + (
+                f"; removed older kept clusters {', '.join(dropped)}" if dropped else ""))
         return RecoveryResult(entry.name, isoformat(target_time) if target_time else None,
                               segments, replayed, str(previous),
                               round(time.monotonic() - began, 3), steps)
@@ -266,6 +268,15 @@ def wal_sources(settings: Settings, sysid: str) -> list[Path]:
     root = wal_root(settings)
     retired = sorted(root.glob(f"{sysid}.pre_pitr_*")) if root.is_dir() else []
     return [*retired, root / sysid]
+
+
+def drop_old_clusters(data_dir: Path, keep: int) -> list[str]:
+    """Remove ``postgres.pre_pitr_*`` data folders beyond the newest ``keep`` (each is a
+    whole cluster kept for going back); return their names."""
+    kept = sorted(data_dir.glob("postgres.pre_pitr_*"), reverse=True)
+    for folder in kept[keep:]:
+        shutil.rmtree(folder)
+    return [folder.name for folder in kept[keep:]]
 
 
 def _retire_wal_folder(folder: Path, stamp: str) -> None:
@@ -345,14 +356,16 @@ def prune_wal(settings: Settings, catalog: Catalog) -> list[str]:
                 oldest[sysid] = key
     removed: list[str] = []
     for sysid, first_needed in oldest.items():
-        folder = wal_root(settings) / sysid
-        if not folder.is_dir():
-            continue
-        for path in folder.iterdir():
-            name = path.name.removesuffix(".partial")
-            if _SEGMENT.match(name) and name[8:] < first_needed:
-                path.unlink()
-                removed.append(f"{sysid}/{path.name}")
+        for folder in wal_sources(settings, sysid):  # retired folders too, then the live one
+            if not folder.is_dir():
+                continue
+            for path in folder.iterdir():
+                name = path.name.removesuffix(".partial")
+                if _SEGMENT.match(name) and name[8:] < first_needed:
+                    path.unlink()
+                    removed.append(f"{folder.name}/{path.name}")
+            if folder.name != sysid and not any(folder.iterdir()):
+                folder.rmdir()  # a retired folder with nothing left in it
     return sorted(removed)
 
 
