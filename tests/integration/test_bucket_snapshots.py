@@ -272,6 +272,19 @@ def test_a_mass_deletion_is_flagged_and_recovery_plans_from_the_snapshot_before_
         "objects", to=good.started_at - timedelta(seconds=1)))
     assert planned["buckets"][bucket] and before["buckets"][bucket] == []
 
+    _clear(buckets, bucket)  # the disaster again; two rounds of the loop record it
+    for _ in range(2):
+        clock.advance(120)
+        assert manager.take(bucket).snapshot.shrunk == f"5 of the 5 objects of {good.name} " \
+            "are gone"
+    planned = recovery_backups.plan(handle, RecoveryOptions("objects"))  # type: ignore[arg-type]
+    assert planned["buckets"][bucket] == [good.name]
+    clock.advance(120)  # the operator says the deletion was meant: a new baseline
+    meant = manager.take(bucket, accept_shrink=True).snapshot
+    assert meant.shrunk is None
+    planned = recovery_backups.plan(handle, RecoveryOptions("objects"))  # type: ignore[arg-type]
+    assert planned["buckets"][bucket][0] == meant.name
+
 
 def test_dr_status_shows_each_buckets_newest_snapshot_and_its_age(
         infra_stack: Stack, manager: SnapshotManager, buckets: Buckets, clock: Clock) -> None:

@@ -56,12 +56,28 @@ def test_only_the_newest_survives_an_empty_policy() -> None:
     assert [n for n in names if verdict[n]] == [names[0]]
 
 
+def _flag(parent: Snapshot | None, keys: list[str], name: str = "s") -> Snapshot:
+    snapshot = _snapshot(name, keys)
+    shrinkage(parent, snapshot)
+    return snapshot
+
+
 def test_a_snapshot_missing_most_of_its_parent_is_a_mass_deletion() -> None:
     parent = _snapshot("p", ["a", "b", "c", "d"])
-    assert shrinkage(parent, _snapshot("s", ["a", "b", "x", "y"])) is None  # half kept
-    assert shrinkage(parent, _snapshot("s", ["a"])) == "3 of the 4 objects of p are gone"
-    assert shrinkage(_snapshot("p", ["a", "b"]), _snapshot("s", [])) is None  # too small
-    assert shrinkage(None, _snapshot("s", [])) is None
+    assert _flag(parent, ["a", "b", "x", "y"]).shrunk is None  # replaced, not gone
+    assert _flag(parent, ["a"]).shrunk == "3 of the 4 objects of p are gone"
+    assert _flag(_snapshot("p", ["a", "b"]), []).shrunk is None  # too small to judge
+    assert _flag(None, []).shrunk is None
+
+
+def test_the_snapshots_after_a_mass_deletion_stay_flagged_until_the_bucket_regrows() -> None:
+    full = _snapshot("full", [f"k{i}" for i in range(10)])
+    emptied = _flag(full, [], "emptied")
+    still_empty = _flag(emptied, [], "still")  # its parent is empty: judged by the baseline
+    assert still_empty.shrunk == "10 of the 10 objects of full are gone"
+    assert (still_empty.baseline, still_empty.baseline_objects) == ("full", 10)
+    regrown = _flag(still_empty, [f"n{i}" for i in range(6)], "regrown")
+    assert regrown.shrunk is None and regrown.baseline is None
 
 
 def test_snapshot_status_warns_when_the_loop_stopped_or_never_ran() -> None:

@@ -40,12 +40,16 @@ def _status(text: str) -> None:
 @snapshots_app.command("create")
 def create(bucket: Annotated[str | None, typer.Argument(
                help="an application bucket (default: all of them)")] = None,
+           accept_shrink: Annotated[bool, typer.Option(
+               help="the bucket shrank on purpose: do not flag this snapshot as a mass "
+               "deletion, start a new baseline")] = False,
            json_output: JsonOpt = False) -> None:
     """Snapshot one bucket or every application bucket now."""
     manager = _manager()
     results = []
     for name in ([bucket] if bucket else manager.settings.app_buckets):
-        results.append(manager.take(name, progress=_status).as_dict())
+        results.append(manager.take(name, accept_shrink=accept_shrink,
+                                    progress=_status).as_dict())
     if json_output:
         emit_json(results)
         return
@@ -53,7 +57,9 @@ def create(bucket: Annotated[str | None, typer.Argument(
         out.print(f"{r['name']}: {r['objects']} objects ({_size(r['size'])}), {r['new_blobs']} "
                   f"new ({_size(r['new_bytes'])}), {r['reused']} unchanged, "
                   f"{r['duration_seconds']:.1f}s, in {', '.join(r['tiers'])}"
-                  + (f"; [red]S3 copy failed[/]: {r['s3_error']}" if r["s3_error"] else ""))
+                  + (f"; [red]S3 copy failed[/]: {r['s3_error']}" if r["s3_error"] else "")
+                  + (f"; [yellow]flagged as a mass deletion[/]: {r['shrunk']} (recovery passes"
+                     " over it; --accept-shrink if it was meant)" if r["shrunk"] else ""))
 
 
 @snapshots_app.command("list")

@@ -182,6 +182,8 @@ class Monitor:
             self.alerts.resolve(f"backup_failed:{about}")
             if about != event.kind:
                 self.alerts.resolve(f"backup_failed:{event.kind}")
+            if event.kind == "snapshot" and event.data.get("shrunk") is False:
+                self.alerts.resolve(f"backup_small:{about}")  # the bucket is back
             if entry is not None:
                 self.check_size(entry)
                 if entry.verification.status == "passed":

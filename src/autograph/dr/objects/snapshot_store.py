@@ -58,7 +58,9 @@ class Snapshot:
     new_blobs: int = 0
     new_bytes: int = 0
     vanished: list[str] = field(default_factory=list)
-    shrunk: str | None = None  # set when most of the parent's objects are gone
+    shrunk: str | None = None  # why it looks like a mass deletion (None: it does not)
+    baseline: str | None = None  # the last snapshot not flagged, while flagged
+    baseline_objects: int = 0
 
     @property
     def size(self) -> int:
@@ -71,7 +73,8 @@ class Snapshot:
                 "finished_at": isoformat(self.finished_at), "objects": len(self.objects),
                 "size": self.size, "parent": self.parent, "new_blobs": self.new_blobs,
                 "new_bytes": self.new_bytes, "vanished": len(self.vanished),
-                "shrunk": self.shrunk}
+                "shrunk": self.shrunk, "baseline": self.baseline,
+                "baseline_objects": self.baseline_objects}
 
     def encode(self) -> bytes:
         body = {**self.summary(), "format": FORMAT, "vanished": self.vanished,
@@ -91,7 +94,8 @@ class Snapshot:
                        objects=[SnapshotObject(**o) for o in body["objects"]],
                        parent=body.get("parent"), new_blobs=body.get("new_blobs", 0),
                        new_bytes=body.get("new_bytes", 0), vanished=body.get("vanished", []),
-                       shrunk=body.get("shrunk"))
+                       shrunk=body.get("shrunk"), baseline=body.get("baseline"),
+                       baseline_objects=body.get("baseline_objects", 0))
         except (OSError, EOFError, zlib.error, ValueError, KeyError, TypeError) as exc:
             raise IntegrityError(f"snapshot index {where} is unreadable: {exc}") from None
 

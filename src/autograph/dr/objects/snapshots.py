@@ -157,7 +157,8 @@ class SnapshotManager:
 
     # Taking ----------------------------------------------------------------------------------
 
-    def take(self, bucket: str, *, progress: Progress = lambda _m: None,
+    def take(self, bucket: str, *, accept_shrink: bool = False,
+             progress: Progress = lambda _m: None,
              lock: locks.OperationLock | None = None) -> SnapshotResult:
         """Snapshot ``bucket`` now. Raises InvalidInput, Conflict, DependencyDown (the bucket's
         server unreachable), OperationFailed (local disk). Nothing is listed as a snapshot
@@ -168,7 +169,7 @@ class SnapshotManager:
                                f"({', '.join(self.settings.app_buckets)})")
         held = lock or self.acquire("snapshot", bucket)
         try:
-            result = self._take(bucket, progress)
+            result = self._take(bucket, progress, accept_shrink)
         except AutographError as exc:
             hooks.emit(hooks.BackupEvent("backup_failed", KIND, bucket, exc.message,
                                          data={"bucket": bucket}))
@@ -182,10 +183,11 @@ class SnapshotManager:
             "backup_succeeded", KIND, result.snapshot.name,
             f"{len(result.snapshot.objects)} objects, {result.snapshot.new_blobs} new",
             data={"bucket": bucket, "size": result.snapshot.size,
+                  "shrunk": bool(result.snapshot.shrunk),
                   "duration_seconds": result.duration_seconds}))
         return result
 
-    def _take(self, bucket: str, progress: Progress) -> SnapshotResult:
+    def _take(self, bucket: str, progress: Progress, accept_shrink: bool) -> SnapshotResult:
         began = time.monotonic()
         parent, parent_in_s3 = self._parent(bucket)
         known = {o.key: o for o in parent.objects} if parent else {}
@@ -225,7 +227,8 @@ class SnapshotManager:
                             finished_at=self.clock(), objects=objects,
                             parent=parent.name if parent else None, new_blobs=new_blobs,
                             new_bytes=new_bytes, vanished=vanished)
-        snapshot.shrunk = shrinkage(parent, snapshot)
+        if not accept_shrink:
+            shrinkage(parent, snapshot)
         data = snapshot.encode()
         s3_error = None
         tiers = ["local"]
@@ -470,16 +473,23 @@ SHRINK_FRACTION = 0.5
 SHRINK_MIN_OBJECTS = 4
 
 
-def shrinkage(parent: Snapshot | None, snapshot: Snapshot) -> str | None:
-    """Why ``snapshot`` looks like a mass deletion (most of the parent's objects gone), or
-    None. Recovery passes over such snapshots: they recorded the disaster, not the data."""
-    if parent is None or len(parent.objects) < SHRINK_MIN_OBJECTS:
-        return None
-    kept = {o.key for o in snapshot.objects} & {o.key for o in parent.objects}
-    if len(kept) >= SHRINK_FRACTION * len(parent.objects):
-        return None
-    return (f"{len(parent.objects) - len(kept)} of the {len(parent.objects)} objects of "
-            f"{parent.name} are gone")
+def shrinkage(parent: Snapshot | None, snapshot: Snapshot) -> None:
+    """Flag ``snapshot`` as a mass deletion when it holds under half the objects of the last
+    snapshot that was not flagged (its baseline, carried along while the bucket stays small,
+    so the snapshots after a disaster stay flagged too). Recovery passes over flagged
+    snapshots: they recorded the disaster, not the data. ``take(accept_shrink=True)``
+    starts a new baseline after a deletion that was meant."""
+    if parent is None:
+        return
+    if parent.shrunk and parent.baseline:
+        baseline, count = parent.baseline, parent.baseline_objects
+    else:
+        baseline, count = parent.name, len(parent.objects)
+    if count < SHRINK_MIN_OBJECTS or len(snapshot.objects) >= SHRINK_FRACTION * count:
+        return
+    snapshot.shrunk = (f"{count - len(snapshot.objects)} of the {count} objects of "
+                       f"{baseline} are gone")
+    snapshot.baseline, snapshot.baseline_objects = baseline, count
 
 
 def _blob_ok(path: Path, size: int, sha256: str | None) -> bool:
