@@ -316,3 +316,29 @@ def test_a_failed_cli_snapshot_is_journaled_for_the_gateways_monitor(buckets: Bu
     events = [json.loads(line) for line in lines]
     assert any(e["event"] == "backup_failed" and e["name"] == missing and e["kind"] ==
                "snapshot" for e in events), events[-3:]
+
+
+def test_compressible_objects_are_stored_compressed_and_restore_byte_for_byte(
+        manager: SnapshotManager, buckets: Buckets) -> None:
+    canvas = json.dumps({"nodes": [{"id": i, "label": f"node {i}"} for i in range(2000)]})
+    bucket = _bucket(buckets, {"canvas.json": (canvas.encode(), "application/json", {}),
+                               "noise.bin": os.urandom(20_000), "tiny": b"x" * 100})
+    snap = manager.take(bucket).snapshot
+    records = {o.key: o for o in snap.objects}
+    packed = records["canvas.json"]
+    assert packed.compressed and packed.blob_size < packed.size / 3
+    assert not records["noise.bin"].compressed and not records["tiny"].compressed
+    assert manager.verify(snap.name, deep=True)["status"] == "passed"
+    before = buckets.contents(bucket)
+    _clear(buckets, bucket)
+    manager.restore(snap.name)
+    assert buckets.contents(bucket) == before
+
+    path = manager.store.blob_path(packed.blob_key)  # bit rot in the local compressed blob
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert manager.verify(snap.name, deep=True)["status"] == "degraded"
+    _clear(buckets, bucket)
+    manager.restore(snap.name)  # the S3 copy serves
+    assert buckets.contents(bucket) == before

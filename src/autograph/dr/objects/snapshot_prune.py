@@ -88,7 +88,7 @@ def prune(store: SnapshotStore, buckets: tuple[str, ...], now: datetime,
     referenced: set[str] = set()
     for name in store.all_names():
         try:
-            referenced.update(o.sha256 for o in store.load(name)[0].objects)
+            referenced.update(o.blob_key for o in store.load(name)[0].objects)
         except AutographError as exc:  # cannot tell what it names: collect nothing
             report.errors.append(f"{name}: {exc.message}; blobs not collected")
             return report

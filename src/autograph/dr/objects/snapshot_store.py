@@ -2,9 +2,10 @@
 
 A snapshot is an index (gzipped JSON) naming every object of one bucket at one moment, each
 with its key, size, etag, content type, user metadata and the sha256 of its bytes. The bytes
-are stored once per distinct content as a blob named by that sha256, so a snapshot stores only
-what changed since the previous one. Both tiers hold both: ``BACKUPS/snapshots/{index,blobs}/``
-on local disk and ``snapshots/{index,blobs}/`` in the ``minio-backups`` bucket. The index is
+are stored once per distinct content as a blob named by that sha256 (``<sha256>.z`` when zlib
+shrinks them by a tenth or more), so a snapshot stores only what changed since the previous
+one. Both tiers hold both: ``BACKUPS/snapshots/{index,blobs}/`` on local disk and
+``snapshots/{index,blobs}/`` in the ``minio-backups`` bucket. The index is
 written last (the commit point): an index names only blobs that were stored before it.
 """
 
@@ -27,6 +28,7 @@ from autograph.errors import DependencyDown, IntegrityError, InvalidInput, NotFo
 from autograph.secrets import Credentials
 
 FORMAT = "autograph-snapshot/1"
+COMPRESSED_SUFFIX = ".z"
 INDEX_SUFFIX = ".snapshot.json.gz"
 _NAME = re.compile(r"^snap_([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])_(\d{8}T\d{9})Z$")
 _STAMP = "%Y%m%dT%H%M%S"
@@ -43,6 +45,20 @@ class SnapshotObject:
     content_type: str
     metadata: dict[str, str]
     sha256: str
+    blob: str = ""  # the stored blob's key: ``<sha256>``, or ``<sha256>.z`` (zlib-compressed)
+    stored_size: int = -1  # the blob's size (-1: the object's, stored as it is)
+
+    @property
+    def blob_key(self) -> str:
+        return self.blob or self.sha256
+
+    @property
+    def blob_size(self) -> int:
+        return self.stored_size if self.stored_size >= 0 else self.size
+
+    @property
+    def compressed(self) -> bool:
+        return self.blob_key.endswith(COMPRESSED_SUFFIX)
 
 
 @dataclass

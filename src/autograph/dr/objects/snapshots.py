@@ -16,6 +16,7 @@ import io
 import os
 import secrets
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from autograph.dr.objects.restore import put_objects
 from autograph.dr.objects.s3io import ListedObject, ObjectMissing, S3Client, S3Endpoint
 from autograph.dr.objects.snapshot_prune import PruneReport, SnapshotPolicy, prune
 from autograph.dr.objects.snapshot_store import (
+    COMPRESSED_SUFFIX,
     INDEX_SUFFIX,
     Snapshot,
     SnapshotObject,
@@ -51,7 +53,8 @@ from autograph.secrets import Credentials
 
 LOCK_KIND = "snapshot"
 KIND = "snapshot"
-LARGE = 64 * 1024 * 1024
+LARGE = 64 * 1024 * 1024  # never compressed, streamed on restore
+COMPRESS_LEVEL = 3
 Progress = Callable[[str], None]
 
 
@@ -203,7 +206,7 @@ class SnapshotManager:
             old = known.get(item.key)
             if (old is not None and old.etag == item.etag and old.size == item.size
                     and old.last_modified == item.last_modified
-                    and self.store.blob_path(old.sha256).exists()):
+                    and self.store.blob_path(old.blob_key).exists()):
                 kept[item.key] = old
             else:
                 changed.append(item)
@@ -269,33 +272,48 @@ class SnapshotManager:
         raise AssertionError("unreachable")
 
     def _fetch_once(self, bucket: str, item: ListedObject) -> tuple[SnapshotObject, bool]:
-        temp = self.store.blob_path("x").with_name(f".incoming-{secrets.token_hex(8)}")
+        """Read the object once, hashing it and writing it both as it is and zlib-compressed
+        (objects under LARGE); keep the compressed blob when it saves a tenth or more."""
+        folder = self.store.blob_path("x").parent  # "x": any valid key
+        token = secrets.token_hex(8)
+        raw_temp, packed_temp = folder / f".incoming-{token}", folder / f".incoming-{token}.z"
         digest = hashlib.sha256()
         size = 0
+        packer = zlib.compressobj(COMPRESS_LEVEL) if item.size < LARGE else None
         try:
             with self.source.get_object(bucket, item.key) as resp, \
-                    open(temp, "wb") as handle:
+                    open(raw_temp, "wb") as raw, open(packed_temp, "wb") as packed:
                 head = resp.head()
                 for chunk in resp.chunks():
                     digest.update(chunk)
-                    handle.write(chunk)
+                    raw.write(chunk)
+                    if packer is not None:
+                        packed.write(packer.compress(chunk))
                     size += len(chunk)
-                handle.flush()
-                os.fsync(handle.fileno())
+                if packer is not None:
+                    packed.write(packer.flush())
+                stored_packed = packed.tell()
+                for handle in (raw, packed):
+                    handle.flush()
+                    os.fsync(handle.fileno())
             if size != head.size:
                 raise IntegrityError(f"{item.key}: read {size} of {head.size} bytes")
             sha = digest.hexdigest()
+            use_packed = packer is not None and size >= 256 and stored_packed <= 0.9 * size
+            blob = sha + COMPRESSED_SUFFIX if use_packed else sha
             try:  # atomic "create unless present": two workers may hold the same bytes
-                os.link(temp, self.store.blob_path(sha))
+                os.link(packed_temp if use_packed else raw_temp, self.store.blob_path(blob))
                 fresh = True
             except FileExistsError:
                 fresh = False
         finally:
-            temp.unlink(missing_ok=True)
+            raw_temp.unlink(missing_ok=True)
+            packed_temp.unlink(missing_ok=True)
         record = SnapshotObject(key=item.key, size=size, etag=head.etag or item.etag,
                                 last_modified=item.last_modified if head.etag == item.etag
                                 else head.last_modified, content_type=head.content_type,
-                                metadata=dict(head.metadata), sha256=sha)
+                                metadata=dict(head.metadata), sha256=sha, blob=blob,
+                                stored_size=stored_packed if use_packed else size)
         return record, fresh
 
     def _mirror_blobs(self, objects: builtins.list[SnapshotObject],
@@ -307,13 +325,15 @@ class SnapshotManager:
         remote = self.store.remote
         assert remote is not None
         if committed_parent is not None:
-            present = {o.sha256 for o in committed_parent.objects}
+            present = {o.blob_key for o in committed_parent.objects}
         else:
             present = {o.key for o in remote.blobs.list()}
-        missing = sorted({o.sha256 for o in objects} - present)
+        missing = sorted({o.blob_key for o in objects} - present)
 
-        def upload(sha: str) -> None:
-            remote.blobs.put(sha, self.store.blob_path(sha), expected_sha256=sha)
+        def upload(blob: str) -> None:
+            plain = not blob.endswith(COMPRESSED_SUFFIX)  # its name is its sha256
+            remote.blobs.put(blob, self.store.blob_path(blob),
+                             expected_sha256=blob if plain else None)
 
         with ThreadPoolExecutor(self.workers, thread_name_prefix="snapshot-s3") as pool:
             list(pool.map(upload, missing))
@@ -339,18 +359,18 @@ class SnapshotManager:
         (``deep``: the local blobs hashed too). Raises InvalidInput, NotFound, IntegrityError
         (unreadable index), DependencyDown."""
         snapshot, _ = self.store.load(name)
-        blobs = {o.sha256: o.size for o in snapshot.objects}
+        blobs = {o.blob_key: o for o in snapshot.objects}
         result: dict[str, Any] = {"name": name, "objects": len(snapshot.objects),
                                   "blobs": len(blobs), "tiers": {}}
-        local_bad = {sha for sha, size in blobs.items() if not _blob_ok(
-            self.store.blob_path(sha), size, sha if deep else None)}
+        local_bad = {key for key, o in blobs.items()
+                     if not _blob_ok(self.store.blob_path(key), o, deep)}
         result["tiers"]["local"] = {"missing_or_damaged": len(local_bad),
                                     "sample": sorted(local_bad)[:5], "hashed": deep}
         remote_bad = set(blobs)
         if self.store.remote is not None:
             try:
                 sizes = {o.key: o.size for o in self.store.remote.blobs.list()}
-                remote_bad = {sha for sha, size in blobs.items() if sizes.get(sha) != size}
+                remote_bad = {key for key, o in blobs.items() if sizes.get(key) != o.blob_size}
                 result["tiers"]["s3"] = {"missing_or_damaged": len(remote_bad),
                                          "sample": sorted(remote_bad)[:5], "hashed": False}
             except DependencyDown as exc:
@@ -406,16 +426,17 @@ class SnapshotManager:
         """``{sha256: tier}`` for every blob, local first. Raises IntegrityError naming the
         blobs no tier has (nothing is written then)."""
         where: dict[str, str] = {}
-        sizes = {o.sha256: o.size for o in snapshot.objects}
-        for sha, size in sizes.items():
-            if _blob_ok(self.store.blob_path(sha), size, None):
-                where[sha] = "local"
+        blobs = {o.blob_key: o for o in snapshot.objects}
+        sizes = {key: o.blob_size for key, o in blobs.items()}
+        for key, record in blobs.items():
+            if _blob_ok(self.store.blob_path(key), record, False):
+                where[key] = "local"
         lacking = set(sizes) - set(where)
         if lacking and self.store.remote is not None:
             remote = {o.key: o.size for o in self.store.remote.blobs.list()}
-            for sha in lacking:
-                if remote.get(sha) == sizes[sha]:
-                    where[sha] = "s3"
+            for key in lacking:
+                if remote.get(key) == sizes[key]:
+                    where[key] = "s3"
         lacking = set(sizes) - set(where)
         if lacking:
             raise IntegrityError(f"snapshot {snapshot.name}: {len(lacking)} of {len(sizes)} "
@@ -426,26 +447,36 @@ class SnapshotManager:
     def _items(self, snapshot: Snapshot,
                sources: dict[str, str]) -> Iterator[tuple[SnapshotObject, BinaryIO]]:
         for record in snapshot.objects:
-            yield record, self._open_blob(record, sources[record.sha256])
+            yield record, self._open_blob(record, sources[record.blob_key])
 
     def _open_blob(self, record: SnapshotObject, tier: str) -> BinaryIO:
-        """The blob's bytes, checked against its sha256 (local copy first, then S3)."""
+        """The object's bytes from its blob, checked against its sha256 (the local copy
+        first, then S3)."""
         if tier == "local" and record.size < LARGE:
-            data = self.store.blob_path(record.sha256).read_bytes()
-            if hashlib.sha256(data).hexdigest() == record.sha256:
+            data = _unpacked(record, self.store.blob_path(record.blob_key).read_bytes())
+            if data is not None:
                 return io.BytesIO(data)
             tier = "s3"
-        if tier == "local":
-            return cast(BinaryIO, _Checked(open(self.store.blob_path(record.sha256), "rb"),
-                                           record))
+        if tier == "local":  # large: never compressed, checked as it streams
+            return cast(BinaryIO, _Checked(
+                open(self.store.blob_path(record.blob_key), "rb"), record))
         if self.store.remote is None:
             raise IntegrityError(f"{record.key}: local blob damaged and no S3 tier")
-        with self.store.remote.blobs.open(record.sha256) as handle:
-            data = handle.read()
-        if hashlib.sha256(data).hexdigest() != record.sha256:
+        with self.store.remote.blobs.open(record.blob_key) as handle:
+            data = _unpacked(record, handle.read())
+        if data is None:
             raise IntegrityError(f"{record.key}: blob {record.sha256[:12]}… is damaged in "
                                  "every tier")
         return io.BytesIO(data)
+
+
+def _unpacked(record: SnapshotObject, stored: bytes) -> bytes | None:
+    """The object's bytes from its stored blob, or None when they do not hash right."""
+    try:
+        data = zlib.decompress(stored) if record.compressed else stored
+    except zlib.error:
+        return None
+    return data if hashlib.sha256(data).hexdigest() == record.sha256 else None
 
 
 class _Checked(io.RawIOBase):
@@ -492,19 +523,22 @@ def shrinkage(parent: Snapshot | None, snapshot: Snapshot) -> None:
     snapshot.baseline, snapshot.baseline_objects = baseline, count
 
 
-def _blob_ok(path: Path, size: int, sha256: str | None) -> bool:
+def _blob_ok(path: Path, record: SnapshotObject, hashed: bool) -> bool:
+    """The blob is there with its stored size (``hashed``: and its bytes hash right)."""
     try:
-        if path.stat().st_size != size:
+        if path.stat().st_size != record.blob_size:
             return False
     except OSError:
         return False
-    if sha256 is None:
+    if not hashed:
         return True
+    if record.compressed:
+        return _unpacked(record, path.read_bytes()) is not None
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
-    return digest.hexdigest() == sha256
+    return digest.hexdigest() == record.sha256
 
 
 def _fsync_dir(folder: Path) -> None:
