@@ -17,8 +17,9 @@ import os
 import secrets
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -55,6 +56,8 @@ LOCK_KIND = "snapshot"
 KIND = "snapshot"
 LARGE = 64 * 1024 * 1024  # never compressed, streamed on restore
 COMPRESS_LEVEL = 3
+PREFETCH_THREADS = 3
+PREFETCH_BYTES = 32 * 1024 * 1024
 Progress = Callable[[str], None]
 
 
@@ -446,8 +449,25 @@ class SnapshotManager:
 
     def _items(self, snapshot: Snapshot,
                sources: dict[str, str]) -> Iterator[tuple[SnapshotObject, BinaryIO]]:
-        for record in snapshot.objects:
-            yield record, self._open_blob(record, sources[record.blob_key])
+        """Each object with its checked bytes, in order; blobs are read, unpacked and hashed
+        ahead by a few threads (zlib and hashlib let go of the GIL), up to PREFETCH_BYTES."""
+        pending: deque[tuple[SnapshotObject, Future[BinaryIO]]] = deque()
+        records = iter(snapshot.objects)
+        held = 0
+        with ThreadPoolExecutor(PREFETCH_THREADS, thread_name_prefix="snapshot-read") as pool:
+            while True:
+                while not pending or held < PREFETCH_BYTES:
+                    record = next(records, None)
+                    if record is None:
+                        break
+                    pending.append((record, pool.submit(
+                        self._open_blob, record, sources[record.blob_key])))
+                    held += min(record.size, LARGE)
+                if not pending:
+                    return
+                record, future = pending.popleft()
+                held -= min(record.size, LARGE)
+                yield record, future.result()
 
     def _open_blob(self, record: SnapshotObject, tier: str) -> BinaryIO:
         """The object's bytes from its blob, checked against its sha256 (the local copy
