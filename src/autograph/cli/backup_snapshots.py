@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from autograph.cli.backup import JsonOpt, YesOpt, _size, out
 from autograph.cli.output import console, emit_json
@@ -72,9 +72,10 @@ def list_snapshots(bucket: Annotated[str | None, typer.Option(help="only this bu
     if json_output:
         emit_json({**listing, "snapshots": rows})
         return
-    table = Table("name", "bucket", "taken", "copies")
+    table = Table(Column("name", no_wrap=True, overflow="fold"), "taken (UTC)", "copies")
     for row in rows:
-        table.add_row(row["name"], row["bucket"], row["started_at"], ", ".join(row["locations"]))
+        taken = row["started_at"].replace("T", " ")[:19]  # the name carries the bucket
+        table.add_row(row["name"], taken, ", ".join(row["locations"]))
     out.print(table)
     for tier, why in listing["unreachable"].items():
         console.print(f"[yellow]{tier} tier unreachable[/]: {why}")
