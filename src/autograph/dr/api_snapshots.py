@@ -48,14 +48,9 @@ def create_snapshots(manager: Manager, bucket: Bucket = None, wait: Wait = True)
     """Snapshot one application bucket (or all of them) now; 201 with what was stored."""
     chosen = [validate_bucket(bucket)] if bucket else list(manager.settings.app_buckets)
 
-    def work(_progress: Any, lock: Any) -> dict[str, Any]:
-        taken = []
-        for index, name in enumerate(chosen):
-            held = lock if index == 0 else None
-            if held is None and lock is not None:
-                held = manager.acquire("snapshot", name)
-            taken.append(manager.take(name, lock=held).as_dict())
-        return {"snapshots": taken}
+    def work(_progress: Any, lock: Any) -> dict[str, Any]:  # the held lock serves the first
+        return {"snapshots": [manager.take(name, lock=lock if i == 0 else None).as_dict()
+                              for i, name in enumerate(chosen)]}
 
     return run_or_submit("minio.snapshots.create", work, wait=wait,
                          acquire=lambda: manager.acquire("snapshot", ",".join(chosen)),

@@ -103,13 +103,13 @@ def plan(stack: Stack, options: RecoveryOptions, s3_up: bool = True) -> dict[str
 def _snapshots(stack: Stack, options: RecoveryOptions,
                with_s3: bool) -> tuple[dict[str, list[str]], dict[str, str]]:
     """Each application bucket's snapshots, newest first, that finished by ``--to``."""
-    from autograph.dr.objects.snapshot_store import SnapshotStore
+    from autograph.dr.objects.snapshot_store import SnapshotStore, merged
 
     store = SnapshotStore(stack.settings, stack.creds, with_s3=with_s3)
-    _, unreachable = store.names()
+    per_tier, unreachable = store.names()  # one listing for every bucket
     found: dict[str, list[str]] = {}
     for bucket in stack.settings.app_buckets:
-        names = list(reversed(store.all_names(bucket)))
+        names = list(reversed(merged(per_tier, bucket)))
         if options.to is not None:
             names = [n for n in names if parse_name(n)[1] <= options.to]
         usable: list[str] = []

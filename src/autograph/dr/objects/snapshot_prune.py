@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from autograph.dr.objects.snapshot_store import SnapshotStore, parse_name
+from autograph.dr.objects.snapshot_store import SnapshotStore, merged, parse_name
 from autograph.errors import AutographError
 
 
@@ -74,19 +74,24 @@ def prune(store: SnapshotStore, buckets: tuple[str, ...], now: datetime,
     """Remove the snapshots ``thin`` does not keep, then the blobs only they named.
     The caller holds the snapshot lock."""
     decisions: dict[str, str | None] = {}
+    per_tier, _ = store.names()  # one listing for every bucket
     for bucket in buckets:
-        decisions.update(thin(store.all_names(bucket), now, policy))
+        decisions.update(thin(merged(per_tier, bucket), now, policy))
     removed = sorted(n for n, reason in decisions.items() if reason is None)
     report = PruneReport(decisions, removed, {}, [])
     if dry_run:
         return report
+    deleted: set[str] = set()
     for name in removed:
         try:
             store.delete(name)
-        except AutographError as exc:
+            deleted.add(name)
+        except AutographError as exc:  # still there: its blobs stay referenced
             report.errors.append(f"{name}: {exc.message}")
     referenced: set[str] = set()
-    for name in store.all_names():
+    for name in merged(per_tier):
+        if name in deleted:
+            continue
         try:
             referenced.update(o.blob_key for o in store.load(name)[0].objects)
         except AutographError as exc:  # cannot tell what it names: collect nothing

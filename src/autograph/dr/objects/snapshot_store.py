@@ -17,6 +17,7 @@ import re
 import zlib
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from autograph.clock import isoformat
@@ -167,10 +168,16 @@ class SnapshotStore:
     def tiers(self) -> list[Tier]:
         return [self.local] + ([self.remote] if self.remote else [])
 
-    def blob_path(self, sha256: str) -> Any:
+    @property
+    def blobs_dir(self) -> Path:
+        """The local folder of the blobs."""
+        assert isinstance(self.local.blobs, LocalStore)
+        return self.local.blobs.root
+
+    def blob_path(self, key: str) -> Path:
         """The local file of a blob (it may not exist)."""
         assert isinstance(self.local.blobs, LocalStore)
-        return self.local.blobs.path(sha256)
+        return self.local.blobs.path(key)
 
     def names(self, bucket: str | None = None) -> tuple[dict[str, list[str]], dict[str, str]]:
         """Committed snapshot names per tier (oldest first), and the tiers that could not be
@@ -190,9 +197,7 @@ class SnapshotStore:
 
     def all_names(self, bucket: str | None = None) -> list[str]:
         """Snapshot names in any reachable tier, oldest first (by time, then name)."""
-        per_tier, _ = self.names(bucket)
-        merged = {n for names in per_tier.values() for n in names}
-        return sorted(merged, key=lambda n: (parse_name(n)[1], n))
+        return merged(self.names(bucket)[0])
 
     def load(self, name: str) -> tuple[Snapshot, str]:
         """A snapshot's index from the first tier that has a readable copy, and that tier.
@@ -233,6 +238,14 @@ class SnapshotStore:
                 tier.index.delete(name + INDEX_SUFFIX)
             except NotFound:
                 continue
+
+
+def merged(per_tier: dict[str, list[str]], bucket: str | None = None) -> list[str]:
+    """The names of :meth:`SnapshotStore.names` across tiers (only ``bucket``'s, when given),
+    oldest first (by time, then name): one listing serves several questions."""
+    found = {n for names in per_tier.values() for n in names
+             if bucket is None or parse_name(n)[0] == bucket}
+    return sorted(found, key=lambda n: (parse_name(n)[1], n))
 
 
 def _valid(key: str) -> bool:

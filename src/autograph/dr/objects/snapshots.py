@@ -38,9 +38,11 @@ from autograph.dr.objects.snapshot_store import (
     Snapshot,
     SnapshotObject,
     SnapshotStore,
+    merged,
     parse_name,
     snapshot_name,
 )
+from autograph.dr.storage.local import fsync_dir
 from autograph.errors import (
     AutographError,
     Conflict,
@@ -201,7 +203,7 @@ class SnapshotManager:
         name = snapshot_name(bucket, started)
         progress(f"listing {bucket}")
         listed = list(self.source.list_objects(bucket))
-        blobs_dir: Path = self.store.blob_path("x").parent  # "x": any valid key
+        blobs_dir = self.store.blobs_dir
         blobs_dir.mkdir(parents=True, exist_ok=True)
         kept: dict[str, SnapshotObject] = {}
         changed: list[ListedObject] = []
@@ -227,7 +229,7 @@ class SnapshotManager:
                 if fresh:
                     new_blobs += 1
                     new_bytes += record.size
-        _fsync_dir(blobs_dir)
+        fsync_dir(blobs_dir)
         objects = [kept[k] for k in sorted(kept)]
         snapshot = Snapshot(name=name, bucket=bucket, started_at=started,
                             finished_at=self.clock(), objects=objects,
@@ -255,7 +257,7 @@ class SnapshotManager:
         """The newest readable snapshot of ``bucket``, and whether the S3 tier holds it."""
         per_tier, _ = self.store.names(bucket)
         in_s3 = set(per_tier.get("s3", []))
-        for name in reversed(self.store.all_names(bucket)):
+        for name in reversed(merged(per_tier)):
             try:
                 return self.store.load(name)[0], name in in_s3
             except (IntegrityError, NotFound, DependencyDown):
@@ -277,7 +279,7 @@ class SnapshotManager:
     def _fetch_once(self, bucket: str, item: ListedObject) -> tuple[SnapshotObject, bool]:
         """Read the object once, hashing it and writing it both as it is and zlib-compressed
         (objects under LARGE); keep the compressed blob when it saves a tenth or more."""
-        folder = self.store.blob_path("x").parent  # "x": any valid key
+        folder = self.store.blobs_dir
         token = secrets.token_hex(8)
         raw_temp, packed_temp = folder / f".incoming-{token}", folder / f".incoming-{token}.z"
         digest = hashlib.sha256()
@@ -559,12 +561,4 @@ def _blob_ok(path: Path, record: SnapshotObject, hashed: bool) -> bool:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest() == record.sha256
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 

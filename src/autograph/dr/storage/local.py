@@ -74,7 +74,7 @@ class LocalWriter:
             os.fsync(self._file.fileno())
             self._file.close()
             os.replace(self.temp, self.final)
-            _fsync_dir(self.final.parent)
+            fsync_dir(self.final.parent)
         except OSError as exc:
             self.abort()
             raise _disk_error(exc, f"cannot write {self.final}") from None
@@ -98,7 +98,7 @@ class LocalWriter:
             self.abort()
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
