@@ -20,3 +20,5 @@ test: install
 
 lint: install
 	.venv/bin/ruff check src tests bench test_disaster_recovery.py
+	.venv/bin/lint-imports
+	.venv/bin/mypy

@@ -33,8 +33,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from autograph.dr.objects import archive, members
-from autograph.dr.objects.archive import ObjectInfo
+from autograph.dr.buckets import archive, members
+from autograph.dr.buckets.archive import ObjectInfo
 
 Objects = list[tuple[str, bytes]]
 

@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from autograph.dr.objects.s3io import S3Client, S3Endpoint  # noqa: E402
+from autograph.s3.bulk import S3Client, S3Endpoint  # noqa: E402
 from autograph.stack.lifecycle import Stack  # noqa: E402
 from stackutil import make_home, remove_home, settings_env, stack_settings  # noqa: E402
 

@@ -26,12 +26,13 @@ from typing import Any
 from autograph import commands
 from autograph.clock import utc_now
 from autograph.config import load_settings
-from autograph.dr import drill_faults
-from autograph.dr.drill import make_sandbox, remove_sandbox, take_backups
-from autograph.dr.recovery import Recovery, RecoveryOptions
-from autograph.dr.recovery_checks import uses_gateway
-from autograph.dr.workload import ApiClient, canvas, new_account
-from autograph.s3client import app_client
+from autograph.dr.drill import faults as drill_faults
+from autograph.dr.drill.run import make_sandbox, remove_sandbox, take_backups
+from autograph.dr.drill.workload import ApiClient, canvas, new_account
+from autograph.dr.recovery.checks import uses_gateway
+from autograph.dr.recovery.options import RecoveryOptions
+from autograph.dr.recovery.run import Recovery
+from autograph.s3.boto import app_client
 from autograph.stack.lifecycle import Stack
 
 

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bucket_backup import SOURCE, Run, seed, timed  # also puts tests/ on sys.path
 
-from autograph.dr.objects.s3io import S3Client, S3Endpoint
+from autograph.s3.bulk import S3Client, S3Endpoint
 from autograph.stack.lifecycle import Stack
 from stackutil import make_home, remove_home, settings_env, stack_settings
 

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from autograph.config import Settings
-from autograph.s3client import app_client
+from autograph.s3.boto import app_client
 from autograph.stack.lifecycle import Stack
 
 

@@ -12,10 +12,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from autograph.config import Settings
-from autograph.dr import hooks
-from autograph.dr.hooks import BackupEvent
+from autograph.dr.ops import hooks
+from autograph.dr.ops.hooks import BackupEvent
 from autograph.dr.postgres import DatabaseBackupManager
-from autograph.s3client import backup_client
+from autograph.s3.boto import backup_client
 from autograph.stack.lifecycle import Stack
 
 SEED_SQL = """

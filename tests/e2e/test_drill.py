@@ -17,14 +17,21 @@ from typing import Any
 
 import pytest
 
-from autograph.dr import drill_faults
-from autograph.dr.drill import DrillOptions, make_sandbox, remove_sandbox, run_drill, take_backups
-from autograph.dr.drill_integrity import fingerprint
-from autograph.dr.drill_models import CRITERIA, DrillReport, Scenario
-from autograph.dr.postgres.walstream import streaming_lag_bytes
-from autograph.dr.report import drill_schedule, load_history, report_folder
-from autograph.dr.workload import ApiClient, DatasetSpec, check_dataset, load_dataset
-from autograph.s3client import app_client
+from autograph.dr.drill import faults as drill_faults
+from autograph.dr.drill.models import CRITERIA, DrillReport
+from autograph.dr.drill.report import drill_schedule, load_history, report_folder
+from autograph.dr.drill.run import (
+    DrillOptions,
+    make_sandbox,
+    remove_sandbox,
+    run_drill,
+    take_backups,
+)
+from autograph.dr.drill.workload import ApiClient, DatasetSpec, check_dataset, load_dataset
+from autograph.dr.models import Scenario
+from autograph.dr.recovery.integrity import fingerprint
+from autograph.s3.boto import app_client
+from autograph.stack.infra import streaming_lag_bytes
 from autograph.stack.lifecycle import Stack
 from stackutil import settings_env
 

@@ -18,15 +18,15 @@ from pydantic import SecretStr
 
 from alertservers import Webhook, free_port, smtp_server, webhook_server
 from autograph.config import Settings
-from autograph.dr import hooks, journal
 from autograph.dr.alerts.console import ConsoleChannel
 from autograph.dr.alerts.dispatcher import AlertDispatcher
 from autograph.dr.catalog import Catalog
-from autograph.dr.monitor import Monitor
+from autograph.dr.daemon import build_channels
+from autograph.dr.monitor.monitor import Monitor
+from autograph.dr.ops import hooks, journal
 from autograph.dr.postgres import DatabaseBackupManager
-from autograph.dr.runtime import build_channels
 from autograph.errors import AutographError
-from autograph.s3client import app_client, backup_client, ensure_buckets
+from autograph.s3.boto import app_client, backup_client, ensure_buckets
 from autograph.stack.lifecycle import Stack
 from catalogutil import two_tier_catalog
 

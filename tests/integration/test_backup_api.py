@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from fastapi.testclient import TestClient
 
 from autograph.config import Settings
-from autograph.dr.api import router
+from autograph.dr.api.routes import admin_router as router
 from autograph.dr.postgres import DatabaseBackupManager
 from autograph.services.common.app import create_app
 from autograph.services.common.security import Principal, create_session

@@ -15,7 +15,7 @@ from autograph.dr.storage import BackupStore
 from autograph.dr.storage.local import LocalStore
 from autograph.dr.storage.s3 import S3Store
 from autograph.errors import DependencyDown, IntegrityError, NotFound
-from autograph.s3client import backup_client, make_client
+from autograph.s3.boto import backup_client, make_client
 from autograph.stack.lifecycle import Stack
 from stackutil import free_port_block
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from autograph.dr.objects.archive import read_manifest
-from autograph.dr.objects.manager import MinIOBucketBackupManager
+from autograph.dr.buckets.archive import read_manifest
+from autograph.dr.buckets.manager import MinIOBucketBackupManager
 from autograph.errors import NotFound
 from autograph.stack.lifecycle import Stack
 from bucketbackups import Buckets, bucket_settings

@@ -16,8 +16,8 @@ import pytest
 import redis.asyncio as aioredis
 from fastapi.testclient import TestClient
 
-from autograph.dr.api import router
-from autograph.dr.objects.manager import MinIOBucketBackupManager
+from autograph.dr.api.routes import admin_router as router
+from autograph.dr.buckets.manager import MinIOBucketBackupManager
 from autograph.services.common.app import create_app
 from autograph.services.common.security import Principal, create_session
 from autograph.stack.lifecycle import Stack
@@ -277,8 +277,7 @@ def test_cli_errors_are_one_line_with_exit_codes(buckets: Buckets) -> None:
 
 def test_snapshot_routes_create_list_restore_and_refuse_bad_input(
         client: TestClient, admin: dict[str, str], buckets: Buckets) -> None:
-    from autograph.dr import locks
-
+    from autograph.dr.ops import locks
     bucket = buckets.settings.app_buckets[0]
     buckets.make(bucket.split("-")[1], {"a.json": b'{"a": 1}', "b/c.bin": b"\x00\x01"})
     created = client.post(f"/api/admin/minio/snapshots/create?bucket={bucket}", headers=admin)

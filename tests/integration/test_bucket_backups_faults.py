@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from autograph.dr.objects.manager import MinIOBucketBackupManager
-from autograph.dr.objects.s3io import S3Client, S3Endpoint
+from autograph.dr.buckets.manager import MinIOBucketBackupManager
 from autograph.errors import DependencyDown, IntegrityError, InvalidInput, NotFound
+from autograph.s3.bulk import S3Client, S3Endpoint
 from autograph.stack.lifecycle import Stack
 from bucketbackups import Buckets, S3Proxy, bucket_settings
 from dbbackups import recorded_events

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from autograph.dr.objects.http11 import Link, ProtocolError
+from autograph.s3.http11 import Link, ProtocolError
 
 
 class Canned:

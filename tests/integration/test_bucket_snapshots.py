@@ -15,9 +15,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from autograph.dr.objects.snapshot_store import INDEX_SUFFIX
-from autograph.dr.objects.snapshots import SnapshotManager
-from autograph.dr.snapshot_schedule import run_due
+from autograph.dr.buckets.snapshots.manager import SnapshotManager
+from autograph.dr.buckets.snapshots.schedule import run_due
+from autograph.dr.buckets.snapshots.store import INDEX_SUFFIX
 from autograph.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from autograph.stack.lifecycle import Stack
 from bucketbackups import Buckets, bucket_settings
@@ -250,8 +250,8 @@ def test_cli_takes_lists_and_restores_the_newest_snapshot_of_a_bucket(
 
 def test_a_mass_deletion_is_flagged_and_recovery_plans_from_the_snapshot_before_it(
         infra_stack: Stack, manager: SnapshotManager, buckets: Buckets, clock: Clock) -> None:
-    from autograph.dr import recovery_backups
-    from autograph.dr.recovery import RecoveryOptions
+    from autograph.dr.recovery import backups as recovery_backups
+    from autograph.dr.recovery.options import RecoveryOptions
 
     bucket = _bucket(buckets, FIRST)
     good = manager.take(bucket).snapshot
@@ -288,7 +288,7 @@ def test_a_mass_deletion_is_flagged_and_recovery_plans_from_the_snapshot_before_
 
 def test_dr_status_shows_each_buckets_newest_snapshot_and_its_age(
         infra_stack: Stack, manager: SnapshotManager, buckets: Buckets, clock: Clock) -> None:
-    from autograph.dr.runtime import snapshot_states
+    from autograph.dr.daemon import snapshot_states
 
     bucket = _bucket(buckets, {"k": b"v"})
     taken = manager.take(bucket).snapshot
@@ -307,7 +307,7 @@ def test_dr_status_shows_each_buckets_newest_snapshot_and_its_age(
 
 
 def test_a_failed_cli_snapshot_is_journaled_for_the_gateways_monitor(buckets: Buckets) -> None:
-    from autograph.dr.journal import journal_path
+    from autograph.dr.ops.journal import journal_path
 
     missing = buckets.settings.app_buckets[2]  # never created
     failed = _cli(buckets.settings, "create", missing)

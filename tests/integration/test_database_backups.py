@@ -15,7 +15,7 @@ from psycopg_pool import ConnectionPool
 from autograph.dr.catalog import open_catalog
 from autograph.dr.postgres import DatabaseBackupManager
 from autograph.errors import Conflict, IntegrityError, NotFound, OperationFailed
-from autograph.s3client import backup_client
+from autograph.s3.boto import backup_client
 from autograph.stack.lifecycle import Stack
 from dbbackups import isolated_settings, kill_child_when, recorded_events, table_rows
 from stackutil import free_port_block

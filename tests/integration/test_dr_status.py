@@ -16,8 +16,8 @@ from alertservers import free_port
 from autograph.cli.main import app as cli_app
 from autograph.clock import utc_now
 from autograph.config import Settings, load_settings
-from autograph.dr.report import HistoryEntry
-from autograph.dr.runtime import runtime_for
+from autograph.dr.daemon import runtime_for
+from autograph.dr.drill.report import HistoryEntry
 from autograph.services.gateway.app import create_app
 from catalogutil import add_backup, local_catalog
 from stackutil import settings_env

@@ -21,7 +21,7 @@ from alertservers import free_port
 from autograph.clock import utc_now
 from autograph.config import Settings
 from autograph.dr.catalog import open_catalog
-from autograph.s3client import backup_client, ensure_buckets
+from autograph.s3.boto import backup_client, ensure_buckets
 from autograph.stack.lifecycle import Stack
 from stackutil import settings_env
 
@@ -143,8 +143,8 @@ def test_two_gateways_run_one_scheduled_backup_and_a_restart_does_not_repeat_it(
 def test_two_gateways_take_one_snapshot_of_a_bucket_per_interval(
         gateway_settings: Settings, gateways: list[Gateway], infra_stack: Stack,
         tmp_path: Path) -> None:
-    from autograph.dr.objects.snapshot_store import SnapshotStore
-    from autograph.s3client import app_client
+    from autograph.dr.buckets.snapshots.store import SnapshotStore
+    from autograph.s3.boto import app_client
 
     token = secrets.token_hex(3)
     bucket, kept_in = f"gw-snap-{token}", f"gw-mbk-{token}"

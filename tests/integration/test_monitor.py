@@ -13,12 +13,12 @@ import pytest
 
 from alertservers import free_port, health_server
 from autograph.config import Settings, load_settings
-from autograph.dr import hooks, journal
 from autograph.dr.alerts.dispatcher import AlertDispatcher
 from autograph.dr.alerts.file import FileChannel
-from autograph.dr.hooks import BackupEvent
-from autograph.dr.monitor import Expected, Monitor, Watched
-from autograph.s3client import make_client
+from autograph.dr.monitor.monitor import Expected, Monitor, Watched
+from autograph.dr.ops import hooks, journal
+from autograph.dr.ops.hooks import BackupEvent
+from autograph.s3.boto import make_client
 from autograph.stack.health import http_probe, postgres_probe, s3_probe
 from catalogutil import add_backup, local_catalog
 
@@ -270,7 +270,7 @@ def test_stale_journaled_events_are_dropped(
 
 def test_snapshots_dead_mans_switch_per_bucket(tmp_path: Path, dispatcher: AlertDispatcher,
                                                clock: Clock, alerts_log: Path) -> None:
-    from autograph.dr.objects.snapshot_store import INDEX_SUFFIX, snapshot_name
+    from autograph.dr.buckets.snapshots.store import INDEX_SUFFIX, snapshot_name
 
     settings = settings_for(tmp_path, app_buckets=("b-one",), snapshot_interval_seconds=120)
     monitor = make_monitor(tmp_path, dispatcher, clock, settings=settings)

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from autograph.cli.main import app
 from autograph.dr.postgres.physical import PhysicalBackupManager
-from autograph.dr.postgres.walstream import streaming_lag_bytes
 from autograph.errors import OperationFailed
+from autograph.stack.infra import streaming_lag_bytes
 from autograph.stack.lifecycle import Stack
 from stackutil import make_home, remove_home, settings_env, stack_settings
 
@@ -153,7 +153,7 @@ def test_cli_reports_the_wal_stream_and_prunes_wal_no_base_backup_needs(stack: S
 
 
 def test_scheduled_base_backup_then_prune_keeps_the_newest(stack: Stack) -> None:
-    from autograph.dr.runtime import build_schedules, open_catalogs
+    from autograph.dr.daemon import build_schedules, open_catalogs
 
     catalogs = open_catalogs(stack.settings, stack.creds)
     schedule = next(s for s in build_schedules(stack.settings, stack.creds, catalogs)

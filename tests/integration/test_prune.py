@@ -10,11 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from autograph.cli.main import app
-from autograph.dr import locks
 from autograph.dr.catalog import Catalog
-from autograph.dr.prune import pin, prune, prune_kind
+from autograph.dr.ops import locks
+from autograph.dr.retention.prune import pin, prune, prune_kind
 from autograph.errors import Conflict
-from autograph.s3client import backup_client, make_client
+from autograph.s3.boto import backup_client, make_client
 from autograph.stack.lifecycle import Stack
 from catalogutil import add_backup, local_catalog, names, two_tier_catalog
 from stackutil import free_port_block

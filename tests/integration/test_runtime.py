@@ -11,11 +11,11 @@ from pathlib import Path
 from alertservers import free_port
 from autograph.clock import utc_now
 from autograph.config import load_settings
-from autograph.dr import journal
 from autograph.dr.alerts.file import FileChannel
-from autograph.dr.hooks import BackupEvent
-from autograph.dr.runtime import Runtime, build_scheduler, open_catalogs
-from autograph.s3client import app_client, backup_client, ensure_buckets
+from autograph.dr.daemon import Runtime, build_scheduler, open_catalogs
+from autograph.dr.ops import journal
+from autograph.dr.ops.hooks import BackupEvent
+from autograph.s3.boto import app_client, backup_client, ensure_buckets
 from autograph.stack.lifecycle import Stack
 from catalogutil import add_backup, local_catalog
 

@@ -10,9 +10,9 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from autograph.dr import locks
 from autograph.dr.catalog import Catalog
-from autograph.dr.prune import prune_kind
+from autograph.dr.ops import locks
+from autograph.dr.retention.prune import prune_kind
 from autograph.dr.scheduler import Schedule, Scheduler
 from autograph.errors import OperationFailed
 from catalogutil import add_backup, local_catalog, names

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from autograph.cli.main import app as cli_app
-from autograph.s3client import app_client
+from autograph.s3.boto import app_client
 from autograph.stack.lifecycle import Stack
 from stackutil import settings_env
 

@@ -14,7 +14,7 @@ import httpx
 import psycopg
 import pytest
 
-from autograph.s3client import app_client
+from autograph.s3.boto import app_client
 from autograph.stack.lifecycle import Stack
 
 SERVICES = ("gateway", "auth", "diagram")

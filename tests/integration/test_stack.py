@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from autograph.cli.main import app
 from autograph.errors import ConfigError
-from autograph.s3client import app_client
+from autograph.s3.boto import app_client
 from autograph.stack.lifecycle import Stack
 from stackutil import make_home, remove_home, settings_env, stack_settings
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from autograph.clock import fixed_clock
-from autograph.dr.objects import members
-from autograph.dr.objects.archive import (
+from autograph.dr.buckets import members
+from autograph.dr.buckets.archive import (
     MANIFEST_MEMBER,
     SUMS_MEMBER,
     ArchiveWriter,

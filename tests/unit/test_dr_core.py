@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from autograph.dr import hooks, locks
-from autograph.dr.jobs import JobRegistry
 from autograph.dr.models import ProgressFn, validate_name
+from autograph.dr.ops import hooks, locks
+from autograph.dr.ops.jobs import JobRegistry
 from autograph.dr.postgres.restore import count_mismatches
 from autograph.dr.postgres.server import derived_name
 from autograph.errors import Conflict, InvalidInput, NotFound

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from autograph.dr.models import BackupEntry, Verification, VerificationStatus
+from autograph.dr.monitor.status import source_status, worst
 from autograph.dr.scheduler import NextRun
-from autograph.dr.status import source_status, worst
 
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

@@ -10,7 +10,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from autograph.dr.drill_models import (
+from autograph.dr.drill.models import (
     CRITERIA,
     DrillReport,
     RpoFigures,
@@ -19,7 +19,7 @@ from autograph.dr.drill_models import (
     Targets,
     checklist,
 )
-from autograph.dr.report import (
+from autograph.dr.drill.report import (
     drill_schedule,
     load_history,
     next_quarterly,

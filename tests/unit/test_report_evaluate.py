@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from autograph.dr.drill_integrity import Fingerprint, TableFingerprint
-from autograph.dr.drill_measure import Evidence, evaluate
-from autograph.dr.drill_models import CRITERIA, Targets
-from autograph.dr.recovery import RecoveryReport
-from autograph.dr.rpo import DataLoss
-from autograph.dr.steps import StepResult
+from autograph.dr.drill.measure import Evidence, evaluate
+from autograph.dr.drill.models import CRITERIA, Targets
+from autograph.dr.drill.rpo import DataLoss
+from autograph.dr.ops.steps import StepResult
+from autograph.dr.recovery.integrity import Fingerprint, TableFingerprint
+from autograph.dr.recovery.run import RecoveryReport
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 GREEN = {"health": {"ok": True, "detail": "7 components healthy"},

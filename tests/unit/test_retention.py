@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autograph.dr.retention import (
+from autograph.dr.retention.policy import (
     BUCKET_POLICY,
     DATABASE_POLICY,
     Candidate,

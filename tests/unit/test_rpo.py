@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autograph.dr.rpo import AckedWrite, data_loss, parse_log
+from autograph.dr.drill.rpo import AckedWrite, data_loss, parse_log
 from autograph.errors import InvalidInput
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

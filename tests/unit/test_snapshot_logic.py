@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from autograph.dr.objects.snapshot_prune import SnapshotPolicy, thin
-from autograph.dr.objects.snapshot_store import Snapshot, SnapshotObject, parse_name, snapshot_name
-from autograph.dr.objects.snapshots import shrinkage
-from autograph.dr.status import snapshot_status
+from autograph.dr.buckets.snapshots.manager import shrinkage
+from autograph.dr.buckets.snapshots.prune import SnapshotPolicy, thin
+from autograph.dr.buckets.snapshots.store import Snapshot, SnapshotObject, parse_name, snapshot_name
+from autograph.dr.monitor.status import snapshot_status
 from autograph.errors import IntegrityError, InvalidInput
 
 NOON = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)

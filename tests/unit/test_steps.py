@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from autograph.dr.steps import Operation, Outcome, Skip, Step, StepContext
+from autograph.dr.ops.steps import Operation, Outcome, Skip, Step, StepContext
 from autograph.errors import Conflict, OperationFailed
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from autograph.dr.models import BackupEntry, Verification
-from autograph.dr.recovery_backups import apply_named, restore_first
+from autograph.dr.recovery.backups import apply_named, restore_first
 from autograph.errors import DependencyDown, IntegrityError, InvalidInput, NotFound
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

@@ -7,7 +7,6 @@ subgroups or commands through their own ``register(backup_app)``: ``cli/backup_o
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -30,8 +29,6 @@ from autograph.secrets import load_credentials
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
 NameArg = Annotated[str, typer.Argument(help="backup name (see `autograph backup db list`)")]
-OPTIONAL_GROUPS = ("autograph.cli.backup_objects", "autograph.cli.backup_retention",
-                   "autograph.cli.backup_base", "autograph.cli.backup_snapshots")
 
 out = Console()
 db_app = typer.Typer(help="PostgreSQL backups (pg_dump -Fc, local disk + S3).",
@@ -227,22 +224,16 @@ def show_sync(report: SyncReport, json_output: bool) -> None:
 def _journal_events() -> None:
     """Record this command's backup events (failures, small backups, verifications) in the
     event journal, where the gateway's monitor turns them into alerts."""
-    from autograph.dr import hooks, journal
-
+    from autograph.dr.ops import hooks, journal
     hooks.on_event(journal.recorder(journal.journal_path(load_settings().dr_dir)))
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``autograph backup`` (with ``db`` and any optional subgroups) to ``app``."""
-    backup_app = typer.Typer(help="Back up and restore the database and the buckets.",
-                             no_args_is_help=True, callback=_journal_events)
-    backup_app.add_typer(db_app, name="db")
-    for module_name in OPTIONAL_GROUPS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
-        module.register(backup_app)
+    """Add ``autograph backup`` to ``app`` (the other kinds attach their subgroups to
+    ``backup_app``: see :func:`autograph.cli.main.register_all`)."""
     app.add_typer(backup_app, name="backup")
+
+
+backup_app = typer.Typer(help="Back up and restore the database and the buckets.",
+                         no_args_is_help=True, callback=_journal_events)
+backup_app.add_typer(db_app, name="db")

@@ -12,9 +12,9 @@ from autograph.cli.backup import progress_bar
 from autograph.cli.output import console, emit_json
 from autograph.config import load_settings
 from autograph.dr.postgres.physical import PhysicalBackupManager, prune_wal, wal_summary
-from autograph.dr.postgres.walstream import streaming_lag_bytes
 from autograph.errors import AutographError, InvalidInput
 from autograph.secrets import load_credentials
+from autograph.stack.infra import streaming_lag_bytes
 from autograph.stack.lifecycle import Stack
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]

@@ -27,10 +27,10 @@ from autograph.cli.backup import (
 )
 from autograph.cli.output import console, emit_json
 from autograph.config import load_settings
+from autograph.dr.buckets.backup import CountsFn
+from autograph.dr.buckets.manager import MinIOBucketBackupManager
+from autograph.dr.buckets.models import validate_bucket
 from autograph.dr.models import ProgressFn, validate_name
-from autograph.dr.objects.backup import CountsFn
-from autograph.dr.objects.manager import MinIOBucketBackupManager
-from autograph.dr.objects.models import validate_bucket
 from autograph.errors import AutographError
 from autograph.secrets import load_credentials
 

@@ -18,7 +18,7 @@ from autograph.cli.output import console, emit_json
 from autograph.clock import utc_now
 from autograph.config import load_settings
 from autograph.dr.catalog import Catalog, open_catalog
-from autograph.dr.prune import PRUNED_KINDS, PruneReport, pin, prune
+from autograph.dr.retention.prune import PRUNED_KINDS, PruneReport, pin, prune
 from autograph.errors import OperationFailed
 from autograph.secrets import load_credentials
 

@@ -17,7 +17,7 @@ from autograph.cli.backup import JsonOpt, YesOpt, _size, out
 from autograph.cli.output import console, emit_json
 from autograph.clock import isoformat
 from autograph.config import load_settings
-from autograph.dr.objects.snapshots import SnapshotManager
+from autograph.dr.buckets.snapshots.manager import SnapshotManager
 from autograph.errors import AutographError, InvalidInput, NotFound
 from autograph.secrets import load_credentials
 

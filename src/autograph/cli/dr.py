@@ -5,13 +5,13 @@ test, also ``python test_disaster_recovery.py --simulate``). ``dr status`` comes
 
 from __future__ import annotations
 
-import importlib
 import sys
 from datetime import datetime
 from typing import Annotated
 
 import typer
 
+from autograph.cli import dr_status
 from autograph.cli.output import console, emit_json
 from autograph.config import load_settings
 from autograph.errors import AutographError, InvalidInput, OperationFailed
@@ -63,7 +63,8 @@ def recover(
     step is timed and bounded; re-running after an interruption continues from the first
     unfinished step. The report goes to HOME/dr/recoveries/.
     """
-    from autograph.dr.recovery import Recovery, RecoveryOptions
+    from autograph.dr.recovery.options import RecoveryOptions
+    from autograph.dr.recovery.run import Recovery
     from autograph.stack.lifecycle import Stack
 
     settings = load_settings()
@@ -124,10 +125,11 @@ def drill(
     recovery and measures it against the plan's targets and success criteria. Exits 0 only
     when every drill passed. Reports go to HOME/dr/reports/, history to HOME/dr/drills.jsonl.
     """
-    from autograph.dr.drill import DrillOptions, run_drills
-    from autograph.dr.drill_models import SCENARIOS, Targets
-    from autograph.dr.report import summary_line
-    from autograph.dr.workload import DatasetSpec
+    from autograph.dr.drill.models import Targets
+    from autograph.dr.drill.report import summary_line
+    from autograph.dr.drill.run import DrillOptions, run_drills
+    from autograph.dr.drill.workload import DatasetSpec
+    from autograph.dr.models import SCENARIOS
 
     del simulate
     if live and not confirm_live:
@@ -167,14 +169,8 @@ def _s(value: float | None) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    """Attach ``autograph dr`` (and ``dr status`` when ``cli/dr_status.py`` exists)."""
-    try:
-        status = importlib.import_module("autograph.cli.dr_status")
-    except ModuleNotFoundError as exc:
-        if exc.name != "autograph.cli.dr_status":
-            raise
-    else:
-        status.register(dr_app)
+    """Attach ``autograph dr`` (with ``dr status``)."""
+    dr_status.register(dr_app)
     app.add_typer(dr_app, name="dr")
 
 

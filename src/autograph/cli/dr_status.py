@@ -19,7 +19,7 @@ from autograph.config import load_settings
 from autograph.secrets import load_credentials
 
 if TYPE_CHECKING:
-    from autograph.dr.status import DrStatus
+    from autograph.dr.monitor.status import DrStatus
 
 out = Console()
 EXIT_CODES = {"ok": 0, "warning": 1, "critical": 2}
@@ -104,7 +104,7 @@ def status_command(
     """Backups per kind against the RPO target, next scheduled runs, alerts, drills."""
     # Imported here, not at the top: the runtime brings FastAPI, which every other command
     # (and ``--help``) would pay for at start.
-    from autograph.dr.runtime import collect_status
+    from autograph.dr.daemon import collect_status
 
     settings = load_settings()
     status = collect_status(settings, load_credentials(settings), clock=utc_now)

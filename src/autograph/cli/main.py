@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 import typer
 from typer.core import TyperGroup
 
+from autograph.cli import (
+    admin,
+    backup,
+    backup_base,
+    backup_objects,
+    backup_retention,
+    backup_snapshots,
+    dr,
+)
 from autograph.cli import stack as stack_cli
 from autograph.cli.output import fail
 from autograph.errors import AutographError
@@ -17,12 +27,13 @@ class AutographGroup(TyperGroup):
     """The root command group: an AutographError anywhere below becomes one line on stderr
     and its exit code (so CliRunner tests see what an operator sees)."""
 
-    def invoke(self, ctx: click.Context) -> object:
+    def invoke(self, ctx: Any) -> object:  # typer vendors click: its Context type is private
         try:
             return super().invoke(ctx)
         except AutographError as exc:
             click.echo(f"error: {exc.message}", err=True)
             ctx.exit(exc.exit_code)
+            raise  # not reached: ctx.exit raises
 
 
 app = typer.Typer(
@@ -35,25 +46,15 @@ app = typer.Typer(
 stack_cli.register(app)
 
 
-def _register_optional() -> None:
-    """Attach the command groups of the DR core (each lives in its own module)."""
-    import importlib
-
-    for module_name, attribute in (
-        ("autograph.cli.backup", "register"),
-        ("autograph.cli.admin", "register"),
-        ("autograph.cli.dr", "register"),
-    ):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
-        getattr(module, attribute)(app)
+def register_all() -> None:
+    """Attach every command group: the stack, backups of each kind, admin and dr."""
+    for group in (backup_objects, backup_retention, backup_base, backup_snapshots):
+        group.register(backup.backup_app)
+    for top in (backup, admin, dr):
+        top.register(app)
 
 
-_register_optional()
+register_all()
 
 
 def run() -> None:

@@ -18,7 +18,7 @@ How a producer (DatabaseBackupManager, MinIOBucketBackupManager) uses it::
     entry = catalog.commit(manifest)               # S3 copy (failure recorded), manifests last
     # on any failure before commit: catalog.discard(artifact_key)
 
-Callers hold the kind's lock (:mod:`autograph.dr.locks`) around writes and cleanup.
+Callers hold the kind's lock (:mod:`autograph.dr.ops.locks`) around writes and cleanup.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from autograph.config import Settings
-from autograph.dr import locks
 from autograph.dr.models import (
     MANIFEST_SUFFIX,
     BackupEntry,
@@ -46,6 +45,7 @@ from autograph.dr.models import (
     manifest_key,
     validate_name,
 )
+from autograph.dr.ops import locks
 from autograph.dr.storage import BackupStore, ByteProgress, sha256_of
 from autograph.dr.storage.follow import FollowUpload
 from autograph.dr.storage.local import LocalStore, LocalWriter
@@ -84,7 +84,7 @@ class SyncReport:
 def open_catalog(settings: Settings, creds: Credentials | None, kind: Kind,
                  *, with_s3: bool = True) -> Catalog:
     """The catalog of ``kind`` for these settings (S3 tier omitted when ``with_s3`` is False)."""
-    from autograph.s3client import backup_client
+    from autograph.s3.boto import backup_client
 
     local = LocalStore(settings.backups_dir / LOCAL_FOLDERS[kind])
     remote: S3Store | None = None

@@ -141,3 +141,8 @@ class StepRecord(BaseModel):
 
 
 RestoreResult.model_rebuild()
+
+
+Scenario = Literal["complete", "database", "objects"]
+"""The plan's disaster scenarios, shared by recovery and the drill."""
+SCENARIOS: tuple[Scenario, ...] = ("complete", "database", "objects")

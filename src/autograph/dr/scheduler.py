@@ -7,7 +7,7 @@ start-up delay). After a failed run the source waits ``retry`` before trying aga
 recorded in a small state file beside the lock, so every process sees them.
 
 One run at a time across processes: a run holds ``BACKUPS/.locks/schedule-<kind>.lock``
-(an ``fcntl`` lock through :func:`autograph.dr.locks.acquire`) and decides what is due only
+(an ``fcntl`` lock through :func:`autograph.dr.ops.locks.acquire`) and decides what is due only
 once it holds it, re-reading the catalog. A second gateway that tries meanwhile gets the lock
 after the first one committed its backup, finds nothing due and does nothing. Why a file lock:
 the schedulers must agree while PostgreSQL or Redis are down (a bucket backup does not need
@@ -32,9 +32,9 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from autograph.clock import Clock, isoformat, utc_now
-from autograph.dr import hooks, locks
 from autograph.dr.catalog import Catalog
 from autograph.dr.models import BackupEntry, Kind
+from autograph.dr.ops import hooks, locks
 from autograph.errors import AutographError, Conflict
 
 log = logging.getLogger("autograph.dr.scheduler")

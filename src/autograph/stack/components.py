@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from autograph.config import Settings
-from autograph.s3client import app_client
+from autograph.s3.boto import app_client
 from autograph.secrets import Credentials
 from autograph.stack import infra
 from autograph.stack.health import (

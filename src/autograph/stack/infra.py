@@ -13,7 +13,7 @@ from pathlib import Path
 from autograph import commands
 from autograph.config import Settings
 from autograph.errors import ConfigError
-from autograph.s3client import app_client, backup_client, ensure_buckets
+from autograph.s3.boto import app_client, backup_client, ensure_buckets
 from autograph.secrets import Credentials
 from autograph.stack.health import Health, Probe
 
@@ -250,12 +250,29 @@ def ensure_s3_buckets(settings: Settings, creds: Credentials) -> None:
 
 # WAL streaming ---------------------------------------------------------------------------------
 
+WALSTREAM_APPLICATION_NAME = "autograph_walstream"
+"""How the WAL receiver names itself to PostgreSQL (``pg_stat_replication``)."""
+
+
+def streaming_lag_bytes(settings: Settings, creds: Credentials) -> int | None:
+    """Bytes of WAL written by the server but not yet flushed by the receiver (None: not
+    streaming)."""
+    import psycopg
+
+    with psycopg.connect(host=settings.host, port=settings.pg_port, user=settings.pg_user,
+                         password=creds.pg_password, dbname="postgres",
+                         connect_timeout=3) as conn:
+        row = conn.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn)::bigint "
+            "FROM pg_stat_replication WHERE application_name = %s", (WALSTREAM_APPLICATION_NAME,)
+        ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
 def walstream_probe(settings: Settings, creds: Credentials) -> Probe:
     """Healthy when the server sees our WAL receiver streaming."""
 
     def probe() -> Health:
-        from autograph.dr.postgres.walstream import streaming_lag_bytes
-
         try:
             lag = streaming_lag_bytes(settings, creds)
         except Exception as exc:  # PostgreSQL down: the receiver cannot be streaming

@@ -2,7 +2,7 @@
 
 create · verify [deep] · restore (into a new database, checked, then swapped; the previous
 database kept for rollback) · rollback · list · delete · sync. One operation of the database kind
-at a time (:mod:`autograph.dr.locks`); outcomes go to :mod:`autograph.dr.hooks`.
+at a time (:mod:`autograph.dr.ops.locks`); outcomes go to :mod:`autograph.dr.ops.hooks`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from pydantic import JsonValue
 
 from autograph.clock import Clock, utc_now
 from autograph.config import Settings
-from autograph.dr import hooks, locks
 from autograph.dr.catalog import Catalog, SyncReport, open_catalog
 from autograph.dr.models import (
     BackupEntry,
@@ -34,6 +33,7 @@ from autograph.dr.models import (
     no_progress,
     validate_name,
 )
+from autograph.dr.ops import hooks, locks
 from autograph.dr.postgres.dump import dump_database
 from autograph.dr.postgres.restore import check_counts, load_dump, toc_entries
 from autograph.dr.postgres.server import PgServer, derived_name

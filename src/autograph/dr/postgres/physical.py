@@ -25,7 +25,6 @@ from typing import Any
 from autograph import commands
 from autograph.clock import Clock, isoformat, utc_now
 from autograph.config import Settings
-from autograph.dr import hooks, locks
 from autograph.dr.catalog import Catalog, open_catalog
 from autograph.dr.models import (
     BackupEntry,
@@ -34,6 +33,7 @@ from autograph.dr.models import (
     Verification,
     no_progress,
 )
+from autograph.dr.ops import hooks, locks
 from autograph.dr.postgres.server import PgServer
 from autograph.dr.postgres.walstream import wal_root
 from autograph.errors import AutographError, NotFound, OperationFailed

@@ -20,9 +20,9 @@ from autograph import commands
 from autograph.config import Settings, load_settings
 from autograph.errors import DependencyDown
 from autograph.secrets import Credentials, load_credentials
+from autograph.stack.infra import WALSTREAM_APPLICATION_NAME
 
 SLOT = "autograph_wal"
-APPLICATION_NAME = "autograph_walstream"
 
 
 def wal_root(settings: Settings) -> Path:
@@ -52,7 +52,7 @@ def cluster_wal_dir(settings: Settings, creds: Credentials) -> Path:
 
 
 def _client_env(settings: Settings, creds: Credentials) -> dict[str, str]:
-    return {"PGPASSWORD": creds.pg_password, "PGAPPNAME": APPLICATION_NAME,
+    return {"PGPASSWORD": creds.pg_password, "PGAPPNAME": WALSTREAM_APPLICATION_NAME,
             "PGCONNECT_TIMEOUT": "5"}
 
 
@@ -73,21 +73,6 @@ def ensure_slot(settings: Settings, creds: Credentials) -> None:
          "--no-password"],
         env=_client_env(settings, creds), what="pg_receivewal --create-slot", timeout=30,
     )
-
-
-def streaming_lag_bytes(settings: Settings, creds: Credentials) -> int | None:
-    """Bytes of WAL written by the server but not yet flushed by the receiver (None: not
-    streaming)."""
-    import psycopg
-
-    with psycopg.connect(host=settings.host, port=settings.pg_port, user=settings.pg_user,
-                         password=creds.pg_password, dbname="postgres",
-                         connect_timeout=3) as conn:
-        row = conn.execute(
-            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn)::bigint "
-            "FROM pg_stat_replication WHERE application_name = %s", (APPLICATION_NAME,)
-        ).fetchone()
-    return None if row is None or row[0] is None else int(row[0])
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from autograph.config import Settings
-from autograph.s3client import app_client
+from autograph.s3.boto import app_client
 from autograph.secrets import Credentials, load_credentials
 
 log = logging.getLogger("autograph.services")

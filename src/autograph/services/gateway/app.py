@@ -1,18 +1,19 @@
 """The API gateway (port 8080): ``uvicorn autograph.services.gateway.app:create_app --factory``.
 
 The single entry point: proxies /api/auth, /api/users and /api/diagrams to the services,
-serves the admin/DR API (``autograph.dr.api.router``, when that module exists), its own
+serves the admin/DR API and `/metrics` (:mod:`autograph.dr.api.routes`), its own
 ``/health``, ``/health/all`` and the merged OpenAPI docs at ``/docs``.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 
 from autograph.config import Settings, load_settings
+from autograph.dr.api import routes as dr_routes
+from autograph.dr.daemon import gateway_extension
 from autograph.logs import setup_logging
 from autograph.services.collaboration.relay import relay_router
-from autograph.services.common.app import Hook
 from autograph.services.common.app import create_app as create_service_app
 from autograph.services.common.checks import postgres_connect_check, redis_check, s3_check
 from autograph.services.common.resources import Resources
@@ -20,29 +21,6 @@ from autograph.services.gateway.docs import merged_openapi
 from autograph.services.gateway.proxy import make_client
 from autograph.services.gateway.routes import health_router, proxy_router
 from autograph.stack.components import build_components
-
-
-def admin_routers() -> list[APIRouter]:
-    """The DR engineer's admin router, if ``autograph.dr.api`` exists."""
-    try:
-        from autograph.dr.api import router
-    except ModuleNotFoundError as exc:
-        if exc.name != "autograph.dr.api":
-            raise
-        return []
-    return [router]
-
-
-def dr_extension() -> tuple[list[Hook], list[Hook], list[APIRouter]]:
-    """The DR runtime (backup schedules, monitor) as startup/shutdown hooks, and ``/metrics``,
-    if ``autograph.dr.runtime`` exists."""
-    try:
-        from autograph.dr.runtime import gateway_extension
-    except ModuleNotFoundError as exc:
-        if exc.name != "autograph.dr.runtime":
-            raise
-        return [], [], []
-    return gateway_extension()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -56,10 +34,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def close_http(_resources: Resources) -> None:
         await http.aclose()
 
-    dr_start, dr_stop, dr_routers = dr_extension()
+    dr_start, dr_stop = gateway_extension()
     app = create_service_app(
         "AutoGraph API gateway", settings,
-        [health_router, *admin_routers(), *dr_routers, relay_router, proxy_router],
+        [health_router, *dr_routes.routers, relay_router, proxy_router],
         {"postgres": postgres_connect_check(resources), "redis": redis_check(resources),
          "s3": s3_check(resources)},
         resources=resources, on_startup=dr_start, on_shutdown=[*dr_stop, close_http],

@@ -1,0 +1,434 @@
+"""The gateway's background DR work: the backup schedules and the monitor, wired from settings.
+
+:class:`Runtime` starts one scheduler thread per backup kind (each run guarded by its
+cross-process lock, see :mod:`autograph.dr.scheduler`) and one monitor thread. Every gateway
+process journals its backup events (:mod:`autograph.dr.ops.journal`); one of them, the leader (it
+holds ``BACKUPS/.locks/monitor.lock``), runs the monitor and the alert dispatcher, whose state
+it keeps in ``HOME/dr/alerts-state.json``. When the leader stops, another process takes over
+with that state, so an alert already sent is not sent again and is still resolved once.
+
+The gateway takes its startup/shutdown hooks and the ``/metrics`` router from
+:func:`gateway_extension`; routes find the running instance with :func:`runtime_for`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from autograph.clock import Clock, utc_now
+from autograph.config import Settings
+from autograph.dr.alerts.console import ConsoleChannel
+from autograph.dr.alerts.dispatcher import AlertDispatcher
+from autograph.dr.alerts.email import EmailChannel
+from autograph.dr.alerts.file import FileChannel
+from autograph.dr.alerts.models import Alert, Channel
+from autograph.dr.alerts.slack import SlackChannel
+from autograph.dr.catalog import Catalog, open_catalog
+from autograph.dr.models import Kind
+from autograph.dr.monitor.monitor import Expected, Monitor, Role, Watched
+from autograph.dr.monitor.status import (
+    ALERT_STATE_NAME,
+    DrStatus,
+    SnapshotStatus,
+    overall,
+    read_alert_state,
+    snapshot_status,
+    source_status,
+)
+from autograph.dr.monitor.status import drills_of as drill_status
+from autograph.dr.ops import hooks, journal, locks
+from autograph.dr.retention.prune import PRUNED_KINDS, prune_kind
+from autograph.dr.scheduler import BackupFn, Schedule, Scheduler
+from autograph.errors import Conflict
+from autograph.secrets import Credentials, load_credentials
+
+log = logging.getLogger("autograph.dr.daemon")
+
+
+# Wiring from settings ------------------------------------------------------------------------
+
+def record_events(settings: Settings) -> Callable[[], None]:
+    """Journal this process's backup events for the gateway's monitor (for processes that
+    run backups without a Runtime, e.g. the CLI); returns the unsubscribe function."""
+    return hooks.on_event(journal.recorder(journal.journal_path(settings.dr_dir)))
+
+
+def build_channels(settings: Settings) -> list[Channel]:
+    """Console and file always; e-mail when an SMTP host and recipients are set; Slack when a
+    webhook URL is set."""
+    channels: list[Channel] = [ConsoleChannel(), FileChannel(settings.alerts_log_path)]
+    if settings.smtp_host and settings.alert_email_to:
+        channels.append(EmailChannel(
+            host=settings.smtp_host, port=settings.smtp_port,
+            from_addr=settings.alert_email_from, to_addrs=tuple(settings.alert_email_to),
+            username=settings.smtp_user, password=settings.smtp_password,
+            starttls=settings.smtp_starttls))
+    if settings.slack_webhook_url is not None:
+        channels.append(SlackChannel(settings.slack_webhook_url))
+    return channels
+
+
+def build_dispatcher(settings: Settings, *, clock: Clock = utc_now,
+                     channels: list[Channel] | None = None) -> AlertDispatcher:
+    """The dispatcher with the configured channels and its state in ``HOME/dr``."""
+    return AlertDispatcher(
+        build_channels(settings) if channels is None else channels, clock,
+        retry_attempts=settings.alert_retry_attempts,
+        backoff_seconds=settings.alert_backoff_seconds,
+        state_path=settings.dr_dir / ALERT_STATE_NAME)
+
+
+SCHEDULED_KINDS: tuple[Kind, ...] = (*PRUNED_KINDS, "basebackup")
+"""The plan's scheduled kinds (database dumps, bucket archives) and the base backups that,
+with the streamed WAL, give recovery to the latest point (SPEC §7)."""
+
+
+def open_catalogs(settings: Settings, creds: Credentials) -> dict[Kind, Catalog]:
+    """The scheduled kinds' catalogs over both tiers."""
+    return {kind: open_catalog(settings, creds, kind) for kind in SCHEDULED_KINDS}
+
+
+def database_backup(settings: Settings, creds: Credentials, clock: Clock) -> BackupFn:
+    """Runs one scheduled database backup (``scheduled_backup_<ts>``)."""
+
+    def run(_source: str) -> object:
+        from autograph.dr.postgres import DatabaseBackupManager
+
+        return DatabaseBackupManager(settings, creds, clock=clock).create(scheduled=True)
+
+    return run
+
+
+def bucket_backup(settings: Settings, creds: Credentials, clock: Clock) -> BackupFn:
+    """Runs one scheduled backup of a bucket (``scheduled_<bucket>_<ts>``)."""
+
+    def run(bucket: str) -> object:
+        from autograph.dr.buckets.manager import MinIOBucketBackupManager
+
+        manager = MinIOBucketBackupManager(settings, creds, clock=clock)
+        return manager.create(bucket, scheduled=True)
+
+    return run
+
+
+def base_backup(settings: Settings, creds: Credentials, clock: Clock) -> BackupFn:
+    """Runs one scheduled base backup of the cluster (``scheduled_base_<ts>``)."""
+
+    def run(_source: str) -> object:
+        from autograph.dr.postgres.physical import PhysicalBackupManager
+
+        return PhysicalBackupManager(settings, creds, clock=clock).create(tags=("scheduled",))
+
+    return run
+
+
+def intervals(settings: Settings) -> dict[Kind, timedelta]:
+    """The schedule interval of each kind."""
+    return {"database": timedelta(seconds=settings.database_backup_interval_seconds),
+            "bucket": timedelta(seconds=settings.bucket_backup_interval_seconds),
+            "basebackup": timedelta(seconds=settings.base_backup_interval_seconds)}
+
+
+def sources(settings: Settings) -> dict[Kind, tuple[str, ...]]:
+    """What each kind backs up: the application database; the application buckets; the
+    whole cluster (base backups)."""
+    return {"database": (settings.pg_database,), "bucket": tuple(settings.app_buckets),
+            "basebackup": ("cluster",)}
+
+
+def build_schedules(settings: Settings, creds: Credentials, catalogs: dict[Kind, Catalog],
+                    clock: Clock = utc_now) -> list[Schedule]:
+    """The plan's schedules, each followed by a prune of its kind."""
+    runners = {"database": database_backup(settings, creds, clock),
+               "bucket": bucket_backup(settings, creds, clock),
+               "basebackup": base_backup(settings, creds, clock)}
+    every, what = intervals(settings), sources(settings)
+
+    def pruner(kind: Kind) -> Callable[[], object]:
+        if kind == "basebackup":
+            from autograph.dr.postgres.physical import prune_base_backups
+
+            return lambda: prune_base_backups(settings, catalogs[kind])
+        return lambda: prune_kind(catalogs[kind], clock())
+
+    return [Schedule(kind, every[kind], what[kind], catalogs[kind], runners[kind], pruner(kind))
+            for kind in SCHEDULED_KINDS]
+
+
+def build_scheduler(settings: Settings, creds: Credentials, catalogs: dict[Kind, Catalog],
+                    clock: Clock = utc_now) -> Scheduler:
+    """A scheduler over :func:`build_schedules` with the configured delays."""
+    return Scheduler(build_schedules(settings, creds, catalogs, clock), settings.backups_dir,
+                     clock=clock, startup_delay=settings.scheduler_startup_delay_seconds,
+                     retry=settings.scheduler_retry_seconds)
+
+
+def build_watched(settings: Settings, creds: Credentials) -> list[Watched]:
+    """The stack's components as probes: PostgreSQL, S3 (and a separate backup S3), the rest
+    as services (Redis, WAL streaming, the application services)."""
+    from autograph.s3.boto import backup_client
+    from autograph.stack.components import build_components
+    from autograph.stack.health import s3_probe
+
+    roles: dict[str, Role] = {"postgres": "database", "s3": "s3"}
+    watched = [Watched(c.name, roles.get(c.name, "service"), c.health)
+               for c in build_components(settings, creds)]
+    if settings.backup_s3_endpoint:
+        watched.append(Watched("backup-s3", "backup_s3", s3_probe(
+            lambda: backup_client(settings, creds, retries=1, connect_timeout=1,
+                                  read_timeout=5))))
+    return watched
+
+
+def expected_sources(settings: Settings) -> list[Expected]:
+    """Every scheduled source, for the dead-man's switch."""
+    every = intervals(settings)
+    return [Expected(kind, source, every[kind])
+            for kind, names in sources(settings).items() for source in names]
+
+
+def snapshot_states(settings: Settings, creds: Credentials, now: datetime,
+                    unreachable: dict[str, str]) -> list[SnapshotStatus]:
+    """Per application bucket, its newest snapshot's age (none when snapshots are off)."""
+    from autograph.dr.buckets.snapshots.store import SnapshotStore, parse_name
+
+    if not (settings.scheduler_enabled and settings.snapshot_interval_seconds > 0):
+        return []
+    store = SnapshotStore(settings, creds)
+    per_tier, down = store.names()
+    unreachable.update({f"snapshot/{tier}": why for tier, why in down.items()})
+    names = {n for found in per_tier.values() for n in found}
+    dated = [(n, *parse_name(n)) for n in names]
+    return [snapshot_status(bucket, [(n, at) for n, b, at in dated if b == bucket], now=now,
+                            interval=settings.snapshot_interval_seconds,
+                            rpo_target_seconds=settings.rpo_target_seconds)
+            for bucket in settings.app_buckets]
+
+
+def collect_status(settings: Settings, creds: Credentials, *, clock: Clock = utc_now,
+                   scheduler: Scheduler | None = None,
+                   catalogs: dict[Kind, Catalog] | None = None,
+                   alerts: list[Alert] | None = None) -> DrStatus:
+    """The DR status now: catalogs, schedule plan, active alerts (from ``alerts`` or the
+    persisted monitor state) and the drill history. Unreachable tiers are reported, not raised.
+    """
+    now = clock()
+    catalogs = catalogs or open_catalogs(settings, creds)
+    if scheduler is None:  # not the running one: a missed run shows as due now
+        scheduler = build_scheduler(settings, creds, catalogs, clock)
+        scheduler.started_at = now - scheduler.startup_delay
+    listings = {kind: catalog.list() for kind, catalog in catalogs.items()}
+    unreachable = {f"{kind}/{tier}": why for kind, listing in listings.items()
+                   for tier, why in listing.unreachable.items()}
+    plan = {(run.kind, run.source): run for run in scheduler.plan(
+        listings={kind: listing.backups for kind, listing in listings.items()})}
+    every = intervals(settings)
+    margin = timedelta(seconds=settings.backup_overdue_margin_seconds)
+    states = [source_status(kind, source, listings[kind].backups, plan.get((kind, source)),
+                            now=now, interval=every[kind], margin=margin,
+                            rpo_target_seconds=settings.rpo_target_seconds)
+              for kind, names in sources(settings).items() for source in names]
+    snapshots = snapshot_states(settings, creds, now, unreachable)
+    active = alerts if alerts is not None else read_alert_state(settings.dr_dir)[0]
+    drills = drill_status(settings.dr_dir, now)
+    return DrStatus(generated_at=now,
+                    status=overall(states, active, drills, unreachable, snapshots),
+                    snapshots=snapshots,
+                    rpo_target_seconds=settings.rpo_target_seconds,
+                    rto_target_seconds=settings.rto_target_seconds,
+                    scheduler_enabled=settings.scheduler_enabled,
+                    scheduler_last_tick=scheduler.last_tick_at, sources=states,
+                    active_alerts=active, drills=drills, unreachable=unreachable)
+
+
+# The running part ----------------------------------------------------------------------------
+
+class Runtime:
+    """Scheduler threads, the monitor thread and (while leader) the dispatcher of one process.
+
+    ``channels`` replaces the configured channels (tests); ``clock`` drives schedules, the
+    monitor and alert times.
+    """
+
+    def __init__(self, settings: Settings, creds: Credentials | None = None, *,
+                 clock: Clock = utc_now, channels: list[Channel] | None = None) -> None:
+        self.settings = settings
+        self.creds = creds or load_credentials(settings)
+        self.clock = clock
+        self.channels = channels
+        self.catalogs = open_catalogs(settings, self.creds)
+        self.scheduler = build_scheduler(settings, self.creds, self.catalogs, clock)
+        self.journal_path = journal.journal_path(settings.dr_dir)
+        self.dispatcher: AlertDispatcher | None = None
+        self.monitor: Monitor | None = None
+        self._leader: locks.OperationLock | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._unsubscribe: Callable[[], None] | None = None
+        self._status_cache: tuple[float, DrStatus] | None = None
+        self._status_lock = threading.Lock()
+
+    @property
+    def is_leader(self) -> bool:
+        """True while this process runs the monitor and owns the alert state."""
+        return self._leader is not None
+
+    def start(self) -> None:
+        """Journal this process's backup events; start the enabled threads."""
+        record = journal.recorder(self.journal_path)
+
+        def on_event(event: hooks.BackupEvent) -> None:
+            record(event)
+            self._wake.set()
+
+        self._unsubscribe = hooks.on_event(on_event)
+        if self.settings.scheduler_enabled:
+            for kind in SCHEDULED_KINDS:
+                self._spawn(f"dr-scheduler-{kind}", self.scheduler.run, self._stop,
+                            self.settings.scheduler_poll_seconds, [kind])
+        if self.settings.scheduler_enabled and self.settings.snapshot_interval_seconds > 0:
+            self._spawn("dr-snapshots", self._snapshot_loop)
+        if self.settings.monitor_enabled:
+            self._spawn("dr-monitor", self._monitor_loop)
+        log.info("DR runtime started (scheduler %s, monitor %s)",
+                 "on" if self.settings.scheduler_enabled else "off",
+                 "on" if self.settings.monitor_enabled else "off")
+
+    def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the threads (a backup in progress is left to finish in its daemon thread),
+        flush and close the dispatcher, give up the leadership."""
+        self._stop.set()
+        self._wake.set()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self.dispatcher is not None:
+            self.dispatcher.close(timeout)
+        if self._leader is not None:
+            self._leader.release()
+            self._leader = None
+
+    def try_lead(self) -> bool:
+        """Become the monitor leader if no other process is; build the monitor then."""
+        if self._leader is not None:
+            return True
+        try:
+            self._leader = locks.acquire(self.settings.backups_dir, "monitor", "monitor")
+        except Conflict:
+            return False
+        self.dispatcher = build_dispatcher(self.settings, clock=self.clock,
+                                           channels=self.channels)
+        self.monitor = Monitor(
+            self.settings, self.dispatcher, self.catalogs, expected=expected_sources(
+                self.settings), watched=build_watched(self.settings, self.creds),
+            clock=self.clock, journal_path=self.journal_path, s3_client=self._s3_client,
+            scheduled_only=self.settings.scheduler_enabled)
+        log.info("this process now runs the DR monitor")
+        return True
+
+    def _snapshot_loop(self) -> None:
+        from autograph.dr.buckets.snapshots import schedule as snapshot_schedule
+        from autograph.dr.buckets.snapshots.manager import SnapshotManager
+
+        manager = SnapshotManager(self.settings, self.creds, clock=self.clock)
+        snapshot_schedule.loop(manager, self.settings.snapshot_interval_seconds, self._stop)
+
+    def _s3_client(self) -> Any:
+        from autograph.s3.boto import app_client
+
+        return app_client(self.settings, self.creds, retries=1, connect_timeout=2,
+                          read_timeout=30)
+
+    def _monitor_loop(self) -> None:
+        interval = self.settings.monitor_interval_seconds
+        next_full = time.monotonic()
+        while not self._stop.is_set():
+            wait = interval
+            if self.try_lead() and self.monitor is not None:
+                if time.monotonic() >= next_full:
+                    self.monitor.run_once()
+                    next_full = time.monotonic() + interval
+                else:  # woken by a backup event: just handle the events now
+                    self._guarded(self.monitor.process_journal)
+                wait = max(0.0, next_full - time.monotonic())
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    @staticmethod
+    def _guarded(step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception:
+            log.exception("monitor step failed")
+
+    # Reading -----------------------------------------------------------------------------------
+
+    def channels_in_use(self) -> list[Channel]:
+        """The alert channels (configured, or given to the constructor)."""
+        return self.channels if self.channels is not None else build_channels(self.settings)
+
+    def alerts(self, limit: int = 50) -> tuple[list[Alert], list[Alert]]:
+        """Active and recent alerts: the leader's own, else the state the leader persisted."""
+        if self.dispatcher is not None:
+            return self.dispatcher.active(), self.dispatcher.recent(limit)
+        active, recent = read_alert_state(self.settings.dr_dir)
+        return active, recent[:limit]
+
+    def status(self, max_age: float = 0.0) -> DrStatus:
+        """The DR status; the catalog part is reused if read less than ``max_age`` seconds
+        ago, the alerts are always current."""
+        with self._status_lock:
+            cached = self._status_cache
+        if cached is not None and time.monotonic() - cached[0] < max_age:
+            old = cached[1]
+            active = self.alerts()[0]
+            return old.model_copy(update={"active_alerts": active, "status": overall(
+                old.sources, active, old.drills, old.unreachable)})
+        result = collect_status(self.settings, self.creds, clock=self.clock,
+                                scheduler=self.scheduler, catalogs=self.catalogs,
+                                alerts=self.alerts()[0])
+        with self._status_lock:
+            self._status_cache = (time.monotonic(), result)
+        return result
+
+
+Hook = Callable[[Any], Awaitable[None]]
+
+_running: weakref.WeakKeyDictionary[Any, Runtime] = weakref.WeakKeyDictionary()
+
+
+def runtime_for(resources: Any) -> Runtime | None:
+    """The Runtime started for an app's Resources (None when not started)."""
+    return _running.get(resources)
+
+
+def gateway_extension() -> tuple[list[Hook], list[Hook]]:
+    """What the gateway adds: a startup hook that starts a Runtime for its Resources and a
+    shutdown hook that stops it."""
+
+    async def startup(resources: Any) -> None:
+        runtime = Runtime(resources.settings, resources.creds)
+        runtime.start()
+        _running[resources] = runtime
+
+    async def shutdown(resources: Any) -> None:
+        runtime = _running.pop(resources, None)
+        if runtime is not None:
+            await asyncio.to_thread(runtime.stop)
+
+    return [startup], [shutdown]

@@ -1,0 +1,320 @@
+"""``autograph dr recover``: the plan's recovery runbooks as steps, walked over the stack's
+component list in priority order.
+
+Every scenario runs the same seven steps; a step with nothing to do for the scenario (or the
+damage found) is recorded as skipped, with why:
+
+1. assess — state and health of every component, what data is there, which backups to use;
+2. stop_services — complete: every service still running; database: the services that write
+   to it (the gateway stays up, SPEC §8); objects: none (the plan keeps them up);
+3. restore_infrastructure — start the infrastructure components (PostgreSQL, Redis, S3, WAL
+   streaming) where not healthy, recreating lost data folders (a folder that holds no
+   cluster is moved aside, never deleted);
+4. restore_database — complete failure: the newest base backup plus the streamed WAL, replayed
+   to the latest point (SPEC §7; or to ``--to``); corrupted database: the newest verified dump
+   (or, with ``--to``, the base backup + WAL up to that time); ``--backup`` names either. A
+   refused backup falls back to the next older one, a failed replay to the dumps;
+5. restore_buckets — the same per application bucket, ``overwrite=false``;
+6. start_services — every application service not healthy, in priority order (at the same time
+   within a priority), each waited on;
+7. verify — health of all, login, diagram create and read, object references intact.
+
+The backup and restore work is the backup managers'; this module only orders and records it.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from autograph.clock import Clock, isoformat, utc_now
+from autograph.dr.ops.steps import Operation, Outcome, Progress, Skip, Step, StepContext, StepResult
+from autograph.dr.recovery import backups, checks
+from autograph.dr.recovery.options import RecoveryOptions
+from autograph.dr.recovery.start import start_components
+from autograph.errors import InvalidInput, OperationFailed
+from autograph.stack.components import Component
+from autograph.stack.infra import postgres_data_dir
+from autograph.stack.lifecycle import Stack
+
+DEFAULT_TIMEOUTS = {
+    "assess": 120.0, "stop_services": 180.0, "restore_infrastructure": 300.0,
+    "restore_database": 3600.0, "restore_buckets": 3600.0, "start_services": 600.0,
+    "verify": 300.0,
+}
+
+
+class RecoveryReport(BaseModel):
+    """What a recovery did: each step, the backups used, and what to do if it stopped."""
+
+    scenario: str
+    params: dict[str, Any]
+    status: str
+    started_at: datetime
+    finished_at: datetime
+    steps: list[StepResult]
+    failed_step: str | None = None
+    next_action: str = ""
+    issues: list[str] = Field(default_factory=list)
+    report_dir: str | None = None
+
+
+class Recovery:
+    """One recovery run over a stack."""
+
+    def __init__(self, stack: Stack, options: RecoveryOptions, *, clock: Clock = utc_now,
+                 state_path: Path | None = None) -> None:
+        self.stack = stack
+        self.settings = stack.settings
+        self.options = options
+        self.clock = clock
+        self.state_path = state_path or self.settings.dr_dir / "recovery" / "state.json"
+        self._reference_scan: Future[dict[str, Any]] | None = None
+
+    # The steps --------------------------------------------------------------------------
+    def steps(self) -> list[Step]:
+        """The seven steps, with their timeouts and failure advice."""
+        limits = {**DEFAULT_TIMEOUTS, **self.options.timeouts}
+        table = [
+            ("assess", self._assess, "check the backup folder and S3 credentials"),
+            ("stop_services", self._stop_services, "stop them with `autograph stop NAME`"),
+            ("restore_infrastructure", self._restore_infrastructure,
+             "see the component's log (`autograph logs NAME`); fix it and re-run"),
+            ("restore_database", self._restore_database,
+             "name an older verified backup with --backup, or check `autograph backup db list`"),
+            ("restore_buckets", self._restore_buckets,
+             "name an older bucket backup with --backup, or check the S3 server"),
+            ("start_services", self._start_services,
+             "see the service's log (`autograph logs NAME`); fix it and re-run"),
+            ("verify", self._verify, "see the failed checks in the report and the service logs"),
+        ]
+        return [Step(name, run, limits[name], advice) for name, run, advice in table]
+
+    def operation(self) -> Operation:
+        """The resumable operation (state under HOME/dr/recovery)."""
+        return Operation("recovery", self.steps(), params=self.options.params(),
+                         state_path=self.state_path, clock=self.clock)
+
+    def run(self, progress: Progress = lambda _m: None,
+            on_step: Any = None, fresh: bool = False) -> RecoveryReport:
+        """Run (or resume) the recovery and write its report.
+
+        Raises Conflict when another recovery runs or one with other parameters is pending
+        (unless ``fresh``). A failed step does not raise: the report names it.
+        """
+        operation = self.operation()
+        if fresh:
+            operation.discard()
+        result = operation.run(progress, on_step=on_step)
+        issues = [issue for step in result.steps for issue in step.data.get("issues", [])]
+        report = RecoveryReport(
+            scenario=self.options.scenario, params=result.params, status=result.status,
+            started_at=result.started_at, finished_at=result.finished_at, steps=result.steps,
+            failed_step=result.failed_step, next_action=result.next_action, issues=issues)
+        report.report_dir = str(write_recovery_report(report, self.settings.dr_dir))
+        return report
+
+    # 1. assess --------------------------------------------------------------------------
+    def _assess(self, ctx: StepContext) -> Outcome:
+        rows = {row.name: row for row in self.stack.ps()}
+        components = {name: {"state": row.state, "healthy": row.healthy,
+                             "detail": row.detail[:120]} for name, row in rows.items()}
+        down = [name for name, row in rows.items() if not row.healthy]
+        data: dict[str, Any] = {"components": components, "down": down, "issues": []}
+        data["postgres_cluster"] = (postgres_data_dir(self.settings) / "PG_VERSION").exists()
+        plan = backups.plan(self.stack, self.options, s3_up="s3" not in down)
+        plan["method"] = self._database_method(plan)
+        data["plan"] = plan
+        wanted = plan["base"] if plan["method"] == "physical" else plan["database"]
+        if self.options.scenario in ("complete", "database") and not wanted:
+            raise OperationFailed("no verified database backup to restore"
+                                  + backups.why_none(plan, "database"))
+        if self.options.scenario in ("complete", "objects"):
+            missing = [b for b in self.settings.app_buckets if not plan["buckets"].get(b)]
+            if missing:
+                data["issues"].append(f"no verified backup of bucket(s) {', '.join(missing)}"
+                                      "; they will be left as found")
+        if self.options.scenario == "objects" and "postgres" in down:
+            data["issues"].append("PostgreSQL is down too: consider --scenario complete")
+        detail = (f"down: {', '.join(down)}" if down else "every component healthy")
+        chosen = wanted[:1] if self.options.scenario != "objects" else []
+        chosen += [v[0] for v in plan["buckets"].values() if v]
+        return Outcome(f"{detail}; backups: {', '.join(chosen) or 'none'}", data)
+
+    def _database_method(self, plan: dict[str, Any]) -> str:
+        """``physical`` (base backup + WAL) for a complete failure, or with ``--to`` for a
+        corrupted database; else ``dump``. Raises InvalidInput for a base backup named for a
+        corrupted database without ``--to`` (replaying to the end would replay the damage)."""
+        if not plan["base"]:
+            return "dump"
+        if self.options.scenario == "complete" or self.options.to is not None:
+            return "physical"
+        if not plan["database"]:  # only a named base backup is left
+            raise InvalidInput("only base backups to restore from: recovering a corrupted "
+                               "database from one needs --to (a time before the corruption); "
+                               "the latest point has the corruption too")
+        return "dump"
+
+    # 2. stop services -------------------------------------------------------------------
+    def _stop_services(self, ctx: StepContext) -> Outcome:
+        scenario = self.options.scenario
+        if scenario == "objects":
+            raise Skip("scenario objects: services keep running (the plan's Scenario 3)")
+        keep = {"gateway"} if scenario == "database" else set()
+        stopped = []
+        if self.stack.supervisor.running():
+            states = self.stack.supervisor.all_info()
+            for component in reversed(self.stack.components):
+                if component.kind != "service" or component.name in keep:
+                    continue
+                info = states.get(component.name)
+                if info and info.state in ("RUNNING", "STARTING", "BACKOFF"):
+                    self.stack.stop(component.name)
+                    stopped.append(component.name)
+        if not stopped:
+            raise Skip("no application service was running")
+        return Outcome(f"stopped {', '.join(stopped)}", {"stopped": stopped})
+
+    # 3. infrastructure ------------------------------------------------------------------
+    def _restore_infrastructure(self, ctx: StepContext) -> Outcome:
+        physical = ctx.data("assess")["plan"]["method"] == "physical"
+        rebuilt = {"postgres", "walstream"} if physical else set()
+        todo = [c for c in self._unhealthy("infrastructure") if c.name not in rebuilt]
+        if not todo:
+            raise Skip("every infrastructure component healthy"
+                       + (" (PostgreSQL is rebuilt from its base backup next)" if physical
+                          else ""), {"healthy_at": {}})
+        moved = []
+        if any(c.name == "postgres" for c in todo):
+            moved = _set_aside_broken_cluster(self.settings.data_dir, self.clock)
+        started = start_components(self.stack, todo, self.clock)
+        shown = ", ".join(f"{n} {s:.1f} s" for n, s in started.seconds.items())
+        issues = [f"moved a broken data folder aside: {m}" for m in moved]
+        return Outcome(f"started {shown}", {"seconds": started.seconds,
+                                            "healthy_at": started.healthy_at,
+                                            "moved_aside": moved, "issues": issues})
+
+    def _unhealthy(self, kind: str) -> list[Component]:
+        """The components of ``kind`` not healthy now; one whose process is not running is
+        not probed (a probe of a dead server can take seconds of retries)."""
+        states = self.stack.supervisor.all_info()
+        found = []
+        for component in self.stack.components:
+            if component.kind != kind:
+                continue
+            info = states.get(component.name)
+            running = info is not None and info.state in ("RUNNING", "STARTING")
+            if (component.managed and not running) or not component.health().healthy:
+                found.append(component)
+        return found
+
+    # 4. database ------------------------------------------------------------------------
+    def _restore_database(self, ctx: StepContext) -> Outcome:
+        if self.options.scenario == "objects":
+            raise Skip("scenario objects: the database is not restored")
+        plan = ctx.data("assess")["plan"]
+        issues: list[str] = []
+        if plan["method"] == "physical":
+            had_cluster = (postgres_data_dir(self.settings) / "PG_VERSION").exists()
+            try:
+                outcome = backups.recover_physical(self.stack, plan["base"], self.options.to,
+                                                   self.clock)
+                return Outcome(f"recovered {outcome['backup']} + streamed WAL to "
+                               f"{outcome['result']['replayed_to']} in "
+                               f"{outcome['restore_seconds']:.1f} s", outcome)
+            except OperationFailed as exc:
+                if not plan["database"]:
+                    raise
+                issues.append(f"point-in-time recovery failed ({exc.message}); restored the "
+                              "newest verified dump instead")
+                self._ready_for_dump(had_cluster)
+        outcome = backups.restore_database(self.stack, plan["database"])
+        outcome["issues"] = outcome.get("issues", []) + issues
+        detail = f"restored {outcome['backup']} in {outcome['restore_seconds']:.1f} s"
+        if outcome["refused"]:
+            detail += f" (after refusing {len(outcome['refused'])} newer)"
+        return Outcome(detail, outcome)
+
+    def _ready_for_dump(self, had_cluster: bool) -> None:
+        """After a failed physical recovery: a data folder that was not there before is set
+        aside, and PostgreSQL (an empty cluster if need be) is started for the dump."""
+        self.stack.stop("postgres")
+        folder = postgres_data_dir(self.settings)
+        if not had_cluster and folder.exists():
+            stamp = f"{self.clock():%Y%m%dT%H%M%SZ}"
+            os.rename(folder, folder.with_name(f"postgres.failed_pitr_{stamp}"))
+        start_components(self.stack, [c for c in self.stack.components
+                                      if c.name in ("postgres", "walstream")], self.clock)
+
+    # 5. buckets -------------------------------------------------------------------------
+    def _restore_buckets(self, ctx: StepContext) -> Outcome:
+        if self.options.scenario == "database":
+            raise Skip("scenario database: buckets are not restored")
+        plan = ctx.data("assess")["plan"]
+        outcome = backups.restore_buckets(self.stack, plan["buckets"])
+        if not outcome["buckets"]:
+            raise Skip("no bucket backup to restore", outcome)
+        counts = ", ".join(f"{b} {v['restored']}+{v['skipped']} skipped"
+                           for b, v in outcome["buckets"].items())
+        return Outcome(f"{counts} in {outcome['restore_seconds']:.1f} s", outcome)
+
+    # 6. services ------------------------------------------------------------------------
+    def _start_services(self, ctx: StepContext) -> Outcome:
+        todo = self._unhealthy("service")
+        if not todo:
+            raise Skip("every application service healthy", {"healthy_at": {}})
+        if not self._unhealthy("infrastructure"):  # the scan needs PostgreSQL and S3 only
+            self._reference_scan = checks.start_reference_scan(self.stack)
+        started = start_components(self.stack, todo, self.clock)
+        shown = ", ".join(f"{n} {s:.1f} s" for n, s in started.seconds.items())
+        return Outcome(f"started {shown}", {"seconds": started.seconds,
+                                            "healthy_at": started.healthy_at})
+
+    # 7. verify --------------------------------------------------------------------------
+    def _verify(self, ctx: StepContext) -> Outcome:
+        scan, self._reference_scan = self._reference_scan, None
+        found = checks.verify(self.stack, self.clock, scan)
+        failed = [name for name, check in found.items() if not check["ok"]]
+        data = {"checks": found, "issues": [found[n]["detail"] for n in failed
+                                            if n == "references"]}
+        blocking = [name for name in failed if name != "references"]
+        if blocking:
+            raise OperationFailed("; ".join(f"{n}: {found[n]['detail']}" for n in blocking))
+        note = f" (warning: {found['references']['detail']})" if "references" in failed else ""
+        return Outcome(f"{len(found)} checks green{note}", data)
+
+
+def _set_aside_broken_cluster(data_dir: Path, clock: Clock) -> list[str]:
+    """A PostgreSQL data folder without a cluster in it is renamed, never deleted."""
+    folder = data_dir / "postgres"
+    if folder.exists() and not (folder / "PG_VERSION").exists() and any(folder.iterdir()):
+        target = folder.with_name(f"postgres.lost-{clock():%Y%m%dT%H%M%SZ}")
+        os.rename(folder, target)
+        return [str(target)]
+    return []
+
+
+def write_recovery_report(report: RecoveryReport, dr_dir: Path) -> Path:
+    """``HOME/dr/recoveries/<timestamp>-<scenario>/report.json`` and ``report.md``."""
+    folder = dr_dir / "recoveries" / f"{report.started_at:%Y%m%dT%H%M%SZ}-{report.scenario}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.json").write_text(report.model_dump_json(indent=2))
+    lines = [f"# Recovery ({report.scenario}): {report.status}", "",
+             f"Started {isoformat(report.started_at)}, finished {isoformat(report.finished_at)}.",
+             "", "| step | started | duration | status | detail |", "|---|---|---|---|---|"]
+    for step in report.steps:
+        mark = " (resumed)" if step.resumed else ""
+        lines.append(f"| {step.name}{mark} | {isoformat(step.started_at)} | "
+                     f"{step.duration_seconds:.2f} s | {step.status} | "
+                     f"{step.detail.replace('|', '/')} |")
+    if report.next_action:
+        lines += ["", f"**Next:** {report.next_action}"]
+    if report.issues:
+        lines += ["", "## Issues", ""] + [f"- {issue}" for issue in report.issues]
+    (folder / "report.md").write_text("\n".join(lines) + "\n")
+    return folder
