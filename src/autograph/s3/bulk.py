@@ -141,7 +141,10 @@ class Response:
 class S3Client:
     """A thread-safe S3 client over at most ``pool_size`` idle keep-alive connections.
 
-    Requests whose body is bytes are retried ``retries`` times on network errors and 5xx.
+    Requests are retried ``retries`` times on network errors and 5xx, except that a request
+    which is not idempotent (``POST``: create or complete a multipart upload) goes out on a fresh
+    link and is never re-sent once it may have reached the server: a second "complete" could
+    fail or a second "create" leave an orphan upload, so the error is reported instead.
     """
 
     def __init__(
@@ -169,11 +172,13 @@ class S3Client:
         )
 
     # Connections -------------------------------------------------------------------------
-    def _acquire(self) -> tuple[Link, bool]:
-        """An idle link (``True``: reused, it may have gone stale) or a new one."""
-        with self._lock:
-            if self._idle:
-                return self._idle.pop(), True
+    def _acquire(self, fresh: bool = False) -> tuple[Link, bool]:
+        """An idle link (``True``: reused, it may have gone stale) or a new one (always new
+        when ``fresh``)."""
+        if not fresh:
+            with self._lock:
+                if self._idle:
+                    return self._idle.pop(), True
         return Link(self._host, self._port, self._timeout, self._ssl), False
 
     def _release(self, conn: Link) -> None:
@@ -212,6 +217,7 @@ class S3Client:
         path = "/" + quote_path(bucket) + ("/" + quote_path(key, safe="/") if key else "")
         query = canonical_query(params or {})
         label = what or f"{method} {bucket}/{key}".rstrip("/")
+        idempotent = method != "POST"
         delay = 0.2
         attempt = stale = 0
         while True:
@@ -226,12 +232,17 @@ class S3Client:
             conn: Link | None = None
             reused = False
             try:
-                conn, reused = self._acquire()
+                conn, reused = self._acquire(fresh=not idempotent)
                 conn.send(method, path + ("?" + query if query else ""), send, body)
                 status, answer = conn.read_head()
             except OSError as exc:
                 if conn is not None:
                     conn.close()
+                if not idempotent:
+                    raise DependencyDown(
+                        f"S3 at {self.endpoint.url}: {label} interrupted ({exc}); not re-sent, "
+                        "it may have been applied"
+                    ) from None
                 if reused and stale < self._pool_size:
                     stale += 1  # the server closed an idle link: so, likely, the others
                     self.close()
@@ -366,9 +377,10 @@ class S3Client:
             return ET.fromstring(resp.read()).findtext(f"{_NS}UploadId", "")
 
     def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: Body) -> str:
-        """Upload part ``number`` (the server checks its Content-MD5); return the etag.
+        """Upload part ``number`` and return the etag the server gives it.
 
-        Raises OperationFailed if the etag the server answers is not the part's MD5.
+        The server checks the part against its Content-MD5 and refuses a damaged one (BadDigest);
+        the etag itself is opaque (not an MD5 under SSE-KMS or SSE-C), so it is not compared.
         """
         digest = hashlib.md5(body, usedforsecurity=False).digest()
         params = {"partNumber": str(number), "uploadId": upload_id}
@@ -384,12 +396,9 @@ class S3Client:
         ) as resp:
             resp.read()
             etag = resp.header("ETag").strip('"')
-        if etag and etag != digest.hex():
-            raise OperationFailed(
-                f"S3 stored part {number} of {bucket}/{key} damaged "
-                f"(etag {etag}, expected {digest.hex()})"
-            )
-        return etag or digest.hex()
+        if not etag:
+            raise OperationFailed(f"S3 gave part {number} of {bucket}/{key} no etag")
+        return etag
 
     def complete_multipart(self, bucket: str, key: str, upload_id: str, etags: list[str]) -> str:
         """Assemble the parts (etags in part order); return the object's etag."""

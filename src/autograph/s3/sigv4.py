@@ -64,10 +64,12 @@ class Signer:
                 self._day, self._key = day, key
             return self._key
 
-    def sign(self, method: str, path: str, query: str, headers: dict[str, str]) -> None:
+    def sign(self, method: str, path: str, query: str, headers: dict[str, str],
+             stamp: str | None = None) -> None:
         """Add ``x-amz-date`` and ``Authorization`` to ``headers`` (which must hold ``host`` and
-        ``x-amz-content-sha256``); every header present is signed."""
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        ``x-amz-content-sha256``); every header present is signed. ``stamp`` (``YYYYMMDDTHHMMSSZ``,
+        default now) pins the time, for tests against a reference signer."""
+        stamp = stamp or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         headers["x-amz-date"] = stamp
         names = sorted(headers, key=str.lower)
         canonical_headers = "".join(
