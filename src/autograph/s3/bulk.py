@@ -19,123 +19,24 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass
-from types import TracebackType
 from urllib.parse import unquote_plus, urlsplit
 
-from autograph.errors import DependencyDown, NotFound, OperationFailed
+from autograph.errors import DependencyDown, OperationFailed
 from autograph.s3.http11 import Link
+from autograph.s3.response import (
+    META_PREFIX,
+    ListedObject,
+    ObjectHead,
+    ObjectMissing,
+    Response,
+)
 from autograph.s3.sigv4 import S3Endpoint, Signer, canonical_query, quote_path
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 UNSIGNED = "UNSIGNED-PAYLOAD"
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _RETRY_STATUS = frozenset({500, 502, 503, 504})
-META_PREFIX = "x-amz-meta-"
 Body = bytes | bytearray | memoryview
-
-
-class ObjectMissing(NotFound):
-    """The key (or bucket) does not exist (S3 404)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ListedObject:
-    """One entry of a bucket listing."""
-
-    key: str
-    size: int
-    etag: str
-    last_modified: str
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectHead:
-    """What a GET or HEAD says about an object."""
-
-    size: int
-    etag: str
-    content_type: str
-    metadata: dict[str, str]
-    last_modified: str
-
-
-class Response:
-    """A response whose body is read by the caller; ``close()`` returns the link to the pool."""
-
-    def __init__(self, client: S3Client, link: Link, status: int, headers: dict[str, str]) -> None:
-        self._client = client
-        self._link: Link | None = link
-        self.status = status
-        self.headers = headers
-
-    def header(self, name: str, default: str = "") -> str:
-        return self.headers.get(name.lower(), default)
-
-    def head(self) -> ObjectHead:
-        """The object's size, etag, content type, user metadata and modification time."""
-        meta = {
-            k[len(META_PREFIX) :]: v for k, v in self.headers.items() if k.startswith(META_PREFIX)
-        }
-        length = self.header("Content-Range").rpartition("/")[2] or self.header("Content-Length")
-        return ObjectHead(
-            int(length or 0),
-            self.header("ETag").strip('"'),
-            self.header("Content-Type"),
-            meta,
-            self.header("Last-Modified"),
-        )
-
-    def readinto(self, view: memoryview) -> int:
-        """Body bytes into ``view``; 0 at the end (the link then goes back to the pool).
-
-        Raises DependencyDown when the connection breaks.
-        """
-        if self._link is None:
-            return 0
-        try:
-            got = self._link.readinto(view)
-        except OSError as exc:
-            self.close(broken=True)
-            raise DependencyDown(f"S3 read failed: {exc}") from None
-        if not got:
-            self.close()
-        return got
-
-    def chunks(self, size: int = 1 << 20) -> Iterator[bytes | bytearray]:
-        """The body, in chunks of at most ``size`` bytes; the link is released at the end."""
-        while self._link is not None:
-            try:
-                data = self._link.read(size)
-            except OSError as exc:
-                self.close(broken=True)
-                raise DependencyDown(f"S3 read failed: {exc}") from None
-            if not data:
-                self.close()
-                return
-            yield data
-
-    def read(self) -> bytes:
-        """The whole body (for small replies)."""
-        return b"".join(self.chunks())
-
-    def close(self, broken: bool = False) -> None:
-        """Give the link back (or drop it: broken, or its body not read to the end)."""
-        if self._link is None:
-            return
-        link, self._link = self._link, None
-        if broken or not link.finished or not link.reusable:
-            link.close()
-        else:
-            self._client._release(link)
-
-    def __enter__(self) -> Response:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close(broken=kind is not None)
 
 
 class S3Client:
@@ -254,7 +155,7 @@ class S3Client:
                 time.sleep(delay if attempt else 0)
                 attempt, delay = attempt + 1, delay * 2
                 continue
-            response = Response(self, conn, status, answer)
+            response = Response(self._release, conn, status, answer)
             if status in ok:
                 return response
             try:

@@ -35,7 +35,8 @@ from autograph.dr.buckets.transfer import FetchOutcome, MiB, fetch_objects
 from autograph.dr.models import StepRecord
 from autograph.dr.storage.local import LocalWriter
 from autograph.errors import AutographError, IntegrityError, OperationFailed
-from autograph.s3.bulk import ListedObject, ObjectHead, S3Client
+from autograph.s3.bulk import S3Client
+from autograph.s3.response import ListedObject, ObjectHead
 
 CountsFn = Callable[[str, int, int, int, int], None]
 """``(phase, objects done, objects total, bytes done, bytes total)``."""

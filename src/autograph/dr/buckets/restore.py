@@ -22,7 +22,8 @@ from typing import Protocol
 from autograph.dr.buckets.archive import iter_archive
 from autograph.dr.buckets.transfer import Budget, MiB, ProgressFn, Tally
 from autograph.errors import AutographError, DependencyDown, IntegrityError, OperationFailed
-from autograph.s3.bulk import Body, ObjectMissing, S3Client
+from autograph.s3.bulk import Body, S3Client
+from autograph.s3.response import ObjectMissing
 
 
 class Restorable(Protocol):

@@ -16,7 +16,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from autograph.errors import DependencyDown
-from autograph.s3.bulk import ListedObject, ObjectHead, ObjectMissing, Response, S3Client
+from autograph.s3.bulk import S3Client
+from autograph.s3.response import ListedObject, ObjectHead, ObjectMissing, Response
 
 MiB = 1 << 20
 CHUNK = MiB

@@ -51,7 +51,8 @@ from autograph.errors import (
     NotFound,
     OperationFailed,
 )
-from autograph.s3.bulk import ListedObject, ObjectMissing, S3Client, S3Endpoint
+from autograph.s3.bulk import S3Client, S3Endpoint
+from autograph.s3.response import ListedObject, ObjectMissing
 from autograph.secrets import Credentials
 
 LOCK_KIND = "snapshot"
