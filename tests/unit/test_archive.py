@@ -366,11 +366,10 @@ def test_not_an_archive_and_missing_file(tmp_path: Path) -> None:
 def test_huge_sizes_and_long_names_use_pax_headers() -> None:
     header = members.tar_header("objects/" + "é" * 300, 9 << 30, 0)
     assert len(header) % 512 == 0 and header[156:157] == b"x"
-    pax_size = members.parse_header(header[:512]).size  # type: ignore[union-attr]
-    records = members.parse_pax(header[512 : 512 + pax_size])
-    assert records == {"path": "objects/" + "é" * 300, "size": str(9 << 30)}
-    last = members.parse_header(header[-512:])
-    assert last is not None and last.typeflag == b"0"
+    with tarfile.open(fileobj=io.BytesIO(header), mode="r|") as tar:
+        info = tar.next()
+    assert info is not None and info.isreg()
+    assert (info.name, info.size) == ("objects/" + "é" * 300, 9 << 30)
 
 
 def test_leaving_the_block_on_an_error_closes_the_writer() -> None:

@@ -363,7 +363,7 @@ def _read_manifest(tar: members.TarReader) -> list[ObjectRecord]:
     first = tar.next_member()
     if first is None or first[0] != MANIFEST_MEMBER:
         raise IntegrityError(f"not a bucket archive: the first member is not {MANIFEST_MEMBER}")
-    body = tar.read_exact(first[1] + len(members.padding(first[1])))[: first[1]]
+    body = tar.read_exact(first[1])
     try:
         records = [ObjectRecord.model_validate_json(line) for line in body.split(b"\n") if line]
     except ValidationError as exc:
@@ -380,7 +380,6 @@ def _iterate(tar: members.TarReader) -> Iterator[tuple[ObjectRecord, members.Mem
     expected = "".join(f"{r.sha256}  {r.member}\n" for r in records).encode()
     if sums is None or sums[0] != SUMS_MEMBER or tar.read_exact(sums[1]) != expected:
         raise IntegrityError(f"{SUMS_MEMBER} is missing or does not match {MANIFEST_MEMBER}")
-    tar.read_exact(len(members.padding(sums[1])))
     for index, record in enumerate(records):
         member = tar.next_member()
         if member is None:

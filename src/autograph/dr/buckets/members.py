@@ -13,8 +13,11 @@ with a plain ``tar -xzf``, unique, and readable where possible:
 member's file nor be a folder of an earlier one, so extraction never overwrites, even on macOS
 or Windows. Names never start with ``/`` and never hold ``..``; members are plain files only.
 
-:class:`TarReader` reads members back from a gzip stream, hashing the raw bytes on the way;
-:class:`MemberStream` streams one member's bytes and checks their sha256.
+Headers are written by :meth:`tarfile.TarInfo.tobuf` (pax format) and read back by the standard
+:mod:`tarfile` stream reader: no hand-written parser of untrusted input. What is ours is the layer
+below it: :class:`TarReader` gunzips with ISA-L (members chained), hashes the raw bytes on the
+way and refuses a truncated gzip stream; :class:`MemberStream` streams one member's bytes and
+checks their sha256.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ import hashlib
 import importlib
 import io
 import re
+import tarfile
 import unicodedata
-from dataclasses import dataclass
 from types import ModuleType
 from typing import BinaryIO
 
@@ -38,14 +41,12 @@ MAX_SEGMENT_BYTES = 255
 MAX_NAME_BYTES = 4000
 
 READ_CHUNK = 1 << 20
-MAX_PAX = 1 << 20
 CODEC: ModuleType = importlib.import_module("isal.isal_zlib")  # ISA-L: zlib's API, faster
 
 _ASCII_SAFE = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 !#$%&'()+,-.;=@[]^_{}~"
 )
 _HINT_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_OCTAL_LIMIT = 8**11  # an 11-digit octal field holds sizes below 8 GiB
 
 
 def _safe_char(ch: str) -> bool:
@@ -112,58 +113,14 @@ class MemberNames:
 # --- headers -------------------------------------------------------------------------------
 
 
-def _pax_record(keyword: str, value: str) -> bytes:
-    body = f" {keyword}={value}\n".encode()
-    length = len(body) + 1
-    while len(str(length)) + len(body) != length:
-        length += 1
-    return str(length).encode() + body
-
-
-def _split_ustar(name: str) -> tuple[str, str] | None:
-    """Split an ASCII name into (prefix, name) fields, or None when ustar cannot hold it."""
-    if not name.isascii():
-        return None
-    if len(name) <= 100:
-        return "", name
-    cut = name.rfind("/", 0, 156)
-    if cut <= 0 or len(name) - cut - 1 > 100:
-        return None
-    return name[:cut], name[cut + 1 :]
-
-
-def _ustar_block(name: str, prefix: str, size: int, mtime: int, typeflag: bytes) -> bytes:
-    block = bytearray(BLOCK)
-    block[0:100] = name.encode().ljust(100, b"\0")
-    block[100:108] = b"0000644\0"
-    block[108:116] = b"0000000\0"
-    block[116:124] = b"0000000\0"
-    block[124:136] = b"%011o\0" % (size if size < _OCTAL_LIMIT else 0)
-    block[136:148] = b"%011o\0" % min(max(mtime, 0), _OCTAL_LIMIT - 1)
-    block[148:156] = b" " * 8
-    block[156:157] = typeflag
-    block[257:265] = b"ustar\x0000"
-    block[345:500] = prefix.encode().ljust(155, b"\0")
-    block[148:156] = b"%06o\0 " % sum(block)
-    return bytes(block)
-
-
 def tar_header(name: str, size: int, mtime: int) -> bytes:
-    """Return the header block(s) of a regular file: ustar, preceded by a pax header if needed."""
-    split = _split_ustar(name)
-    pax = b""
-    if split is None:
-        pax += _pax_record("path", name)
-        ascii_tail = name.encode("ascii", "replace").decode()[-100:].lstrip("/") or "object"
-        split = ("", ascii_tail)
-    if size >= _OCTAL_LIMIT:
-        pax += _pax_record("size", str(size))
-    head = _ustar_block(split[1], split[0], size, mtime, b"0")
-    if not pax:
-        return head
-    pad = b"\0" * (-len(pax) % BLOCK)
-    pax_head = _ustar_block("PaxHeaders/" + split[1][-80:], "", len(pax), mtime, b"x")
-    return pax_head + pax + pad + head
+    """Return the header block(s) of a regular file (mode 0644): ustar, preceded by a pax
+    header when the name or the size does not fit (tarfile decides)."""
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = max(mtime, 0)
+    info.mode = 0o644
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
 def padding(size: int) -> bytes:
@@ -171,74 +128,19 @@ def padding(size: int) -> bytes:
     return b"\0" * (-size % BLOCK)
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
-    """A parsed header block: ``typeflag`` is ``b"0"`` for files, ``b"x"`` for pax records."""
-
-    name: str
-    size: int
-    typeflag: bytes
-
-
-def _number(field: bytes) -> int:
-    if field and field[0] & 0x80:  # GNU base-256
-        return int.from_bytes(field, "big") & ~(0x80 << (8 * (len(field) - 1)))
-    text = field.rstrip(b"\0 ").lstrip(b" ")
-    try:
-        return int(text, 8) if text else 0
-    except ValueError:
-        raise IntegrityError(f"corrupt tar header: bad number {field!r}") from None
-
-
-def parse_header(block: bytes) -> Header | None:
-    """Parse one 512-byte block; None for an end-of-archive (zero) block.
-
-    Raises IntegrityError if the block's checksum does not match.
-    """
-    if block.count(0) == BLOCK:
-        return None
-    expected = _number(block[148:156])
-    if sum(block) - sum(block[148:156]) + 8 * 32 != expected:
-        raise IntegrityError("corrupt tar header: checksum mismatch")
-    name = block[0:100].split(b"\0", 1)[0]
-    prefix = block[345:500].split(b"\0", 1)[0] if block[257:262] == b"ustar" else b""
-    full = (prefix + b"/" + name) if prefix else name
-    typeflag = block[156:157].replace(b"\0", b"0")
-    return Header(full.decode("utf-8", "replace"), _number(block[124:136]), typeflag)
-
-
-def parse_pax(data: bytes) -> dict[str, str]:
-    """Parse pax extended-header records (``"<len> key=value\\n"``).
-
-    Raises IntegrityError on a malformed record.
-    """
-    records: dict[str, str] = {}
-    pos = 0
-    while pos < len(data):
-        space = data.find(b" ", pos)
-        try:
-            length = int(data[pos:space])
-        except ValueError:
-            raise IntegrityError("corrupt pax header") from None
-        record = data[space + 1 : pos + length - 1]
-        keyword, sep, value = record.partition(b"=")
-        if not sep or length <= 0 or data[pos + length - 1 : pos + length] != b"\n":
-            raise IntegrityError("corrupt pax header")
-        records[keyword.decode()] = value.decode("utf-8", "replace")
-        pos += length
-    return records
-
-
 # --- reading -------------------------------------------------------------------------------
 
 
-class TarReader:
-    """Archive bytes in, tar bytes out: gunzips (members chained), hashes and counts the input.
+class TarReader(io.RawIOBase):
+    """Archive bytes in, tar members out: gunzips (members chained), hashes and counts the
+    input, and hands the tar stream to :mod:`tarfile`'s stream reader.
 
-    Raises IntegrityError for a truncated or corrupt gzip stream (checked to its trailer).
+    Raises IntegrityError for a truncated or corrupt gzip stream (checked to its trailer) and for
+    a tar stream that :mod:`tarfile` cannot read.
     """
 
     def __init__(self, raw: BinaryIO) -> None:
+        super().__init__()
         self._raw = raw
         self._engine = CODEC.decompressobj(31)
         self._feed = b""
@@ -246,6 +148,8 @@ class TarReader:
         self._pos = 0
         self.digest = hashlib.sha256()
         self.size = 0
+        self._tar: tarfile.TarFile | None = None
+        self._member: BinaryIO | None = None
 
     def _read_raw(self) -> bytes:
         data = self._raw.read(READ_CHUNK)
@@ -272,42 +176,64 @@ class TarReader:
             if out:
                 return out
 
-    def read(self, limit: int) -> bytes:
+    def readable(self) -> bool:
+        return True
+
+    def read(self, limit: int | None = -1) -> bytes:
         """Return 1 to ``limit`` bytes of tar, or b"" at the end of the gzip stream."""
+        if limit is None or limit < 0:
+            limit = READ_CHUNK
         if self._pos >= len(self._out):
             self._out, self._pos = self._refill(), 0
         data = self._out[self._pos : self._pos + limit]
         self._pos += len(data)
         return data
 
+    def next_member(self) -> tuple[str, int] | None:
+        """Return the next file member's (name, size), or None at the end of the archive.
+
+        Raises IntegrityError for anything but a regular file, or a tar stream that is not one.
+        """
+        try:
+            if self._tar is None:
+                # kept open across calls, closed with the stream it reads: no context manager
+                self._tar = tarfile.open(  # noqa: SIM115
+                    fileobj=self, mode="r|", bufsize=16 * BLOCK)
+            info = self._tar.next()
+        except tarfile.TarError as exc:
+            raise IntegrityError(f"the archive is corrupt (tar: {exc})") from None
+        self._tar.members.clear()  # the stream reader would keep every header: memory stays flat
+        if info is None:
+            self._member = None
+            return None
+        if not info.isreg():
+            raise IntegrityError(f"unexpected tar entry {info.name!r}")
+        self._member = self._tar.extractfile(info)
+        return info.name, info.size
+
+    def read_member(self, limit: int) -> bytes:
+        """Return up to ``limit`` bytes of the current member (b"" at its end).
+
+        Raises IntegrityError if the archive ends inside the member.
+        """
+        if self._member is None:
+            return b""
+        try:
+            return self._member.read(limit)
+        except tarfile.TarError as exc:
+            raise IntegrityError(f"the archive is truncated (tar: {exc})") from None
+
     def read_exact(self, size: int) -> bytes:
-        """Return exactly ``size`` bytes; raises IntegrityError if the archive ends first."""
+        """Return exactly ``size`` bytes of the current member; raises IntegrityError if the
+        archive ends first."""
         parts: list[bytes] = []
         while size > 0:
-            data = self.read(size)
+            data = self.read_member(min(size, READ_CHUNK))
             if not data:
                 raise IntegrityError("the archive is truncated (the tar stream ends early)")
             parts.append(data)
             size -= len(data)
         return b"".join(parts)
-
-    def next_member(self) -> tuple[str, int] | None:
-        """Return the next file member's (name, size), or None at the end-of-archive block."""
-        pax: dict[str, str] = {}
-        while True:
-            header = parse_header(self.read_exact(BLOCK))
-            if header is None:
-                return None
-            if header.typeflag == b"x" and header.size <= MAX_PAX:
-                block = self.read_exact(header.size + len(padding(header.size)))
-                pax = parse_pax(block[: header.size])
-                continue
-            if header.typeflag != b"0":
-                raise IntegrityError(f"unexpected tar entry {header.name!r}")
-            size = pax.get("size", str(header.size))
-            if not size.isdigit():
-                raise IntegrityError(f"corrupt pax header: size {size!r}")
-            return pax.get("path", header.name), int(size)
 
     def finish(self) -> None:
         """Read past the end-of-archive blocks to the end of the gzip stream (checking it)."""
@@ -320,7 +246,7 @@ class MemberStream(io.RawIOBase):
     """The bytes of the current member (``size`` long); checks their sha256 once fully read.
 
     ``read()`` raises IntegrityError when the last byte arrives with the wrong digest; ``label``
-    names the member in that message.
+    names the member in that message. What is left unread is skipped by the next member's read.
     """
 
     def __init__(self, tar: TarReader, size: int, sha256: str, label: str) -> None:
@@ -342,7 +268,7 @@ class MemberStream(io.RawIOBase):
             return self.readall()
         if not self._left:
             return b""
-        data = self._tar.read(min(size, self._left, READ_CHUNK))
+        data = self._tar.read_member(min(size, self._left, READ_CHUNK))
         if not data:
             raise IntegrityError("the archive is truncated (the tar stream ends early)")
         self._digest.update(data)
@@ -360,14 +286,9 @@ class MemberStream(io.RawIOBase):
         return len(data)
 
     def skip(self) -> None:
-        """Discard what was not read (with its padding), without checking the digest."""
-        if not self._left:
-            return
-        while self._left:
-            self._left -= len(self._tar.read_exact(min(self._left, READ_CHUNK)))
-        self._tar.read_exact(len(padding(self.size)))
+        """Discard what was not read (the tar reader moves past it), without checking it."""
+        self._left = 0
 
     def _end(self) -> None:
-        self._tar.read_exact(len(padding(self.size)))
         if self._digest.hexdigest() != self._sha256:
             raise IntegrityError(f"{self.label}: sha256 does not match the manifest")
