@@ -29,7 +29,7 @@ import re
 import tarfile
 import unicodedata
 from types import ModuleType
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from autograph.errors import IntegrityError
 
@@ -149,7 +149,7 @@ class TarReader(io.RawIOBase):
         self.digest = hashlib.sha256()
         self.size = 0
         self._tar: tarfile.TarFile | None = None
-        self._member: BinaryIO | None = None
+        self._member: IO[bytes] | None = None
 
     def _read_raw(self) -> bytes:
         data = self._raw.read(READ_CHUNK)
@@ -202,7 +202,8 @@ class TarReader(io.RawIOBase):
             info = self._tar.next()
         except tarfile.TarError as exc:
             raise IntegrityError(f"the archive is corrupt (tar: {exc})") from None
-        self._tar.members.clear()  # the stream reader would keep every header: memory stays flat
+        # the stream reader would keep every header: dropping them keeps memory flat
+        self._tar.members.clear()  # type: ignore[attr-defined]  # (not in the stubs)
         if info is None:
             self._member = None
             return None
