@@ -12,6 +12,7 @@ command -v pigz >/dev/null 2>&1 || need+=(pigz)
 command -v rclone >/dev/null 2>&1 || need+=(rclone)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
 command -v make >/dev/null 2>&1 || need+=(make)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)  # checks deploy/compose.yaml
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing system packages: ${need[*]}"

@@ -30,9 +30,20 @@ class Settings(BaseSettings):
     pg_port: Port = 5432
     pg_user: str = "autograph"
     pg_database: str = "autograph"
+    pg_host: str | None = Field(default=None, description="external PostgreSQL: not started "
+                                "by `up`, backed up over the network (default: HOST, ours)")
+    pg_password: SecretStr | None = Field(default=None, description="default: HOME/secrets")
+    pg_sslmode: str = Field(default="prefer", pattern="^(disable|allow|prefer|require|"
+                            "verify-ca|verify-full)$", description="libpq sslmode")
+    pg_replication_user: str | None = Field(
+        default=None, description="WAL streaming and base backups (default: PG_USER)")
+    pg_replication_password: SecretStr | None = None
     pg_bin_dir: Path | None = Field(default=None, description="default: newest installed")
     pg_os_user: str = Field(default="postgres", description="unprivileged user when run as root")
     redis_port: Port = 6379
+    redis_url: SecretStr | None = Field(
+        default=None, description="external Redis, redis://[:PASSWORD@]HOST:PORT/DB (a URL "
+        "without a password uses HOME/secrets/redis-password)")
     s3_port: Port = 9000
     s3_endpoint: str | None = Field(default=None, description="external S3 server (MinIO, AWS)")
     s3_access_key: SecretStr | None = None
@@ -56,6 +67,12 @@ class Settings(BaseSettings):
     services: tuple[str, ...] | None = Field(
         default=None, description="application services to run (default: all)"
     )
+    service_hosts: dict[str, str] = Field(
+        default_factory=dict, description='where other services are (containers), JSON: '
+        '{"auth": "auth-service"}; default HOST')
+    secrets_path: Path | None = Field(
+        default=None, description="credentials folder (default: HOME/secrets; containers: "
+        "a mounted Secret)")
 
     # Auth.
     admin_email: str = "admin@autograph.local"
@@ -149,7 +166,7 @@ class Settings(BaseSettings):
 
     @property
     def secrets_dir(self) -> Path:
-        return self.home_dir / "secrets"
+        return self.secrets_path or self.home_dir / "secrets"
 
     @property
     def run_dir(self) -> Path:
@@ -190,13 +207,34 @@ class Settings(BaseSettings):
         """The application S3 endpoint URL."""
         return self.s3_endpoint or f"http://{self.host}:{self.s3_port}"
 
+    @property
+    def pg_address(self) -> str:
+        """The PostgreSQL host: the external one, else ours."""
+        return self.pg_host or self.host
+
+    @property
+    def pg_external(self) -> bool:
+        """True when PostgreSQL is run by someone else (``up`` does not start it)."""
+        return self.pg_host is not None
+
+    @property
+    def redis_external(self) -> bool:
+        """True when Redis is run by someone else (``up`` does not start it)."""
+        return self.redis_url is not None
+
+    @property
+    def s3_external(self) -> bool:
+        """True when the application S3 server is run by someone else."""
+        return self.s3_endpoint is not None
+
     def service_port(self, name: str) -> int:
         """The port of an application service by its stack name (``gateway``, ``auth`` …)."""
         return int(getattr(self, f"{name}_port"))
 
     def service_url(self, name: str) -> str:
         """The base URL of an application service by its stack name."""
-        return f"http://{self.host}:{self.service_port(name)}"
+        host = self.service_hosts.get(name, self.host)
+        return f"http://{host}:{self.service_port(name)}"
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -217,10 +255,11 @@ def ensure_home(settings: Settings) -> None:
     """Create the home folder layout, or raise ConfigError if it is not writable."""
     home = settings.home_dir
     try:
-        for folder in (home, settings.secrets_dir, settings.run_dir, settings.log_dir,
-                       settings.data_dir):
+        for folder in (home, settings.run_dir, settings.log_dir, settings.data_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        os.chmod(settings.secrets_dir, 0o700)
+        if settings.secrets_path is None:  # a mounted secrets folder is not ours to change
+            settings.secrets_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(settings.secrets_dir, 0o700)
         probe = home / ".write-probe"
         probe.write_text("ok")
         probe.unlink()

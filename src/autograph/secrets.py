@@ -6,6 +6,7 @@ import os
 import secrets as _random
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from autograph.config import Settings
 
@@ -37,6 +38,7 @@ class Credentials:
     admin_api_key: str
     backup_s3_access_key: str
     backup_s3_secret_key: str
+    pg_replication_password: str = ""
 
     def __repr__(self) -> str:
         return "Credentials(<hidden>)"
@@ -47,6 +49,14 @@ def _setting(value: object) -> str | None:
     return secret() if secret else None
 
 
+def _optional(path: Path) -> str | None:
+    """A secret file that may be absent (a mounted Secret with only some keys)."""
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
 def load_credentials(settings: Settings) -> Credentials:
     """Load (creating on first use) the stack's credentials."""
     folder = settings.secrets_dir
@@ -54,13 +64,20 @@ def load_credentials(settings: Settings) -> Credentials:
         folder / "s3-access-key", 12
     )
     s3_secret = _setting(settings.s3_secret_key) or read_or_create(folder / "s3-secret-key")
+    pg_password = _setting(settings.pg_password) or read_or_create(folder / "pg-password")
+    redis_url = _setting(settings.redis_url)
     return Credentials(
-        pg_password=read_or_create(folder / "pg-password"),
-        redis_password=read_or_create(folder / "redis-password"),
+        pg_password=pg_password,
+        redis_password=(urlsplit(redis_url).password if redis_url else None)
+        or read_or_create(folder / "redis-password"),
         s3_access_key=s3_access,
         s3_secret_key=s3_secret,
         admin_api_key=_setting(settings.admin_api_key)
         or read_or_create(folder / "admin-api-key"),
-        backup_s3_access_key=_setting(settings.backup_s3_access_key) or s3_access,
-        backup_s3_secret_key=_setting(settings.backup_s3_secret_key) or s3_secret,
+        backup_s3_access_key=_setting(settings.backup_s3_access_key)
+        or _optional(folder / "backup-s3-access-key") or s3_access,
+        backup_s3_secret_key=_setting(settings.backup_s3_secret_key)
+        or _optional(folder / "backup-s3-secret-key") or s3_secret,
+        pg_replication_password=_setting(settings.pg_replication_password)
+        or _optional(folder / "pg-replication-password") or pg_password,
     )

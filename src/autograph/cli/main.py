@@ -17,6 +17,7 @@ from autograph.cli import (
     backup_retention,
     backup_snapshots,
     dr,
+    serve,
 )
 from autograph.cli import stack as stack_cli
 from autograph.cli.output import fail
@@ -50,7 +51,7 @@ def register_all() -> None:
     """Attach every command group: the stack, backups of each kind, admin and dr."""
     for group in (backup_objects, backup_retention, backup_base, backup_snapshots):
         group.register(backup.backup_app)
-    for top in (backup, admin, dr):
+    for top in (backup, admin, dr, serve):
         top.register(app)
 
 

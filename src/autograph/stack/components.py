@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from autograph.config import Settings
+from autograph.connections import redis_kwargs
 from autograph.s3.boto import app_client
 from autograph.secrets import Credentials
 from autograph.stack import infra
@@ -121,12 +122,13 @@ def build_components(settings: Settings, creds: Credentials) -> list[Component]:
             name="postgres",
             priority=1,
             kind="infrastructure",
-            ports=(settings.pg_port,),
-            command=infra.postgres_command(settings),
-            health=postgres_probe(settings.host, settings.pg_port, settings.pg_user,
-                                  creds.pg_password, "postgres"),
+            ports=() if settings.pg_external else (settings.pg_port,),
+            command=None if settings.pg_external else infra.postgres_command(settings),
+            health=postgres_probe(settings.pg_address, settings.pg_port, settings.pg_user,
+                                  creds.pg_password, "postgres", settings.pg_sslmode),
             user=pg_user,
-            prepare=lambda: infra.prepare_postgres(settings, creds),
+            prepare=None if settings.pg_external
+            else lambda: infra.prepare_postgres(settings, creds),
             after_healthy=lambda: infra.ensure_database(settings, creds),
             stop_signal="INT",
             stop_wait_seconds=30,
@@ -135,10 +137,11 @@ def build_components(settings: Settings, creds: Credentials) -> list[Component]:
             name="redis",
             priority=1,
             kind="infrastructure",
-            ports=(settings.redis_port,),
-            command=infra.redis_command(settings),
-            health=redis_probe(settings.host, settings.redis_port, creds.redis_password),
-            prepare=lambda: infra.prepare_redis(settings, creds),
+            ports=() if settings.redis_external else (settings.redis_port,),
+            command=None if settings.redis_external else infra.redis_command(settings),
+            health=redis_probe(redis_kwargs(settings, creds)),
+            prepare=None if settings.redis_external
+            else lambda: infra.prepare_redis(settings, creds),
         ),
         Component(
             name="s3",

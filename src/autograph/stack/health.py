@@ -40,7 +40,8 @@ def port_free(host: str, port: int) -> bool:
     return not port_open(host, port, timeout=0.2)
 
 
-def postgres_probe(host: str, port: int, user: str, password: str, dbname: str) -> Probe:
+def postgres_probe(host: str, port: int, user: str, password: str, dbname: str,
+                   sslmode: str = "prefer") -> Probe:
     """A probe that connects with a password and runs ``SELECT 1``."""
 
     def probe() -> Health:
@@ -49,7 +50,7 @@ def postgres_probe(host: str, port: int, user: str, password: str, dbname: str) 
         try:
             with psycopg.connect(
                 host=host, port=port, user=user, password=password, dbname=dbname,
-                connect_timeout=2,
+                connect_timeout=2, sslmode=sslmode,
             ) as conn:
                 conn.execute("SELECT 1")
             return Health(True, "accepting connections")
@@ -59,14 +60,14 @@ def postgres_probe(host: str, port: int, user: str, password: str, dbname: str) 
     return probe
 
 
-def redis_probe(host: str, port: int, password: str) -> Probe:
-    """A probe that authenticates and sends PING."""
+def redis_probe(connection: dict[str, object]) -> Probe:
+    """A probe that authenticates and sends PING (``connection``: ``redis.Redis`` keywords)."""
 
     def probe() -> Health:
         import redis
 
         try:
-            client = redis.Redis(host=host, port=port, password=password, socket_timeout=2,
+            client = redis.Redis(**connection, socket_timeout=2,  # type: ignore[arg-type]
                                  socket_connect_timeout=2)
             ok = bool(client.ping())
             client.close()

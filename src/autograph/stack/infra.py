@@ -129,9 +129,9 @@ def ensure_database(settings: Settings, creds: Credentials) -> None:
     """Create the application database if it does not exist (after a complete loss, say)."""
     import psycopg
 
-    with psycopg.connect(host=settings.host, port=settings.pg_port, user=settings.pg_user,
-                         password=creds.pg_password, dbname="postgres", autocommit=True,
-                         connect_timeout=5) as conn:
+    from autograph.connections import pg_kwargs
+
+    with psycopg.connect(**pg_kwargs(settings, creds, "postgres"), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
                               (settings.pg_database,)).fetchone()
         if not exists:
@@ -259,9 +259,9 @@ def streaming_lag_bytes(settings: Settings, creds: Credentials) -> int | None:
     streaming)."""
     import psycopg
 
-    with psycopg.connect(host=settings.host, port=settings.pg_port, user=settings.pg_user,
-                         password=creds.pg_password, dbname="postgres",
-                         connect_timeout=3) as conn:
+    from autograph.connections import pg_kwargs
+
+    with psycopg.connect(**pg_kwargs(settings, creds, "postgres", connect_timeout=3)) as conn:
         row = conn.execute(
             "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn)::bigint "
             "FROM pg_stat_replication WHERE application_name = %s", (WALSTREAM_APPLICATION_NAME,)

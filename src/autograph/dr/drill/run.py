@@ -118,6 +118,10 @@ def sandbox_settings(base: Settings, home: Path) -> Settings:
         "backup_s3_secret_key": None, "alerts_log": None, "smtp_host": None,
         "slack_webhook_url": None, "alert_email_to": (), "admin_password": None,
         "admin_api_key": None, "scheduler_enabled": False,  # the drill takes its own
+        # External infrastructure (SPEC §11) stays outside: the sandbox runs its own.
+        "host": "127.0.0.1", "pg_host": None, "pg_password": None, "pg_replication_user": None,
+        "pg_replication_password": None, "redis_url": None, "service_hosts": {},
+        "secrets_path": None,
     })
     for name, port in zip(SERVICE_PORTS, singles[2:], strict=True):
         values[f"{name}_port"] = port

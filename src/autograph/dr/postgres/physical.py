@@ -103,11 +103,10 @@ class PhysicalBackupManager:
             start_wal = str(conn.execute(
                 "SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()[0])
         args = [self.server.program("pg_basebackup"), "-D", "-", "-Ft", "-X", "fetch",
-                "-c", "fast", "--no-password", "-h", self.server.host, "-p",
-                str(self.server.port), "-U", self.server.user]
+                "-c", "fast", "--no-password", *self.server.replication_args()]
         progress("base backup", None)
         with self.catalog.stage(artifact) as sink:
-            proc = commands.start(args, env=self.server.tool_env())
+            proc = commands.start(args, env=self.server.replication_env())
             assert proc.stdout is not None
             try:
                 while chunk := proc.stdout.read(1 << 20):

@@ -15,6 +15,7 @@ import psycopg
 from psycopg import sql
 
 from autograph.config import Settings
+from autograph.connections import pg_login
 from autograph.errors import DependencyDown, OperationFailed
 from autograph.secrets import Credentials
 
@@ -39,11 +40,15 @@ class PgServer:
     password: str
     bin_dir: Path
     live_database: str
+    sslmode: str = "prefer"
+    replication_user: str | None = None  # WAL and base backups (default: user)
+    replication_password: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, creds: Credentials) -> PgServer:
-        return cls(settings.host, settings.pg_port, settings.pg_user, creds.pg_password,
-                   settings.pg_bin, settings.pg_database)
+        return cls(settings.pg_address, settings.pg_port, settings.pg_user, creds.pg_password,
+                   settings.pg_bin, settings.pg_database, settings.pg_sslmode,
+                   pg_login(settings, replication=True), creds.pg_replication_password)
 
     def program(self, name: str) -> str:
         """Path of a client program (``pg_dump``, ``pg_restore``) from the configured bin dir."""
@@ -55,7 +60,15 @@ class PgServer:
 
     def tool_env(self) -> dict[str, str]:
         """Environment for the client programs: the password and a connect timeout."""
-        return {"PGPASSWORD": self.password, "PGCONNECT_TIMEOUT": "5"}
+        return {"PGPASSWORD": self.password, "PGSSLMODE": self.sslmode, "PGCONNECT_TIMEOUT": "5"}
+
+    def replication_args(self) -> list[str]:
+        """``-h -p -U`` for pg_basebackup / pg_receivewal (the replication login)."""
+        return ["-h", self.host, "-p", str(self.port), "-U", self.replication_user or self.user]
+
+    def replication_env(self) -> dict[str, str]:
+        """Environment for pg_basebackup / pg_receivewal: the replication password."""
+        return {**self.tool_env(), "PGPASSWORD": self.replication_password or self.password}
 
     def connect(self, dbname: str | None = None, *, autocommit: bool = True) -> Any:
         """A psycopg connection (default: the maintenance database ``postgres``).
@@ -65,7 +78,8 @@ class PgServer:
         try:
             return psycopg.connect(host=self.host, port=self.port, user=self.user,
                                    password=self.password, dbname=dbname or "postgres",
-                                   autocommit=autocommit, connect_timeout=5)
+                                   autocommit=autocommit, connect_timeout=5,
+                                   sslmode=self.sslmode)
         except psycopg.OperationalError as exc:
             raise DependencyDown(
                 f"PostgreSQL at {self.host}:{self.port} unreachable "

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from autograph import commands
 from autograph.config import Settings, load_settings
+from autograph.connections import pg_kwargs, pg_tool_args, pg_tool_env
 from autograph.errors import DependencyDown
 from autograph.secrets import Credentials, load_credentials
 from autograph.stack.infra import WALSTREAM_APPLICATION_NAME
@@ -35,9 +36,8 @@ def system_identifier(settings: Settings, creds: Credentials) -> str:
     import psycopg
 
     try:
-        with psycopg.connect(host=settings.host, port=settings.pg_port, user=settings.pg_user,
-                             password=creds.pg_password, dbname="postgres",
-                             connect_timeout=3) as conn:
+        with psycopg.connect(**pg_kwargs(settings, creds, "postgres", connect_timeout=3)
+                             ) as conn:
             row = conn.execute("SELECT system_identifier::text FROM pg_control_system()"
                                ).fetchone()
     except psycopg.Error as exc:
@@ -52,15 +52,15 @@ def cluster_wal_dir(settings: Settings, creds: Credentials) -> Path:
 
 
 def _client_env(settings: Settings, creds: Credentials) -> dict[str, str]:
-    return {"PGPASSWORD": creds.pg_password, "PGAPPNAME": WALSTREAM_APPLICATION_NAME,
-            "PGCONNECT_TIMEOUT": "5"}
+    return {**pg_tool_env(settings, creds, replication=True),
+            "PGAPPNAME": WALSTREAM_APPLICATION_NAME}
 
 
 def receiver_args(settings: Settings, target: Path) -> list[str]:
     """The pg_receivewal command line (no secrets)."""
     return [
-        str(settings.pg_bin / "pg_receivewal"), "-D", str(target), "-h", settings.host,
-        "-p", str(settings.pg_port), "-U", settings.pg_user, "--slot", SLOT,
+        str(settings.pg_bin / "pg_receivewal"), "-D", str(target),
+        *pg_tool_args(settings, replication=True), "--slot", SLOT,
         "--synchronous", "--no-password", "--status-interval", "5",
     ]
 
@@ -68,8 +68,8 @@ def receiver_args(settings: Settings, target: Path) -> list[str]:
 def ensure_slot(settings: Settings, creds: Credentials) -> None:
     """Create the replication slot if it does not exist."""
     commands.run(
-        [str(settings.pg_bin / "pg_receivewal"), "-h", settings.host, "-p", str(settings.pg_port),
-         "-U", settings.pg_user, "--slot", SLOT, "--create-slot", "--if-not-exists",
+        [str(settings.pg_bin / "pg_receivewal"), *pg_tool_args(settings, replication=True),
+         "--slot", SLOT, "--create-slot", "--if-not-exists",
          "--no-password"],
         env=_client_env(settings, creds), what="pg_receivewal --create-slot", timeout=30,
     )

@@ -169,8 +169,8 @@ def collaboration_check(settings: Settings, token: str, diagram_id: str) -> str:
     from websockets.exceptions import WebSocketException
     from websockets.sync.client import connect
 
-    url = (f"ws://{settings.host}:{settings.collaboration_port}/api/collab/ws/{diagram_id}"
-           f"?token={token}")
+    base = settings.service_url("collaboration").replace("http://", "ws://", 1)
+    url = f"{base}/api/collab/ws/{diagram_id}?token={token}"
     try:
         with connect(url, open_timeout=WAIT_SECONDS) as first, \
                 connect(url, open_timeout=WAIT_SECONDS) as second:

@@ -13,6 +13,7 @@ import psycopg
 from psycopg import sql
 
 from autograph.config import Settings
+from autograph.connections import pg_kwargs
 from autograph.errors import DependencyDown
 from autograph.secrets import Credentials
 
@@ -50,9 +51,7 @@ def connect(settings: Settings, creds: Credentials, dbname: str | None = None,
             timeout: int = 5) -> psycopg.Connection[Any]:
     """A connection to the application database. Raises DependencyDown when unreachable."""
     try:
-        conn = psycopg.connect(host=settings.host, port=settings.pg_port,
-                               user=settings.pg_user, password=creds.pg_password,
-                               dbname=dbname or settings.pg_database, connect_timeout=timeout,
+        conn = psycopg.connect(**pg_kwargs(settings, creds, dbname, connect_timeout=timeout),
                                autocommit=True, application_name="autograph-dr")
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()

@@ -18,6 +18,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from autograph.config import Settings
+from autograph.connections import pg_kwargs, redis_kwargs
 from autograph.s3.boto import app_client
 from autograph.secrets import Credentials, load_credentials
 
@@ -49,15 +50,8 @@ class Resources:
 
     def conninfo(self) -> dict[str, Any]:
         """Connection parameters for the application database (the password included)."""
-        return {
-            "host": self.settings.host,
-            "port": self.settings.pg_port,
-            "user": self.settings.pg_user,
-            "password": self.creds.pg_password,
-            "dbname": self.settings.pg_database,
-            "connect_timeout": 3,
-            "application_name": "autograph",
-        }
+        return {**pg_kwargs(self.settings, self.creds, connect_timeout=3),
+                "application_name": "autograph"}
 
     async def db(self) -> AsyncConnectionPool[AsyncConnection[Any]]:
         """The PostgreSQL pool, opened on first use without waiting for a connection.
@@ -105,9 +99,7 @@ class Resources:
         """The Redis client (connections are made per command and re-made after a failure)."""
         if self._redis is None:
             self._redis = aioredis.Redis(
-                host=self.settings.host,
-                port=self.settings.redis_port,
-                password=self.creds.redis_password,
+                **redis_kwargs(self.settings, self.creds),
                 socket_timeout=3.0,
                 socket_connect_timeout=2.0,
                 health_check_interval=15,
