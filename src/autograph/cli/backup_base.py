@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -110,13 +111,22 @@ def recover(
     = None,
     backup: Annotated[str | None, typer.Option("--backup", help="base backup name")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+    into: Annotated[Path | None, typer.Option(
+        "--into", help="build the recovered cluster in this new folder and start it on "
+        "--port (the live server is not touched; the way for an external PostgreSQL)")] = None,
+    port: Annotated[int, typer.Option(help="with --into: loopback port of the recovered "
+                                            "cluster")] = 55432,
     json_output: JsonOpt = False,
 ) -> None:
     """Rebuild the cluster from a base backup + streamed WAL (PostgreSQL restarts).
 
-    The current data folder is kept beside the new one and put back if recovery fails.
+    The current data folder is kept beside the new one and put back if recovery fails. With
+    --into, a separate recovered cluster is built and started instead.
     """
     target = _parse_time(to) if to else None
+    if into is not None:
+        _recover_into(into, port, backup, target, json_output)
+        return
     if not yes and not typer.confirm("PostgreSQL will be stopped and its cluster replaced "
                                      "(the current one is kept). Continue?"):
         raise AutographError("cancelled")
@@ -134,6 +144,24 @@ def recover(
         console.print(f"recovered from {result.backup_name} in {result.duration_seconds:.1f} s "
                       f"({result.wal_segments} WAL segments, at {result.replayed_to}); previous "
                       f"cluster kept at {result.previous_data_dir}")
+
+
+def _recover_into(folder: Path, port: int, backup: str | None, target: datetime | None,
+                  json_output: bool) -> None:
+    from autograph.dr.postgres.local_pitr import recover_into
+
+    if not 1024 <= port <= 65535:
+        raise InvalidInput(f"--port {port} is not an unprivileged TCP port (1024-65535)")
+    with progress_bar() as progress:
+        result = recover_into(_manager(), folder, port, name=backup, target_time=target,
+                              progress=progress)
+    if json_output:
+        emit_json(result)
+        return
+    console.print(f"recovered {result.backup_name} into {result.data_dir} in "
+                  f"{result.duration_seconds:.1f} s ({result.wal_segments} WAL segments, at "
+                  f"{result.replayed_to})")
+    print(result.instructions)
 
 
 def register(backup_app: typer.Typer) -> None:

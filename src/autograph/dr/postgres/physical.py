@@ -36,7 +36,7 @@ from autograph.dr.models import (
 from autograph.dr.ops import hooks, locks
 from autograph.dr.postgres.server import PgServer
 from autograph.dr.postgres.walstream import wal_root
-from autograph.errors import AutographError, NotFound, OperationFailed
+from autograph.errors import AutographError, InvalidInput, NotFound, OperationFailed
 from autograph.secrets import Credentials
 
 KIND = "basebackup"
@@ -148,6 +148,11 @@ class PhysicalBackupManager:
         Raises NotFound (no base backup), IntegrityError (no intact copy), OperationFailed
         (recovery failed: the previous data folder is back in place and started).
         """
+        if self.settings.pg_external:
+            raise InvalidInput(
+                f"PostgreSQL is external ({self.settings.pg_address}:{self.settings.pg_port}): "
+                "its data folder is not on this machine; recover into a new local cluster "
+                "with `autograph backup base recover --into DIR --port PORT`")
         began = time.monotonic()
         steps: list[dict[str, Any]] = []
 
