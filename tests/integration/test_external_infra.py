@@ -11,8 +11,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
+import redis
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
@@ -48,7 +50,8 @@ def stack(infra_stack: Stack, external_pg: ExternalPostgres) -> Iterator[Stack]:
             pg_database="autograph", pg_sslmode="prefer", redis_url=redis_url,
             s3_endpoint=infra.settings.s3_url, s3_access_key=infra.creds.s3_access_key,
             s3_secret_key=infra.creds.s3_secret_key,
-            backup_bucket_database=f"ext-db-{token}", backup_bucket_objects=f"ext-obj-{token}")
+            backup_bucket_database=f"ext-db-{token}", backup_bucket_objects=f"ext-obj-{token}",
+            services=("auth",))
         stack = Stack(settings)
         try:
             yield stack
@@ -66,7 +69,7 @@ def _connect(settings: Settings, port: int | None = None) -> psycopg.Connection:
 
 def test_up_starts_only_what_is_not_external_and_ps_shows_their_health(stack: Stack) -> None:
     started = stack.up()
-    assert started == ["walstream"]
+    assert started == ["walstream", "auth"]
     rows = {row.name: row for row in stack.ps()}
     for name in ("postgres", "redis", "s3"):
         assert rows[name].state == "EXTERNAL" and rows[name].healthy, rows[name]
@@ -76,6 +79,17 @@ def test_up_starts_only_what_is_not_external_and_ps_shows_their_health(stack: St
     with _connect(stack.settings) as conn:
         who = conn.execute("SELECT usename FROM pg_stat_replication").fetchall()
     assert [r[0] for r in who] == ["ext_repl"]
+    # a service keeps its users in the external PostgreSQL and its sessions in the external Redis
+    auth = stack.settings.service_url("auth")
+    user = {"email": f"u-{secrets.token_hex(4)}@example.com", "password": "Sturdy-Pass-42"}
+    assert httpx.post(f"{auth}/api/auth/register", json=user, timeout=10).status_code == 201
+    login = httpx.post(f"{auth}/api/auth/login", json=user, timeout=10)
+    assert login.status_code == 200, login.text
+    with _connect(stack.settings) as conn:
+        assert conn.execute("SELECT count(*) FROM users WHERE email = %s",
+                            (user["email"],)).fetchone()[0] == 1
+    external = redis.Redis.from_url(stack.settings.redis_url.get_secret_value())  # type: ignore[union-attr]
+    assert external.dbsize() >= 1
 
 
 def test_ps_reports_an_external_component_that_is_down(stack: Stack) -> None:
