@@ -17,8 +17,8 @@ from pathlib import Path
 
 from autograph import commands
 from autograph.clock import isoformat
-from autograph.dr import locks
 from autograph.dr.models import ProgressFn, no_progress
+from autograph.dr.ops import locks
 from autograph.dr.postgres.physical import (
     KIND,
     PhysicalBackupManager,
