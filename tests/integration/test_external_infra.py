@@ -23,8 +23,8 @@ from autograph.config import Settings
 from autograph.dr.postgres import DatabaseBackupManager
 from autograph.dr.postgres.local_pitr import _stop, recover_into
 from autograph.dr.postgres.physical import PhysicalBackupManager, _pg_user
-from autograph.dr.postgres.walstream import streaming_lag_bytes
 from autograph.errors import InvalidInput
+from autograph.stack.infra import streaming_lag_bytes
 from autograph.stack.lifecycle import Stack
 from externalinfra import ExternalPostgres, external_postgres, external_redis
 from stackutil import free_port_block, make_home, remove_home, settings_env, stack_settings
