@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     snapshot_keep_hourly: int = Field(default=48, ge=0, description="then one per hour")
     snapshot_keep_daily: int = Field(default=14, ge=0, description="then one per day")
     scheduler_enabled: bool = True
+    leases: str = Field(default="host", pattern="^(host|cluster)$", description="host: locks "
+                        "in the backup folder (one host); cluster: also a lease in PostgreSQL "
+                        "and the backup S3 store (gateways on several hosts)")
+    lease_ttl_seconds: float = Field(default=60.0, ge=3,
+                                     description="a dead holder's S3 lease expires after this")
     scheduler_poll_seconds: float = 30.0
     scheduler_startup_delay_seconds: float = Field(
         default=30.0, description="a run missed while down starts this long after start")

@@ -224,8 +224,13 @@ def show_sync(report: SyncReport, json_output: bool) -> None:
 def _journal_events() -> None:
     """Record this command's backup events (failures, small backups, verifications) in the
     event journal, where the gateway's monitor turns them into alerts."""
-    from autograph.dr.ops import hooks, journal
-    hooks.on_event(journal.recorder(journal.journal_path(load_settings().dr_dir)))
+    from autograph.dr.ops import hooks, journal, leases
+    settings = load_settings()
+    hooks.on_event(journal.recorder(journal.journal_path(settings.dr_dir)))
+    if settings.leases == "cluster":  # one operation per kind across hosts, CLI included
+        from autograph.secrets import load_credentials
+
+        leases.install(settings, load_credentials(settings))
 
 
 def register(app: typer.Typer) -> None:

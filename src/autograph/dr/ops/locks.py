@@ -6,6 +6,8 @@
   the holder releases it or dies, so a crash never leaves a stale lock.
 - :func:`mark_busy` / :func:`busy_names` — the backups being restored or verified right now;
   retention and delete consult it and leave them alone.
+- :func:`use_leases` — with ``AUTOGRAPH_LEASES=cluster`` every lock also takes a lease that other
+  hosts see (:mod:`leases`), for gateways that share no backup folder.
 """
 
 from __future__ import annotations
@@ -18,11 +20,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from autograph.clock import isoformat, utc_now
 from autograph.errors import Conflict
 
 LOCKS_DIR = ".locks"
+Take = Callable[[str, str], Any]  # (name, operation) -> a lease with release(); Conflict if held
+_take_lease: Take | None = None
+
+
+def use_leases(take: Take | None) -> None:
+    """Make every lock of this process also take a lease across hosts (None: this host only)."""
+    global _take_lease
+    _take_lease = take
 
 
 def _locks_dir(backups_dir: Path) -> Path:
@@ -38,10 +49,11 @@ class OperationLock:
     before answering 202 and hands the lock to the background job).
     """
 
-    def __init__(self, fd: int, kind: str, operation: str) -> None:
+    def __init__(self, fd: int, kind: str, operation: str, lease: Any = None) -> None:
         self._fd: int | None = fd
         self.kind = kind
         self.operation = operation
+        self._lease = lease
 
     @property
     def held(self) -> bool:
@@ -51,6 +63,8 @@ class OperationLock:
         """Release the lock (idempotent)."""
         if self._fd is not None:
             fd, self._fd = self._fd, None
+            if self._lease is not None:
+                self._lease.release()
             os.close(fd)  # closing the descriptor drops the flock
 
     def __enter__(self) -> OperationLock:
@@ -79,11 +93,20 @@ def acquire(backups_dir: Path, kind: str, operation: str, target: str = "") -> O
             + f" is already running (pid {holder.get('pid', '?')}, since "
             f"{holder.get('since', '?')}); only one {kind} backup operation runs at a time"
         ) from None
+    lease = None
+    if _take_lease is not None:
+        try:
+            lease = _take_lease(kind, operation + (f" of {target}" if target else ""))
+        except Conflict as exc:
+            os.close(fd)
+            raise Conflict(f"a {kind} operation is already running on another host "
+                           f"({exc.message}); only one {kind} backup operation runs at a time"
+                           ) from None
     record = {"operation": operation, "target": target, "pid": os.getpid(),
               "since": isoformat(utc_now())}
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(record).encode(), 0)
-    return OperationLock(fd, kind, operation)
+    return OperationLock(fd, kind, operation, lease)
 
 
 @contextmanager
