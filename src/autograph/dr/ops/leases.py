@@ -122,12 +122,12 @@ class LeaseManager:
         except psycopg.Error:
             return None  # down: the S3 lease alone
         try:
-            got = conn.execute("SELECT pg_try_advisory_lock(%s)",
-                               (advisory_key(name),)).fetchone()[0]
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)",
+                               (advisory_key(name),)).fetchone()
         except psycopg.Error:
             conn.close()
             return None
-        if not got:
+        if row is None or not row[0]:
             conn.close()
             raise Conflict(f"{name} is held by another process (PostgreSQL advisory lock)")
         return conn
