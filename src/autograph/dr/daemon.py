@@ -43,7 +43,7 @@ from autograph.dr.monitor.status import (
     source_status,
 )
 from autograph.dr.monitor.status import drills_of as drill_status
-from autograph.dr.ops import hooks, journal, leases, locks
+from autograph.dr.ops import hooks, jobstore, journal, leases, locks
 from autograph.dr.retention.prune import PRUNED_KINDS, prune_kind
 from autograph.dr.scheduler import BackupFn, Schedule, Scheduler
 from autograph.errors import Conflict
@@ -265,6 +265,7 @@ class Runtime:
         self.channels = channels
         self.catalogs = open_catalogs(settings, self.creds)
         leases.install(settings, self.creds)  # AUTOGRAPH_LEASES=cluster: locks across hosts
+        jobstore.install(settings, self.creds)  # ... and jobs every gateway can answer for
         self.scheduler = build_scheduler(settings, self.creds, self.catalogs, clock)
         self.journal_path = journal.journal_path(settings.dr_dir)
         self.dispatcher: AlertDispatcher | None = None

@@ -3,18 +3,22 @@
 ``submit`` runs a function in a daemon thread and returns its :class:`Job` at once; the function
 receives a progress callback. ``GET /api/admin/jobs/{id}`` reads :meth:`JobRegistry.get`.
 Jobs live in memory (the newest ``keep`` finished ones are kept): a restarted gateway forgets
-them, while the backups they produced are in the catalog.
+them, while the backups they produced are in the catalog. With a :class:`JobStore` (gateways on
+several hosts, :mod:`jobstore`) every change is also written there (progress at most once a
+second) and a job unknown to this process is looked up in it, so any gateway answers for it.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field, JsonValue
 
@@ -22,6 +26,7 @@ from autograph.clock import Clock, utc_now
 from autograph.dr.models import ProgressFn
 from autograph.errors import AutographError, InvalidInput, NotFound
 
+log = logging.getLogger("autograph.dr.jobs")
 JobStatus = Literal["running", "succeeded", "failed"]
 _ID = re.compile(r"[0-9a-f]{32}")
 
@@ -44,6 +49,14 @@ class Job(BaseModel):
 Work = Callable[[ProgressFn], Any]
 
 
+class JobStore(Protocol):
+    """Where jobs are shared between gateway processes."""
+
+    def put(self, job: Job) -> None: ...
+
+    def fetch(self, job_id: str) -> Job | None: ...
+
+
 class JobRegistry:
     """Thread-safe job table; finished jobs beyond ``keep`` are forgotten, oldest first."""
 
@@ -52,6 +65,12 @@ class JobRegistry:
         self._lock = threading.Lock()
         self._keep = keep
         self._clock = clock
+        self._store: JobStore | None = None
+        self._written: dict[str, float] = {}
+
+    def use_store(self, store: JobStore | None) -> None:
+        """Share jobs through ``store`` (None: this process only)."""
+        self._store = store
 
     def submit(self, kind: str, work: Work, cleanup: Callable[[], None] | None = None) -> Job:
         """Start ``work(progress)`` in a thread; return the running job.
@@ -64,6 +83,7 @@ class JobRegistry:
         with self._lock:
             self._jobs[job.id] = job
             self._trim()
+        self._share(job, force=True)
         thread = threading.Thread(target=self._run, args=(job.id, work, cleanup),
                                   name=f"job-{kind}-{job.id[:8]}", daemon=True)
         thread.start()
@@ -92,7 +112,24 @@ class JobRegistry:
         with self._lock:
             job = self._jobs.get(job_id)
             if job is not None:
-                self._jobs[job_id] = job.model_copy(update=changes)
+                job = self._jobs[job_id] = job.model_copy(update=changes)
+        if job is not None:
+            self._share(job, force="status" in changes)
+
+    def _share(self, job: Job, *, force: bool) -> None:
+        """Write the job to the store: every status change, progress at most once a second."""
+        if self._store is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._written.get(job.id, 0.0) < 1.0:
+            return
+        self._written[job.id] = now
+        if job.status != "running":
+            self._written.pop(job.id, None)
+        try:
+            self._store.put(job)
+        except Exception as exc:  # the job itself goes on; other gateways see it later
+            log.warning("job %s not shared: %s", job.id, exc)
 
     def _trim(self) -> None:
         finished = [k for k, j in self._jobs.items() if j.status != "running"]
@@ -105,6 +142,8 @@ class JobRegistry:
             raise InvalidInput("invalid job id: expected 32 hexadecimal characters")
         with self._lock:
             job = self._jobs.get(job_id)
+        if job is None and self._store is not None:
+            job = self._store.fetch(job_id)
         if job is None:
             raise NotFound(f"no job {job_id} (jobs are kept in memory by the gateway process)")
         return job
