@@ -6,6 +6,7 @@ cluster builds a new local cluster with every committed row and says what to do 
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Iterator
@@ -101,6 +102,15 @@ def test_ps_reports_an_external_component_that_is_down(stack: Stack) -> None:
     result = CliRunner().invoke(app, ["ps", "--json"], env=settings_env(stack.settings))
     assert result.exit_code == 0
     assert '"state": "EXTERNAL"' in result.output
+
+
+def test_dr_status_shows_the_external_components_and_their_health(stack: Stack) -> None:
+    result = CliRunner().invoke(app, ["dr", "status", "--json"], env=settings_env(stack.settings))
+    infra = {item["name"]: item for item in json.loads(result.stdout)["infrastructure"]}
+    assert set(infra) == {"postgres", "redis", "s3"}
+    assert all(item["external"] and item["healthy"] for item in infra.values()), infra
+    assert infra["postgres"]["address"] == f"127.0.0.1:{stack.settings.pg_port}"
+    assert "@" not in infra["redis"]["address"]  # the URL's password is not shown
 
 
 def test_database_backup_and_restore_against_the_external_server(stack: Stack) -> None:

@@ -54,6 +54,10 @@ def render(status: DrStatus) -> None:
     out.print(f"DR status: [{COLOURS[level]}]{level}[/]   RPO target "
               f"{status.rpo_target_seconds}s, RTO target {status.rto_target_seconds}s, "
               f"scheduler {'on' if status.scheduler_enabled else 'off'}")
+    for infra in status.infrastructure:
+        health = "[green]healthy[/]" if infra.healthy else f"[red]down[/] {infra.detail[:60]}"
+        out.print(f"{infra.name} ({'external' if infra.external else 'ours'}, "
+                  f"{infra.address}): {health}")
     for item in status.sources:
         out.print(f"{item.kind}/{item.source}  [{COLOURS[item.status]}]{item.status}[/]")
         last = item.last_success

@@ -32,6 +32,7 @@ from autograph.dr.alerts.models import Alert, Channel
 from autograph.dr.alerts.slack import SlackChannel
 from autograph.dr.catalog import Catalog, open_catalog
 from autograph.dr.models import Kind
+from autograph.dr.monitor.infrastructure import infrastructure_health
 from autograph.dr.monitor.monitor import Expected, Monitor, Role, Watched
 from autograph.dr.monitor.status import (
     ALERT_STATE_NAME,
@@ -245,7 +246,8 @@ def collect_status(settings: Settings, creds: Credentials, *, clock: Clock = utc
                     rto_target_seconds=settings.rto_target_seconds,
                     scheduler_enabled=settings.scheduler_enabled,
                     scheduler_last_tick=scheduler.last_tick_at, sources=states,
-                    active_alerts=active, drills=drills, unreachable=unreachable)
+                    active_alerts=active, drills=drills, unreachable=unreachable,
+                    infrastructure=infrastructure_health(settings, creds))
 
 
 # The running part ----------------------------------------------------------------------------

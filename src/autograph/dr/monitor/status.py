@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from autograph.dr.alerts.models import Alert
 from autograph.dr.drill.report import DrillSchedule, drill_schedule, load_history
 from autograph.dr.models import BackupEntry, Kind, Tier, Verification
+from autograph.dr.monitor.infrastructure import InfrastructureHealth
 from autograph.dr.scheduler import NextRun
 
 Level = Literal["ok", "warning", "critical"]
@@ -93,6 +94,8 @@ class DrStatus(BaseModel):
     drills: DrillSchedule
     unreachable: dict[str, str] = Field(default_factory=dict,
                                         description="'kind/tier' -> why it could not be read")
+    infrastructure: list[InfrastructureHealth] = Field(
+        default_factory=list, description="PostgreSQL, Redis and S3: ours or external, health")
 
 
 def _summary(entry: BackupEntry) -> BackupSummary:
