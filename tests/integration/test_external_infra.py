@@ -21,10 +21,12 @@ from typer.testing import CliRunner
 
 from autograph.cli.main import app
 from autograph.config import Settings
+from autograph.dr.buckets.manager import MinIOBucketBackupManager
 from autograph.dr.postgres import DatabaseBackupManager
 from autograph.dr.postgres.local_pitr import _stop, recover_into
 from autograph.dr.postgres.physical import PhysicalBackupManager, _pg_user
 from autograph.errors import InvalidInput
+from autograph.s3.boto import app_client
 from autograph.stack.infra import streaming_lag_bytes
 from autograph.stack.lifecycle import Stack
 from externalinfra import ExternalPostgres, external_postgres, external_redis
@@ -128,6 +130,24 @@ def test_database_backup_and_restore_against_the_external_server(stack: Stack) -
     manager.restore("ext_backup_1")
     with _connect(stack.settings) as conn:
         assert conn.execute("SELECT count(*) FROM items").fetchone()[0] == 500
+
+
+def test_bucket_backup_and_restore_against_the_external_s3(stack: Stack) -> None:
+    client = app_client(stack.settings, stack.creds)
+    bucket = f"ext-diagrams-{secrets.token_hex(3)}"
+    client.create_bucket(Bucket=bucket)
+    for i in range(5):
+        client.put_object(Bucket=bucket, Key=f"d/{i}.json", Body=f'{{"n": {i}}}'.encode(),
+                          ContentType="application/json")
+    manager = MinIOBucketBackupManager(stack.settings, stack.creds)
+    entry = manager.create(bucket, f"ext_{bucket}")
+    assert entry.locations == ["local", "s3"]
+    for i in range(5):  # the failure: every object gone
+        client.delete_object(Bucket=bucket, Key=f"d/{i}.json")
+    result = manager.restore(entry.name)
+    assert (result.restored, result.failed) == (5, 0)
+    body = client.get_object(Bucket=bucket, Key="d/3.json")
+    assert body["Body"].read() == b'{"n": 3}' and body["ContentType"] == "application/json"
 
 
 def _wait_streamed(stack: Stack) -> None:
