@@ -106,6 +106,21 @@ def test_ps_reports_an_external_component_that_is_down(stack: Stack) -> None:
     assert '"state": "EXTERNAL"' in result.output
 
 
+def test_the_container_commands_bootstrap_and_probe_work_against_external_servers(
+        stack: Stack) -> None:
+    env = settings_env(stack.settings)
+    ready = CliRunner().invoke(app, ["bootstrap"], env=env)
+    assert ready.exit_code == 0, ready.output
+    buckets = {b["Name"] for b in app_client(stack.settings, stack.creds).list_buckets()[
+        "Buckets"]}
+    assert stack.settings.backup_bucket_database in buckets
+    for name in ("auth", "walstream"):
+        probed = CliRunner().invoke(app, ["probe", name], env=env)
+        assert probed.exit_code == 0 and "healthy" in probed.output, probed.output
+    down = CliRunner().invoke(app, ["probe", "svg"], env=env)  # not running in this stack
+    assert down.exit_code != 0 and "svg unhealthy" in down.output
+
+
 def test_dr_status_shows_the_external_components_and_their_health(stack: Stack) -> None:
     result = CliRunner().invoke(app, ["dr", "status", "--json"], env=settings_env(stack.settings))
     infra = {item["name"]: item for item in json.loads(result.stdout)["infrastructure"]}

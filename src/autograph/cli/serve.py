@@ -15,7 +15,7 @@ import typer
 
 from autograph.cli.output import console
 from autograph.config import Settings, ensure_home, load_settings
-from autograph.errors import DependencyDown, NotFound
+from autograph.errors import DependencyDown, NotFound, OperationFailed
 from autograph.secrets import load_credentials
 from autograph.stack.components import APPLICATION_SERVICES, Component, build_components
 from autograph.stack.health import Health, http_probe
@@ -84,8 +84,13 @@ def bootstrap() -> None:
             health = component.health()
             if not health.healthy:
                 raise DependencyDown(f"{component.name} unhealthy: {health.detail}")
-    infra.ensure_database(settings, creds)
-    infra.ensure_s3_buckets(settings, creds)
+    try:
+        infra.ensure_database(settings, creds)
+        infra.ensure_s3_buckets(settings, creds)
+    except Exception as exc:  # e.g. no CREATEDB right on a managed server: one line, no trace
+        first = str(exc).strip().splitlines()
+        raise OperationFailed(f"bootstrap: {first[0] if first else type(exc).__name__}"
+                              ) from None
     console.print("database and buckets ready")
 
 
