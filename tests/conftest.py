@@ -42,3 +42,6 @@ def app_stack() -> Iterator[Stack]:
     finally:
         stack.down()
         remove_home(home)
+
+
+from offsiteutil import offsite_server  # noqa: E402,F401  (the off-site S3 server fixture)

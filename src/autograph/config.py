@@ -113,6 +113,29 @@ class Settings(BaseSettings):
     scheduler_retry_seconds: float = Field(
         default=3600.0, description="wait after a failed scheduled run before retrying")
 
+    # Off-site tier (its own S3 server and failure domain; off when no endpoint is set).
+    offsite_s3_endpoint: str | None = Field(default=None, description="off-site S3 server URL")
+    offsite_s3_region: str = "us-east-1"
+    offsite_s3_bucket: str = "autograph-offsite"
+    offsite_s3_prefix: str = Field(
+        default="", pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9][A-Za-z0-9_-]*)*/?$",
+        description="key prefix inside the bucket, e.g. 'site-a/'")
+    offsite_s3_access_key: SecretStr | None = Field(
+        default=None, description="default: HOME/secrets/offsite-s3-access-key")
+    offsite_s3_secret_key: SecretStr | None = Field(
+        default=None, description="default: HOME/secrets/offsite-s3-secret-key")
+    offsite_encryption: bool = Field(default=True, description="encrypt what goes off-site")
+    offsite_key: SecretStr | None = Field(
+        default=None, description="KEY_ID:BASE64; default: HOME/secrets/offsite-key, "
+                                  "generated at first start")
+    offsite_wal_poll_seconds: float = Field(default=1.0, gt=0,
+                                            description="how often the WAL shipper looks")
+    offsite_sync_interval_seconds: float = Field(
+        default=60.0, gt=0, description="how often the backlog of off-site copies is retried")
+    wal_switch_seconds: int = Field(
+        default=60, ge=0, description="archive_timeout: close a WAL segment at least this "
+                                      "often (the off-site RPO bound); 0: off")
+
     # Recovery objectives and drills.
     rto_target_seconds: int = 3600
     rpo_target_seconds: int = 300

@@ -67,3 +67,10 @@ class IntegrityError(OperationFailed):
 
     http_status = 422
     exit_code = 7
+
+
+class KeyUnavailable(ConfigError):
+    """Encrypted backups need a key this machine does not hold (the message names its id)."""
+
+    http_status = 500
+    exit_code = 2

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from autograph.dr.storage import BackupStore
+from autograph.dr.storage.crypto import new_key
 from autograph.dr.storage.local import LocalStore
+from autograph.dr.storage.offsite import OffsiteStore
 from autograph.dr.storage.s3 import S3Store
 from autograph.errors import DependencyDown, IntegrityError, NotFound
 from autograph.s3.boto import backup_client, make_client
@@ -22,10 +24,18 @@ from stackutil import free_port_block
 PART = 5 * 1024 * 1024  # the smallest part S3 accepts
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "offsite"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BackupStore]:
     if request.param == "local":
         yield LocalStore(tmp_path / "tier")
+        return
+    if request.param == "offsite":  # a second S3 server, everything encrypted
+        server = request.getfixturevalue("offsite_server")
+        inner = S3Store(server.client(), "autograph-offsite", f"contract-{secrets.token_hex(4)}/",
+                        part_size=PART)
+        yield OffsiteStore(inner, new_key())
+        for item in inner.list():
+            inner.delete(item.key)
         return
     stack: Stack = request.getfixturevalue("infra_stack")
     client = backup_client(stack.settings, stack.creds)

@@ -1,4 +1,5 @@
-"""The backup catalog: one per kind, over two tiers (local disk primary, S3 secondary).
+"""The backup catalog: one per kind, over up to three tiers (local disk primary, S3 secondary,
+and the encrypted off-site tier of :mod:`autograph.dr.storage.offsite`).
 
 Layout (SPEC §5): database backups in ``BACKUPS/database/`` and ``s3://autograph-backups/
 database/``; bucket backups in ``BACKUPS/minio/`` and ``s3://minio-backups/``. Each backup is an
@@ -17,6 +18,11 @@ How a producer (DatabaseBackupManager, MinIOBucketBackupManager) uses it::
     ...verify the local copy...
     entry = catalog.commit(manifest)               # S3 copy (failure recorded), manifests last
     # on any failure before commit: catalog.discard(artifact_key)
+
+Off-site: ``commit`` ships the artifact and then its manifest off-site after the local commit
+(best effort: a failure leaves the backup in the *backlog*, the local backups without an off-site
+manifest, which :meth:`Catalog.ship_offsite` sends when the store is back). The off-site
+manifest records ``extra.offsite`` (key id, sha256 of the stored ciphertext, shipping time).
 
 Callers hold the kind's lock (:mod:`autograph.dr.ops.locks`) around writes and cleanup.
 """
@@ -49,9 +55,11 @@ from autograph.dr.ops import locks
 from autograph.dr.storage import BackupStore, ByteProgress, sha256_of
 from autograph.dr.storage.follow import FollowUpload
 from autograph.dr.storage.local import LocalStore, LocalWriter
+from autograph.dr.storage.offsite import OffsiteStore, open_offsite
 from autograph.dr.storage.s3 import S3Store
 from autograph.errors import (
     AutographError,
+    ConfigError,
     Conflict,
     DependencyDown,
     IntegrityError,
@@ -82,8 +90,12 @@ class SyncReport:
 
 
 def open_catalog(settings: Settings, creds: Credentials | None, kind: Kind,
-                 *, with_s3: bool = True) -> Catalog:
-    """The catalog of ``kind`` for these settings (S3 tier omitted when ``with_s3`` is False)."""
+                 *, with_s3: bool = True, with_offsite: bool = True) -> Catalog:
+    """The catalog of ``kind`` for these settings (S3 tier omitted when ``with_s3`` is False,
+    the off-site tier when not configured or ``with_offsite`` is False).
+
+    Raises ConfigError when the off-site tier is configured without credentials or key.
+    """
     from autograph.s3.boto import backup_client
 
     local = LocalStore(settings.backups_dir / LOCAL_FOLDERS[kind])
@@ -97,22 +109,29 @@ def open_catalog(settings: Settings, creds: Credentials | None, kind: Kind,
             remote = S3Store(client, settings.backup_bucket_database, "base/")
         else:
             remote = S3Store(client, settings.backup_bucket_objects, "")
-    return Catalog(kind, local, remote, settings.backups_dir)
+    offsite = open_offsite(settings, LOCAL_FOLDERS[kind]) if with_offsite else None
+    return Catalog(kind, local, remote, settings.backups_dir, offsite)
 
 
 class Catalog:
     """Backups of one kind across the local tier and (optionally) the S3 tier."""
 
     def __init__(self, kind: Kind, local: LocalStore, remote: BackupStore | None,
-                 backups_dir: Path) -> None:
+                 backups_dir: Path, offsite: OffsiteStore | None = None) -> None:
         self.kind = kind
         self.local = local
         self.remote = remote
+        self.offsite = offsite
         self.backups_dir = backups_dir
 
     def tiers(self) -> list[BackupStore]:
         """The stores, primary first."""
-        return [self.local] + ([self.remote] if self.remote is not None else [])
+        return ([self.local] + ([self.remote] if self.remote is not None else [])
+                + ([self.offsite] if self.offsite is not None else []))
+
+    def store(self, tier: str) -> BackupStore | None:
+        """The store of a tier by name (None when this catalog has no such tier)."""
+        return next((s for s in self.tiers() if s.tier == tier), None)
 
     # Reading ---------------------------------------------------------------------------------
 
@@ -130,6 +149,8 @@ class Catalog:
             return None
         except (ValidationError, ValueError) as exc:
             return f"unreadable manifest ({type(exc).__name__})"
+        except (IntegrityError, ConfigError) as exc:  # off-site: damaged, or key not held
+            return f"manifest not usable: {exc.message}"
         if manifest.name + MANIFEST_SUFFIX != key or manifest.kind != self.kind:
             return "manifest does not match its file name or kind"
         size = artifact_size(manifest.artifact)
@@ -160,17 +181,17 @@ class Catalog:
     @staticmethod
     def _merge(per_tier: dict[str, dict[str, Manifest]]) -> builtins.list[BackupEntry]:
         merged: dict[str, BackupEntry] = {}
-        order: tuple[Tier, ...] = ("s3", "local")  # local last: the primary's manifest wins
+        order: tuple[Tier, ...] = ("offsite", "s3", "local")  # local last: its manifest wins
         for tier in order:
             for name, manifest in per_tier.get(tier, {}).items():
                 previous = merged.get(name)
                 locations: builtins.list[Tier] = sorted(
                     {*(previous.locations if previous else []), tier},
-                    key=lambda t: (t != "local", t))
+                    key=("local", "s3", "offsite").index)
                 merged[name] = BackupEntry(**manifest.model_dump(), locations=locations)
         return sorted(merged.values(), key=lambda e: (e.created_at, e.name), reverse=True)
 
-    def list(self, tiers: tuple[str, ...] = ("local", "s3")) -> BackupList:
+    def list(self, tiers: tuple[str, ...] = ("local", "s3", "offsite")) -> BackupList:
         """Every committed backup, both tiers merged (or only ``tiers``), newest first.
 
         A tier that cannot be read is named in ``unreachable``; the other tier still lists.
@@ -304,8 +325,16 @@ class Catalog:
         return BackupEntry(**manifest.model_dump(), locations=tiers)
 
     def commit(self, manifest: Manifest, progress: ByteProgress = None) -> BackupEntry:
-        """``publish(upload(manifest))``: S3 copy (failure recorded), then the manifests."""
-        return self.publish(self.upload(manifest, progress))
+        """``publish(upload(manifest))``: S3 copy (failure recorded), then the manifests; then
+        the off-site copy (a failure leaves it in the backlog, see :meth:`ship_offsite`)."""
+        entry = self.publish(self.upload(manifest, progress))
+        if self.offsite is None:
+            return entry
+        from autograph.dr.offsite.ship import ship_one
+
+        if ship_one(self, entry.manifest()) is None:
+            entry = entry.model_copy(update={"locations": [*entry.locations, "offsite"]})
+        return entry
 
     def update(self, name: str, **changes: Any) -> BackupEntry:
         """Rewrite the manifest of ``name`` with ``changes`` in every tier holding it.
@@ -376,6 +405,20 @@ class Catalog:
                     self.write_manifest(entry.manifest(), ["local"])
                 notes.append("fetched from s3 into the local tier")
                 return Fetched(self.local.path(entry.artifact), entry, "s3", notes)
+        if "offsite" in entry.locations and self.offsite is not None:
+            try:
+                with self.offsite.open(entry.artifact) as stream:
+                    self.local.put(entry.artifact, stream, expected_sha256=entry.sha256,
+                                   progress=progress)
+            except (IntegrityError, ConfigError) as exc:
+                notes.append(f"offsite copy not usable ({exc.message})")
+            except DependencyDown as exc:
+                notes.append(f"offsite copy unavailable ({exc.message})")
+            else:
+                if "local" not in entry.locations:
+                    self.write_manifest(entry.manifest(), ["local"])
+                notes.append("fetched from the off-site tier (decrypted, checked) into local")
+                return Fetched(self.local.path(entry.artifact), entry, "offsite", notes)
         raise IntegrityError(f"no intact copy of backup {name}: " + "; ".join(notes or
                              ["no copy in a reachable tier"]))
 
@@ -414,8 +457,8 @@ class Catalog:
                     (self.local.root / key).unlink(missing_ok=True)
                 elif tier == "local":
                     self.local.delete(key)
-                elif self.remote is not None:
-                    self.remote.delete(key)
+                elif (store := self.store(tier)) is not None:
+                    store.delete(key)
                 removed.append(f"{tier}:{key}")
         if isinstance(self.remote, S3Store):
             with contextlib.suppress(DependencyDown):

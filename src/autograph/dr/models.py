@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, JsonValue
 from autograph.errors import InvalidInput
 
 Kind = Literal["database", "bucket", "basebackup"]
-Tier = Literal["local", "s3"]
+Tier = Literal["local", "s3", "offsite"]
 VerificationStatus = Literal["passed", "failed", "not_verified"]
 CopyState = Literal["uploaded", "missing", "disabled"]
 

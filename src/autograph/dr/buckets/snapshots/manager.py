@@ -11,6 +11,7 @@ separate from the archive backups', which keep running on their own schedule.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import io
 import os
@@ -437,12 +438,15 @@ class SnapshotManager:
         for key, record in blobs.items():
             if _blob_ok(self.store.blob_path(key), record, False):
                 where[key] = "local"
-        lacking = set(sizes) - set(where)
-        if lacking and self.store.remote is not None:
-            remote = {o.key: o.size for o in self.store.remote.blobs.list()}
-            for key in lacking:
-                if remote.get(key) == sizes[key]:
-                    where[key] = "s3"
+        for tier in self.store.tiers()[1:]:  # S3, then off-site
+            lacking = set(sizes) - set(where)
+            if not lacking:
+                break
+            with contextlib.suppress(DependencyDown):
+                remote = {o.key: o.size for o in tier.blobs.list()}
+                for key in lacking:
+                    if remote.get(key) == sizes[key]:
+                        where[key] = tier.name
         lacking = set(sizes) - set(where)
         if lacking:
             raise IntegrityError(f"snapshot {snapshot.name}: {len(lacking)} of {len(sizes)} "
@@ -483,9 +487,10 @@ class SnapshotManager:
         if tier == "local":  # large: never compressed, checked as it streams
             return cast(BinaryIO, _Checked(
                 open(self.store.blob_path(record.blob_key), "rb"), record))
-        if self.store.remote is None:
+        tiers = [t for t in self.store.tiers()[1:] if t.name == tier] or self.store.tiers()[1:2]
+        if not tiers:
             raise IntegrityError(f"{record.key}: local blob damaged and no S3 tier")
-        with self.store.remote.blobs.open(record.blob_key) as handle:
+        with tiers[0].blobs.open(record.blob_key) as handle:
             data = _unpacked(record, handle.read())
         if data is None:
             raise IntegrityError(f"{record.key}: blob {record.sha256[:12]}… is damaged in "

@@ -24,8 +24,9 @@ from autograph.clock import isoformat
 from autograph.config import Settings
 from autograph.dr.storage import BackupStore
 from autograph.dr.storage.local import LocalStore
+from autograph.dr.storage.offsite import offsite_client, offsite_enabled, open_offsite
 from autograph.dr.storage.s3 import S3Store
-from autograph.errors import DependencyDown, IntegrityError, InvalidInput, NotFound
+from autograph.errors import ConfigError, DependencyDown, IntegrityError, InvalidInput, NotFound
 from autograph.secrets import Credentials
 
 FORMAT = "autograph-snapshot/1"
@@ -152,7 +153,7 @@ class SnapshotStore:
     """Snapshot indexes and blobs over the local tier and (optionally) the S3 tier."""
 
     def __init__(self, settings: Settings, creds: Credentials | None, *,
-                 with_s3: bool = True) -> None:
+                 with_s3: bool = True, with_offsite: bool = True) -> None:
         root = settings.backups_dir / "snapshots"
         self.local = Tier("local", LocalStore(root / "index"), LocalStore(root / "blobs"))
         self.remote: Tier | None = None
@@ -164,9 +165,17 @@ class SnapshotStore:
             bucket = settings.backup_bucket_objects
             self.remote = Tier("s3", S3Store(client, bucket, "snapshots/index/"),
                                S3Store(client, bucket, "snapshots/blobs/"))
+        self.offsite: Tier | None = None
+        if with_offsite and offsite_enabled(settings):
+            client = offsite_client(settings)
+            index, blobs = (open_offsite(settings, f"snapshots/{area}", client)
+                            for area in ("index", "blobs"))
+            assert index is not None and blobs is not None
+            self.offsite = Tier("offsite", index, blobs)
 
     def tiers(self) -> list[Tier]:
-        return [self.local] + ([self.remote] if self.remote else [])
+        return ([self.local] + ([self.remote] if self.remote else [])
+                + ([self.offsite] if self.offsite else []))
 
     @property
     def blobs_dir(self) -> Path:
@@ -217,7 +226,7 @@ class SnapshotStore:
             except DependencyDown as exc:
                 down = exc
                 continue
-            except IntegrityError as exc:
+            except (IntegrityError, ConfigError) as exc:  # off-site: damaged, or key not held
                 problems.append(exc.message)
                 continue
             if snapshot.name != name:
