@@ -42,8 +42,10 @@ from autograph.dr.monitor.status import (
     read_alert_state,
     snapshot_status,
     source_status,
+    worst,
 )
 from autograph.dr.monitor.status import drills_of as drill_status
+from autograph.dr.offsite.status import offsite_status
 from autograph.dr.ops import hooks, jobstore, journal, leases, locks
 from autograph.dr.retention.prune import PRUNED_KINDS, prune_kind
 from autograph.dr.scheduler import BackupFn, Schedule, Scheduler
@@ -239,8 +241,11 @@ def collect_status(settings: Settings, creds: Credentials, *, clock: Clock = utc
     snapshots = snapshot_states(settings, creds, now, unreachable)
     active = alerts if alerts is not None else read_alert_state(settings.dr_dir)[0]
     drills = drill_status(settings.dr_dir, now)
-    return DrStatus(generated_at=now,
-                    status=overall(states, active, drills, unreachable, snapshots),
+    offsite = offsite_status(settings, dict(catalogs))
+    level = overall(states, active, drills, unreachable, snapshots)
+    if offsite is not None and offsite.problems:
+        level = worst([level, "warning"])
+    return DrStatus(generated_at=now, status=level, offsite=offsite,
                     snapshots=snapshots,
                     rpo_target_seconds=settings.rpo_target_seconds,
                     rto_target_seconds=settings.rto_target_seconds,

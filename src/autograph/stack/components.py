@@ -167,6 +167,17 @@ def build_components(settings: Settings, creds: Credentials) -> list[Component]:
             depends_on=("postgres",),
         ),
     ]
+    if settings.offsite_s3_endpoint:  # ships WAL and the backlog to the off-site tier
+        components.append(Component(
+            name="offsite",
+            priority=1,
+            kind="infrastructure",
+            ports=(),
+            command=(sys.executable, "-m", "autograph.dr.offsite.shipper"),
+            health=infra.offsite_probe(settings),
+            environment=_service_environment(settings),
+            depends_on=("walstream",),
+        ))
     wanted = set(settings.services) if settings.services is not None else None
     for spec in APPLICATION_SERVICES:
         if wanted is None or spec.name in wanted:

@@ -76,6 +76,7 @@ wal_level = replica
 max_wal_senders = 5
 max_replication_slots = 5
 wal_keep_size = 256MB
+archive_timeout = {wal_switch}
 logging_collector = off
 log_destination = 'stderr'
 include_if_exists = 'autograph-recovery.conf'
@@ -118,7 +119,8 @@ def prepare_postgres(settings: Settings, creds: Credentials) -> None:
             )
         finally:
             os.unlink(pwfile.name)
-    conf = POSTGRES_CONF.format(host=settings.host, port=settings.pg_port, socket_dir=sockets)
+    conf = POSTGRES_CONF.format(host=settings.host, port=settings.pg_port, socket_dir=sockets,
+                                wal_switch=settings.wal_switch_seconds)
     for name, text in (("postgresql.conf", conf), ("pg_hba.conf", PG_HBA)):
         target = data / name
         target.write_text(text)
@@ -280,5 +282,32 @@ def walstream_probe(settings: Settings, creds: Credentials) -> Probe:
         if lag is None:
             return Health(False, "not streaming")
         return Health(True, f"streaming, {lag} bytes behind")
+
+    return probe
+
+
+# Off-site shipper ------------------------------------------------------------------------------
+
+def offsite_status_path(settings: Settings) -> Path:
+    """The off-site shipper's heartbeat and status (``autograph.dr.offsite.shipper``)."""
+    return settings.backups_dir / "offsite" / "shipper.json"
+
+
+def offsite_probe(settings: Settings) -> Probe:
+    """Healthy while the shipper writes its status (its passes run every second or so); the
+    off-site *store* being down is an alert, not the shipper's ill health."""
+
+    def probe() -> Health:
+        import time
+
+        path = offsite_status_path(settings)
+        try:
+            age = time.time() - path.stat().st_mtime
+        except OSError:
+            return Health(False, "no status written yet")
+        limit = max(10.0, 5 * settings.offsite_wal_poll_seconds)
+        if age > limit:
+            return Health(False, f"status {age:.0f} s old")
+        return Health(True, f"shipping (status {age:.1f} s old)")
 
     return probe

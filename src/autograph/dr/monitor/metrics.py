@@ -66,6 +66,8 @@ def families(status: DrStatus) -> Iterator[Metric]:
             gauges[name].add_metric(labels, value)
     yield from gauges.values()
 
+    yield from _offsite(status)
+
     if status.snapshots:
         age = GaugeMetricFamily("autograph_snapshot_age_seconds",
                                 "Seconds since the newest bucket snapshot began",
@@ -102,6 +104,29 @@ def families(status: DrStatus) -> Iterator[Metric]:
     yield GaugeMetricFamily("autograph_drill_next_timestamp_seconds",
                             "Unix time the next DR drill is due",
                             value=_timestamp(drills.next_scheduled))
+
+
+def _offsite(status: DrStatus) -> Iterator[Metric]:
+    """The off-site tier: reachability, and per kind its lag, backlog and newest copy."""
+    offsite = status.offsite
+    if offsite is None:
+        return
+    yield GaugeMetricFamily("autograph_offsite_reachable", "1 if the off-site store answers",
+                            value=float(offsite.reachable))
+    lag = GaugeMetricFamily("autograph_offsite_lag_seconds", "Age of the oldest copy waiting "
+                            "to go off-site (0: none)", labels=["kind"])
+    backlog = GaugeMetricFamily("autograph_offsite_backlog", "Copies waiting to go off-site",
+                                labels=["kind"])
+    newest = GaugeMetricFamily("autograph_offsite_newest_timestamp_seconds",
+                               "Unix time of the newest off-site copy", labels=["kind"])
+    for item in offsite.kinds:
+        if item.lag_seconds is not None:
+            lag.add_metric([item.kind], item.lag_seconds)
+        if item.backlog is not None:
+            backlog.add_metric([item.kind], float(item.backlog))
+        if item.newest_offsite_at is not None:
+            newest.add_metric([item.kind], _timestamp(item.newest_offsite_at))
+    yield from (lag, backlog, newest)
 
 
 class StatusCollector(Collector):

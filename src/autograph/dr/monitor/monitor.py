@@ -114,7 +114,7 @@ class Monitor:
         """Process journaled events, then check backups, health, storage and quotas."""
         steps: tuple[Callable[[], None], ...] = (
             self.process_journal, self.check_backups, self.check_snapshots, self.check_health,
-            self.check_storage, self.check_quotas)
+            self.check_storage, self.check_quotas, self.check_offsite)
         self._listings = {}
         try:
             for step in steps:
@@ -288,6 +288,32 @@ class Monitor:
                       f"no snapshot of bucket {bucket} for {(now - since).total_seconds():.0f}"
                       f" s (one every {interval:g} s expected); the objects' RPO is at risk",
                       kind="snapshot", source=bucket, since=isoformat(since))
+
+    def check_offsite(self) -> None:
+        """``offsite_unreachable`` while the off-site store does not answer; ``offsite_lag``
+        while any kind (WAL included) waits longer than the RPO target to go off-site."""
+        from autograph.dr.offsite.status import offsite_status
+
+        status = offsite_status(self.settings, dict(self.catalogs))
+        if status is None:
+            return
+        if status.reachable:
+            self.alerts.resolve("offsite_unreachable")
+        else:
+            self.fire("offsite_unreachable", "offsite_unreachable", "critical",
+                      f"the off-site store {status.endpoint} is unreachable ({status.error}); "
+                      "backups continue locally and are queued for it",
+                      endpoint=status.endpoint)
+        late = [k for k in status.kinds if k.lag_seconds is not None
+                and k.lag_seconds > self.settings.rpo_target_seconds]
+        if not late:
+            self.alerts.resolve("offsite_lag")
+            return
+        self.fire("offsite_lag", "offsite_lag", "critical",
+                  "off-site copies lag beyond the RPO target ("
+                  + ", ".join(f"{k.kind} {k.lag_seconds:.0f} s" for k in late)
+                  + f" > {self.settings.rpo_target_seconds} s)",
+                  kinds=[k.kind for k in late])
 
     # Health ------------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from autograph.dr.alerts.models import Alert
 from autograph.dr.drill.report import DrillSchedule, drill_schedule, load_history
 from autograph.dr.models import BackupEntry, Kind, Tier, Verification
 from autograph.dr.monitor.infrastructure import InfrastructureHealth
+from autograph.dr.offsite.status import OffsiteStatus
 from autograph.dr.scheduler import NextRun
 
 Level = Literal["ok", "warning", "critical"]
@@ -96,6 +97,8 @@ class DrStatus(BaseModel):
                                         description="'kind/tier' -> why it could not be read")
     infrastructure: list[InfrastructureHealth] = Field(
         default_factory=list, description="PostgreSQL, Redis and S3: ours or external, health")
+    offsite: OffsiteStatus | None = Field(default=None, description="the off-site tier: lag "
+                                          "per kind, reachability (None: not configured)")
 
 
 def _summary(entry: BackupEntry) -> BackupSummary:
