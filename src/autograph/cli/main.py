@@ -14,6 +14,7 @@ from autograph.cli import (
     backup,
     backup_base,
     backup_objects,
+    backup_offsite,
     backup_retention,
     backup_snapshots,
     dr,
@@ -49,7 +50,8 @@ stack_cli.register(app)
 
 def register_all() -> None:
     """Attach every command group: the stack, backups of each kind, admin and dr."""
-    for group in (backup_objects, backup_retention, backup_base, backup_snapshots):
+    for group in (backup_objects, backup_retention, backup_base, backup_snapshots,
+                  backup_offsite):
         group.register(backup.backup_app)
     for top in (backup, admin, dr, serve):
         top.register(app)

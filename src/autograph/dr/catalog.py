@@ -19,10 +19,10 @@ How a producer (DatabaseBackupManager, MinIOBucketBackupManager) uses it::
     entry = catalog.commit(manifest)               # S3 copy (failure recorded), manifests last
     # on any failure before commit: catalog.discard(artifact_key)
 
-Off-site: ``commit`` ships the artifact and then its manifest off-site after the local commit
-(best effort: a failure leaves the backup in the *backlog*, the local backups without an off-site
-manifest, which :meth:`Catalog.ship_offsite` sends when the store is back). The off-site
-manifest records ``extra.offsite`` (key id, sha256 of the stored ciphertext, shipping time).
+Off-site: ``publish`` ships the artifact, then its manifest, off-site after the local commit
+(best effort: a failure leaves the backup in the *backlog*, the local backups with no off-site
+manifest, which :func:`autograph.dr.offsite.ship.ship_backlog` sends when the store is back).
+The off-site manifest records ``extra.offsite`` (key id, ciphertext sha256, shipping time).
 
 Callers hold the kind's lock (:mod:`autograph.dr.ops.locks`) around writes and cleanup.
 """
@@ -309,6 +309,8 @@ class Catalog:
         commit point), then the S3 one when ``s3_copy`` is ``uploaded``.
 
         If the S3 manifest cannot be written, the local manifest records the copy as missing.
+        Last, the off-site copy (artifact, then manifest); a failure leaves the backup in the
+        off-site backlog (:mod:`autograph.dr.offsite.ship`), shipped when the store is back.
         """
         validate_name(manifest.name)
         tiers: builtins.list[Tier] = ["local"]
@@ -322,19 +324,17 @@ class Catalog:
                 self.write_manifest(manifest, ["local"])
             else:
                 tiers.append("s3")
+        if self.offsite is not None:
+            from autograph.dr.offsite.ship import ship_one
+
+            if ship_one(self, manifest) is None:
+                tiers.append("offsite")
         return BackupEntry(**manifest.model_dump(), locations=tiers)
 
     def commit(self, manifest: Manifest, progress: ByteProgress = None) -> BackupEntry:
         """``publish(upload(manifest))``: S3 copy (failure recorded), then the manifests; then
-        the off-site copy (a failure leaves it in the backlog, see :meth:`ship_offsite`)."""
-        entry = self.publish(self.upload(manifest, progress))
-        if self.offsite is None:
-            return entry
-        from autograph.dr.offsite.ship import ship_one
-
-        if ship_one(self, entry.manifest()) is None:
-            entry = entry.model_copy(update={"locations": [*entry.locations, "offsite"]})
-        return entry
+        the off-site copy (see :meth:`publish`)."""
+        return self.publish(self.upload(manifest, progress))
 
     def update(self, name: str, **changes: Any) -> BackupEntry:
         """Rewrite the manifest of ``name`` with ``changes`` in every tier holding it.
@@ -344,7 +344,8 @@ class Catalog:
         entry = self.get(name)
         manifest = entry.manifest().model_copy(update=changes)
         Manifest.model_validate(manifest.model_dump())
-        self.write_manifest(manifest, list(entry.locations))
+        # The off-site manifest keeps what was shipped (its key id and ciphertext digest).
+        self.write_manifest(manifest, [t for t in entry.locations if t != "offsite"])
         return BackupEntry(**manifest.model_dump(), locations=entry.locations)
 
     def discard(self, artifact_key: str) -> None:

@@ -251,6 +251,12 @@ class SnapshotManager:
             except AutographError as exc:
                 s3_error = exc.message
         self.store.local.index.put(name + INDEX_SUFFIX, io.BytesIO(data))
+        if self.store.offsite is not None:  # after the local commit; the backlog on failure
+            from autograph.dr.offsite.ship import ship_snapshots
+
+            progress("copying to the off-site tier")
+            if name in ship_snapshots(self.store).shipped:
+                tiers.append("offsite")
         return SnapshotResult(snapshot, round(time.monotonic() - began, 3),
                               reused=len(objects) - (len(changed) - len(vanished)),
                               tiers=tiers, s3_error=s3_error)
