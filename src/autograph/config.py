@@ -133,8 +133,9 @@ class Settings(BaseSettings):
     offsite_sync_interval_seconds: float = Field(
         default=60.0, gt=0, description="how often the backlog of off-site copies is retried")
     wal_switch_seconds: int = Field(
-        default=60, ge=0, description="archive_timeout: close a WAL segment at least this "
-                                      "often (the off-site RPO bound); 0: off")
+        default=60, ge=0, description="the off-site shipper closes the WAL segment being "
+                                      "written (pg_switch_wal) when it holds writes this old: "
+                                      "the off-site RPO bound; 0: never")
 
     # Recovery objectives and drills.
     rto_target_seconds: int = 3600

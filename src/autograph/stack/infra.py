@@ -76,7 +76,6 @@ wal_level = replica
 max_wal_senders = 5
 max_replication_slots = 5
 wal_keep_size = 256MB
-archive_timeout = {wal_switch}
 logging_collector = off
 log_destination = 'stderr'
 include_if_exists = 'autograph-recovery.conf'
@@ -119,8 +118,7 @@ def prepare_postgres(settings: Settings, creds: Credentials) -> None:
             )
         finally:
             os.unlink(pwfile.name)
-    conf = POSTGRES_CONF.format(host=settings.host, port=settings.pg_port, socket_dir=sockets,
-                                wal_switch=settings.wal_switch_seconds)
+    conf = POSTGRES_CONF.format(host=settings.host, port=settings.pg_port, socket_dir=sockets)
     for name, text in (("postgresql.conf", conf), ("pg_hba.conf", PG_HBA)):
         target = data / name
         target.write_text(text)

@@ -28,7 +28,7 @@ from autograph.clock import utc_now
 from autograph.config import Settings, load_settings
 from autograph.dr.models import KINDS
 from autograph.dr.offsite.ship import ShipReport, ship_backlog, ship_snapshots
-from autograph.dr.offsite.wal import SEGMENT, FolderState, WalShipper
+from autograph.dr.offsite.wal import SEGMENT, FolderState, SegmentCloser, WalShipper, wal_root
 from autograph.dr.storage.offsite import ensure_offsite_bucket, offsite_client, offsite_key
 from autograph.errors import AutographError
 
@@ -113,12 +113,26 @@ def prune_offsite_wal(settings: Settings, catalog: Any) -> list[str]:
     return removed
 
 
+def switch_wal(settings: Settings) -> None:
+    """``SELECT pg_switch_wal()`` on the stack's server (password from HOME/secrets)."""
+    import psycopg
+
+    from autograph.secrets import load_credentials
+
+    creds = load_credentials(settings)
+    with psycopg.connect(host=settings.host, port=settings.pg_port, user=settings.pg_user,
+                         password=creds.pg_password, dbname="postgres", autocommit=True,
+                         connect_timeout=3) as conn:
+        conn.execute("SELECT pg_switch_wal()")
+
+
 def run(settings: Settings, *, passes: int | None = None) -> None:
     """The shipper loop (``passes``: stop after that many WAL passes, for tests)."""
     offsite_key(settings)  # generated at first start, before anything needs it
     client = offsite_client(settings)
     ensure_offsite_bucket(settings, client)
     shipper = WalShipper(settings, client)
+    closer = SegmentCloser(lambda: switch_wal(settings), settings.wal_switch_seconds)
     last_sync = 0.0
     status = read_status(settings)
     backlog = status.backlog if status else {}
@@ -126,6 +140,9 @@ def run(settings: Settings, *, passes: int | None = None) -> None:
     done = 0
     while passes is None or done < passes:
         began = time.monotonic()
+        root = wal_root(settings)
+        for folder in (p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+            closer.check(folder, time.time())
         error = probe(client, settings.offsite_s3_bucket)
         folders = shipper.ship_all(ship=error is None)
         if error is None and began - last_sync >= settings.offsite_sync_interval_seconds:

@@ -215,3 +215,49 @@ def fetch_wal(store: OffsiteStore, folder: str, target: Path) -> FetchReport:
             previous = _position(name)
     return report
 
+
+
+class SegmentCloser:
+    """Closes the WAL segment being written once it holds writes ``wal_switch_seconds`` old.
+
+    A quiet database may take hours to fill a 16 MiB segment, and only completed segments are
+    shipped, so without this the off-site RPO would be unbounded. (PostgreSQL's own
+    ``archive_timeout`` did not switch segments on this setup with WAL streamed by
+    ``pg_receivewal``, archiving off or on; see the README.) The receiver's ``.partial`` file
+    changes when WAL arrives; the first change after a switch starts the clock; when it runs
+    out, ``pg_switch_wal()`` closes the segment and the receiver completes the file. An idle
+    database is never switched (no change, no clock).
+    """
+
+    def __init__(self, switch: Any, seconds: float) -> None:
+        """``switch()`` asks the server for ``pg_switch_wal()``; raises on failure."""
+        self._switch = switch
+        self._seconds = seconds
+        self._seen: dict[str, tuple[str, float]] = {}
+        self._dirty_since: dict[str, float] = {}
+
+    def check(self, folder: Path, now: float) -> bool:
+        """One look at ``folder``; True when a switch was requested."""
+        if self._seconds <= 0 or not folder.is_dir():
+            return False
+        partials = sorted(p for p in folder.iterdir() if p.name.endswith(".partial"))
+        if not partials:
+            return False
+        current = partials[-1]
+        state = (current.name, current.stat().st_mtime)
+        before = self._seen.get(folder.name)
+        self._seen[folder.name] = state
+        if before is None or before[0] != state[0]:
+            self._dirty_since.pop(folder.name, None)  # first sight, or a new segment
+            return False
+        if state[1] != before[1]:
+            self._dirty_since.setdefault(folder.name, now)  # first write: within one poll
+        since = self._dirty_since.get(folder.name)
+        if since is None or now - since < self._seconds:
+            return False
+        try:
+            self._switch()
+        except Exception:  # PostgreSQL down or restarting: nothing to close now
+            return False
+        self._dirty_since.pop(folder.name, None)
+        return True
