@@ -26,11 +26,13 @@ from pydantic import BaseModel, Field
 from autograph.config import Settings
 from autograph.dr.storage import sha256_of
 from autograph.dr.storage.offsite import OffsiteStore, open_offsite
+from autograph.dr.storage.s3 import S3Store
 from autograph.errors import AutographError, ConfigError, DependencyDown, IntegrityError
 
 SEGMENT = re.compile(r"^[0-9A-F]{24}$")
 HISTORY = re.compile(r"^[0-9A-F]{8}\.history$")
 SEGMENTS_PER_LOG = 0x100  # 16 MiB segments: 2^32 / 2^24
+WAL_PART_SIZE = 64 << 20  # above a segment's ciphertext: one request per segment
 
 
 def wal_root(settings: Settings) -> Path:
@@ -83,6 +85,8 @@ class WalShipper:
             store = open_offsite(self.settings, f"wal/{folder}", self.client)
             if store is None:
                 raise ConfigError("no off-site tier configured (AUTOGRAPH_OFFSITE_S3_ENDPOINT)")
+            if isinstance(store.inner, S3Store):  # a segment in one PUT (Content-MD5 checked)
+                store.inner.part_size = WAL_PART_SIZE
             self._stores[folder] = store
         return self._stores[folder]
 
