@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from autograph.cli.output import console, emit_json
-from autograph.config import load_settings
+from autograph.config import Settings, load_settings
 from autograph.errors import ConfigError, IntegrityError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
@@ -17,7 +17,7 @@ offsite_app = typer.Typer(
 )
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def _settings() -> Settings:
     from autograph.dr.storage.offsite import offsite_enabled
 
     settings = load_settings()

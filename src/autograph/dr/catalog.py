@@ -40,6 +40,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from autograph.clock import isoformat, utc_now
 from autograph.config import Settings
 from autograph.dr.models import (
     MANIFEST_SUFFIX,
@@ -52,7 +53,7 @@ from autograph.dr.models import (
     validate_name,
 )
 from autograph.dr.ops import locks
-from autograph.dr.storage import BackupStore, ByteProgress, sha256_of
+from autograph.dr.storage import CHUNK, BackupStore, ByteProgress, sha256_of
 from autograph.dr.storage.follow import FollowUpload
 from autograph.dr.storage.local import LocalStore, LocalWriter
 from autograph.dr.storage.offsite import OffsiteStore, open_offsite
@@ -324,12 +325,36 @@ class Catalog:
                 self.write_manifest(manifest, ["local"])
             else:
                 tiers.append("s3")
-        if self.offsite is not None:
-            from autograph.dr.offsite.ship import ship_one
-
-            if ship_one(self, manifest) is None:
-                tiers.append("offsite")
+        if self.offsite is not None and self.ship_offsite(manifest) is None:
+            tiers.append("offsite")
         return BackupEntry(**manifest.model_dump(), locations=tiers)
+
+    def ship_offsite(self, manifest: Manifest) -> AutographError | None:
+        """Copy one committed backup off-site: artifact first, manifest last.
+
+        Returns None when both are stored, else the error saying why not (the backup stays in the
+        backlog; a partial upload is aborted, so nothing appears under the key). Never raises for
+        off-site trouble: the local backup stands.
+        """
+        store = self.offsite
+        if store is None:
+            return DependencyDown("no off-site tier configured")
+        try:
+            with store.writer(manifest.artifact) as sink, \
+                    self.local.open(manifest.artifact) as source:
+                while chunk := source.read(CHUNK):
+                    sink.write(chunk)
+                if sink.hexdigest() != manifest.sha256:
+                    raise IntegrityError(f"local {manifest.artifact} no longer matches its "
+                                         "manifest")
+            record = {"key_id": store.key_id, "ciphertext_sha256": sink.ciphertext_sha256,
+                      "shipped_at": isoformat(utc_now())}
+            shipped = manifest.model_copy(update={"extra": {**manifest.extra, "offsite": record}})
+            store.put(manifest_key(manifest.name),
+                      io.BytesIO(shipped.model_dump_json(indent=2).encode()))
+        except AutographError as exc:
+            return exc
+        return None
 
     def commit(self, manifest: Manifest, progress: ByteProgress = None) -> BackupEntry:
         """``publish(upload(manifest))``: S3 copy (failure recorded), then the manifests; then

@@ -241,7 +241,7 @@ def collect_status(settings: Settings, creds: Credentials, *, clock: Clock = utc
     snapshots = snapshot_states(settings, creds, now, unreachable)
     active = alerts if alerts is not None else read_alert_state(settings.dr_dir)[0]
     drills = drill_status(settings.dr_dir, now)
-    offsite = offsite_status(settings, dict(catalogs))
+    offsite = offsite_status(settings, catalogs)
     level = overall(states, active, drills, unreachable, snapshots)
     if offsite is not None and offsite.problems:
         level = worst([level, "warning"])

@@ -140,6 +140,17 @@ class StepRecord(BaseModel):
     detail: str = ""
 
 
+class ShipReport(BaseModel):
+    """What one pass over a backlog did."""
+
+    area: str
+    shipped: list[str] = Field(default_factory=list)
+    failed: dict[str, str] = Field(default_factory=dict)
+    backlog: list[str] = Field(default_factory=list, description="still not off-site")
+    oldest_backlog_at: datetime | None = None
+    unreachable: str | None = None
+
+
 RestoreResult.model_rebuild()
 
 

@@ -294,7 +294,7 @@ class Monitor:
         while any kind (WAL included) waits longer than the RPO target to go off-site."""
         from autograph.dr.offsite.status import offsite_status
 
-        status = offsite_status(self.settings, dict(self.catalogs))
+        status = offsite_status(self.settings, self.catalogs)
         if status is None:
             return
         if status.reachable:

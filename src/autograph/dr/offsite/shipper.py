@@ -26,8 +26,8 @@ from pydantic import BaseModel, Field
 
 from autograph.clock import utc_now
 from autograph.config import Settings, load_settings
-from autograph.dr.models import KINDS
-from autograph.dr.offsite.ship import ShipReport, ship_backlog, ship_snapshots
+from autograph.dr.models import KINDS, ShipReport
+from autograph.dr.offsite.ship import ship_backlog
 from autograph.dr.offsite.wal import SEGMENT, FolderState, SegmentCloser, WalShipper, wal_root
 from autograph.dr.storage.offsite import ensure_offsite_bucket, offsite_client, offsite_key
 from autograph.errors import AutographError
@@ -77,7 +77,7 @@ def probe(client: Any, bucket: str) -> str | None:
 
 def sync_backlog(settings: Settings) -> dict[str, ShipReport]:
     """Ship the backlog of every catalog kind and of the snapshots; prune off-site WAL."""
-    from autograph.dr.buckets.snapshots.store import SnapshotStore
+    from autograph.dr.buckets.snapshots.store import SnapshotStore, ship_snapshots
     from autograph.dr.catalog import open_catalog
 
     reports: dict[str, ShipReport] = {}

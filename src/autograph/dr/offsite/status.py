@@ -11,6 +11,7 @@ the shipper's status file (no status: nothing is known to be off-site).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from autograph.clock import utc_now
 from autograph.config import Settings
-from autograph.dr.models import KINDS, MANIFEST_SUFFIX
+from autograph.dr.models import KINDS, MANIFEST_SUFFIX, Kind
 from autograph.dr.offsite.shipper import read_status
 from autograph.dr.offsite.wal import completed, wal_root
 from autograph.dr.storage.offsite import offsite_enabled, offsite_key
@@ -98,7 +99,7 @@ def wal_lag(settings: Settings, now: float) -> KindLag:
                    newest_offsite_at=_at(newest[1]) if newest else None)
 
 
-def offsite_status(settings: Settings, catalogs: dict[str, Catalog] | None = None
+def offsite_status(settings: Settings, catalogs: Mapping[Kind, Catalog] | None = None
                    ) -> OffsiteStatus | None:
     """The off-site tier's status now; None when no off-site tier is configured."""
     from autograph.dr.buckets.snapshots.store import INDEX_SUFFIX, SnapshotStore

@@ -39,6 +39,7 @@ from autograph.dr.buckets.snapshots.store import (
     SnapshotStore,
     merged,
     parse_name,
+    ship_snapshots,
     snapshot_name,
 )
 from autograph.dr.ops import hooks, locks
@@ -252,8 +253,6 @@ class SnapshotManager:
                 s3_error = exc.message
         self.store.local.index.put(name + INDEX_SUFFIX, io.BytesIO(data))
         if self.store.offsite is not None:  # after the local commit; the backlog on failure
-            from autograph.dr.offsite.ship import ship_snapshots
-
             progress("copying to the off-site tier")
             if name in ship_snapshots(self.store).shipped:
                 tiers.append("offsite")

@@ -12,6 +12,7 @@ written last (the commit point): an index names only blobs that were stored befo
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import re
 import zlib
@@ -22,11 +23,19 @@ from typing import Any
 
 from autograph.clock import isoformat
 from autograph.config import Settings
+from autograph.dr.models import ShipReport
 from autograph.dr.storage import BackupStore
 from autograph.dr.storage.local import LocalStore
 from autograph.dr.storage.offsite import offsite_client, offsite_enabled, open_offsite
 from autograph.dr.storage.s3 import S3Store
-from autograph.errors import ConfigError, DependencyDown, IntegrityError, InvalidInput, NotFound
+from autograph.errors import (
+    AutographError,
+    ConfigError,
+    DependencyDown,
+    IntegrityError,
+    InvalidInput,
+    NotFound,
+)
 from autograph.secrets import Credentials
 
 FORMAT = "autograph-snapshot/1"
@@ -263,3 +272,41 @@ def _valid(key: str) -> bool:
     except InvalidInput:
         return False
     return True
+
+
+def ship_snapshots(store: SnapshotStore) -> ShipReport:
+    """Copy every local snapshot missing off-site: its missing blobs, then its index."""
+    report = ShipReport(area="snapshots")
+    offsite = store.offsite
+    if offsite is None:
+        return report
+    try:
+        indexes = {o.key for o in offsite.index.list()}
+        blobs = {o.key for o in offsite.blobs.list()}
+    except DependencyDown as exc:
+        report.unreachable = exc.message
+        return report
+    local = sorted(o.key for o in store.local.index.list() if o.key.endswith(INDEX_SUFFIX))
+    for key in [k for k in local if k not in indexes]:
+        name = key[: -len(INDEX_SUFFIX)]
+        try:
+            with store.local.index.open(key) as handle:
+                data = handle.read()
+            snapshot = Snapshot.decode(data, name)
+            for record in snapshot.objects:
+                if record.blob_key not in blobs:
+                    offsite.blobs.put(record.blob_key, store.blob_path(record.blob_key),
+                                      expected_sha256=None if record.compressed
+                                      else record.sha256)
+                    blobs.add(record.blob_key)
+            offsite.index.put(key, io.BytesIO(data))
+        except AutographError as exc:
+            report.failed[name] = exc.message
+            if isinstance(exc, DependencyDown):
+                report.unreachable = exc.message
+                break
+            continue
+        report.shipped.append(name)
+    report.backlog = [k[: -len(INDEX_SUFFIX)] for k in local
+                      if k not in indexes and k[: -len(INDEX_SUFFIX)] not in report.shipped]
+    return report
