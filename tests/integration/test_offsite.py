@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from autograph.dr.alerts.dispatcher import AlertDispatcher
+from autograph.dr.alerts.file import FileChannel
 from autograph.dr.buckets.manager import MinIOBucketBackupManager
 from autograph.dr.buckets.snapshots.manager import SnapshotManager
 from autograph.dr.catalog import open_catalog
+from autograph.dr.monitor.monitor import Monitor
 from autograph.dr.offsite.shipper import read_status
 from autograph.dr.offsite.status import offsite_status
 from autograph.dr.offsite.wal import SEGMENT, WalShipper, chain_check, completed, fetch_wal
@@ -180,7 +183,7 @@ def test_wal_is_shipped_within_seconds_of_a_segment_closing(stack: Stack) -> Non
 
 
 def test_offsite_outage_local_continues_alerts_and_the_backlog_ships_without_gap(
-        stack: Stack, offsite_server: OffsiteServer) -> None:
+        stack: Stack, offsite_server: OffsiteServer, tmp_path: Path) -> None:
     settings, creds = stack.settings, stack.creds
     offsite_server.kill()
     try:
@@ -200,6 +203,9 @@ def test_offsite_outage_local_continues_alerts_and_the_backlog_ships_without_gap
         assert any("unreachable" in p for p in status.problems)
         wal = next(k for k in status.kinds if k.kind == "wal")
         assert wal.backlog and wal.backlog >= 1
+        monitor = _monitor(stack, tmp_path)
+        monitor.check_offsite()
+        assert {"offsite_unreachable", "offsite_lag"} <= {a.rule for a in monitor.alerts.active()}
     finally:
         offsite_server.start()
     _wait(lambda: _shipped_through(stack, last), 60, "the WAL backlog to ship")
@@ -212,6 +218,16 @@ def test_offsite_outage_local_continues_alerts_and_the_backlog_ships_without_gap
     status = offsite_status(settings)
     assert status is not None and status.reachable and not [
         k for k in status.kinds if k.kind == "database" and k.backlog]
+    monitor.check_offsite()
+    assert "offsite_unreachable" not in {a.rule for a in monitor.alerts.active()}
+
+
+def _monitor(stack: Stack, tmp_path: Path) -> Monitor:
+    catalogs = {kind: open_catalog(stack.settings, stack.creds, kind)
+                for kind in ("database", "bucket", "basebackup")}
+    alerts = AlertDispatcher([FileChannel(tmp_path / "alerts.log")], backoff_seconds=0.0)
+    strict = stack.settings.model_copy(update={"rpo_target_seconds": 1})  # any wait is late
+    return Monitor(strict, alerts, catalogs)  # type: ignore[arg-type]
 
 
 def test_a_damaged_wal_segment_offsite_stops_the_fetch_there(stack: Stack,
