@@ -38,7 +38,7 @@ SWITCH = 3  # the shipper closes a segment holding writes this old (default 60 s
 def stack(offsite_server: OffsiteServer) -> Iterator[Stack]:
     home = make_home("autograph-offsite-stack-")
     settings = stack_settings(home, **offsite_server.overrides(), wal_switch_seconds=SWITCH,
-                              offsite_wal_poll_seconds=0.5, offsite_sync_interval_seconds=2,
+                              offsite_wal_poll_seconds=0.5, offsite_sync_interval_seconds=4,
                               offsite_s3_prefix=f"site-{home.name[-8:].lower()}/")
     running = Stack(settings)
     try:
@@ -172,8 +172,11 @@ def test_wal_is_shipped_within_seconds_of_a_segment_closing(stack: Stack) -> Non
     _write(stack, 5)
     began = time.monotonic()
     before = {p.name for p in completed(_folder(stack))}
-    _wait(lambda: {p.name for p in completed(_folder(stack))} - before, SWITCH + 15,
-          "the shipper to close a segment")
+    def closed() -> bool:  # a trickle of writes, as from a quiet application
+        _write(stack, 1)
+        return bool({p.name for p in completed(_folder(stack))} - before)
+
+    _wait(closed, SWITCH + 30, "the shipper to close a segment")
     newest = max(p.name for p in completed(_folder(stack)) if SEGMENT.match(p.name))
     _wait(lambda: _shipped_through(stack, newest), 30, f"{newest} off-site")
     assert time.monotonic() - began < SWITCH + 45

@@ -117,12 +117,11 @@ def switch_wal(settings: Settings) -> None:
     """``SELECT pg_switch_wal()`` on the stack's server (password from HOME/secrets)."""
     import psycopg
 
+    from autograph.connections import pg_kwargs
     from autograph.secrets import load_credentials
 
     creds = load_credentials(settings)
-    with psycopg.connect(host=settings.host, port=settings.pg_port, user=settings.pg_user,
-                         password=creds.pg_password, dbname="postgres", autocommit=True,
-                         connect_timeout=3) as conn:
+    with psycopg.connect(**pg_kwargs(settings, creds, "postgres", connect_timeout=3)) as conn:
         conn.execute("SELECT pg_switch_wal()")
 
 
