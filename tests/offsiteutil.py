@@ -41,7 +41,7 @@ class OffsiteServer:
         return make_client(self.endpoint, self.access_key, self.secret_key, retries=1,
                            connect_timeout=1.0, **options)  # type: ignore[arg-type]
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 150.0) -> None:
         """Start (or restart on the same folder) and wait until S3 answers."""
         self.settings.run_dir.mkdir(parents=True, exist_ok=True)
         infra.prepare_s3(self.settings, self.creds)
@@ -59,7 +59,8 @@ class OffsiteServer:
                 return
             except Exception:
                 if time.monotonic() > deadline:
-                    raise
+                    tail = self.log.read_bytes()[-1500:].decode(errors="replace")
+                    raise AssertionError(f"off-site S3 server did not answer: {tail}") from None
                 time.sleep(0.5)
 
     def kill(self) -> None:
