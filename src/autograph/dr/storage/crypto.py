@@ -148,22 +148,35 @@ class Encryptor:
         self._index = 0
         self._started = False
 
-    def _seal(self, data: bytes, final: bool) -> bytes:
+    def _seal(self, data: bytes | memoryview, final: bool) -> bytes:
         sealed = self._aead.encrypt(_nonce(self._prefix, self._index, final), data, self.header)
         self._index += 1
         return sealed
 
     def update(self, data: bytes | bytearray | memoryview) -> bytes:
-        """Ciphertext for whole chunks so far (the header first); the rest is held back."""
-        out = bytearray()
+        """Ciphertext for whole chunks so far (the header first); the rest is held back.
+
+        A chunk is sealed only once more data follows it (the last one waits for ``finish``);
+        whole chunks of ``data`` are sealed in place, without copying them into the buffer.
+        """
+        out: list[bytes] = []
         if not self._started:
-            out += self.header
+            out.append(self.header)
             self._started = True
-        self._buffer += data
-        while len(self._buffer) > self._chunk:  # strictly more: the last chunk stays for finish
-            out += self._seal(bytes(self._buffer[: self._chunk]), final=False)
-            del self._buffer[: self._chunk]
-        return bytes(out)
+        view = memoryview(data).cast("B")
+        if self._buffer:
+            room = self._chunk - len(self._buffer)
+            self._buffer += view[:room]
+            view = view[room:]
+            if len(view) == 0:
+                return b"".join(out)
+            out.append(self._seal(bytes(self._buffer), final=False))
+            self._buffer = bytearray()
+        while len(view) > self._chunk:
+            out.append(self._seal(view[: self._chunk], final=False))
+            view = view[self._chunk:]
+        self._buffer += view
+        return b"".join(out)
 
     def finish(self) -> bytes:
         """The final chunk (possibly empty plaintext): marks the end of the stream."""
