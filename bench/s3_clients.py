@@ -14,10 +14,12 @@ round times, in this process:
 4. PUT ``--puts`` small objects, 16 concurrent (ours: ``dr.buckets.restore.put_objects``, the
    restore's engine; obstore: async and sync as in 2).
 
-Every phase checks the object count and bytes it moved. Per run: wall seconds, this process's
-CPU seconds (every thread: obstore's tokio workers count), the S3 server's CPU seconds and the
-load average. The machine is shared: the clients alternate in every round and the ratios
-obstore/ours are paired by round (median, min-max).
+First, key fidelity: keys the bucket backup's tests copy (tab, newline, a control character, a
+directory marker, ...) are stored with ours and read back with obstore; the ones it cannot list
+or GET are printed. Every timed phase checks the object count and bytes it moved. Per run: wall
+seconds, this process's CPU seconds (every thread: obstore's tokio workers count), the S3
+server's CPU seconds and the load average. The machine is shared: the clients alternate in every
+round and the ratios obstore/ours are paired by round (median, min-max).
 
     .venv/bin/pip install -e '.[bench]'      # obstore: a bench-only dependency
     .venv/bin/python bench/s3_clients.py [--objects 3000] [--big-mb 256] [--puts 1000]
@@ -193,6 +195,44 @@ def obstore_put_sync(store: S3Store, bodies: list[tuple[Item, bytes]]) -> Moved:
     return len(sizes), sum(sizes)
 
 
+# Key fidelity ----------------------------------------------------------------------------------
+AWKWARD_KEYS = [
+    "sp ace/tab\there",
+    "new\nline",
+    "ctl\x01.bin",
+    "dir/",
+    "..c/a..b/.hidden",
+    "pct%2F/q?x=1&y=2#frag",
+    "plus+.txt",
+    "uni/\u00e9\u952e",
+]
+"""Keys the bucket backup's own tests copy (tests/integration/test_bucket_backups.py) and a
+directory marker: a client that replaces ours must list and read every one of them."""
+
+
+def key_fidelity(ours: S3Client, store: S3Store, bucket: str) -> list[str]:
+    """Store :data:`AWKWARD_KEYS` with ours; return each key obstore cannot list or read back
+    byte for byte (with the reason)."""
+    for key in AWKWARD_KEYS:
+        ours.put_object(bucket, key, b"" if key.endswith("/") else key.encode())
+    stored = {o.key: o.size for o in ours.list_objects(bucket)}
+    seen = {meta["path"] for batch in obs.list(store, chunk_size=1000) for meta in batch}
+    failures = []
+    for key in sorted(stored):
+        with ours.get_object(bucket, key) as resp:
+            expected = resp.read()
+        try:
+            got = bytes(obs.get(store, key).bytes())
+            problem = "" if got == expected else "reads other bytes"
+        except Exception as exc:  # any failure is the finding
+            problem = f"GET fails: {type(exc).__name__}: {str(exc).splitlines()[0][:70]}"
+        if key not in seen:
+            problem = ("not listed as such; " + problem).rstrip("; ")
+        if problem:
+            failures.append(f"{key!r}: {problem}")
+    return failures
+
+
 # The run ---------------------------------------------------------------------------------------
 def put_batch(count: int) -> Callable[[str], list[tuple[Item, bytes]]]:
     """``count`` random bodies of 2 KB-200 KB (log-uniform), keyed under a prefix per run."""
@@ -307,6 +347,12 @@ def main() -> None:
         options_http = {"allow_http": True}
         store = S3Store(SOURCE, client_options=options_http, **config)
         put_store = S3Store(PUT_BUCKET, client_options=options_http, **config)
+        ours.create_bucket("bench-keys")
+        keys_store = S3Store("bench-keys", client_options=options_http, **config)
+        failures = key_fidelity(ours, keys_store, "bench-keys")
+        print(f"key fidelity: obstore fails {len(failures)} of {len(AWKWARD_KEYS)} keys")
+        for line in failures:
+            print(f"  {line}")
         listed = ours_list(ours)
         big = max(listed, key=lambda o: o.size)
         print(f"bucket: {len(listed)} objects, {sum(o.size for o in listed) / 1e6:.0f} MB")
