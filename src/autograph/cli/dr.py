@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from autograph.cli import dr_status
+from autograph.cli import dr_kit, dr_status
 from autograph.cli.output import console, emit_json
-from autograph.config import load_settings
+from autograph.config import Settings, load_settings
 from autograph.errors import AutographError, InvalidInput, OperationFailed
 
 # The recovery and drill machinery is imported by the command that runs it, so that the other
@@ -44,7 +45,10 @@ def _parse_time(value: str | None) -> datetime | None:
 
 @dr_app.command()
 def recover(
-    scenario: Annotated[str, typer.Option(help="complete | database | objects")],
+    scenario: Annotated[str, typer.Option(help="complete | database | objects | machine")],
+    kit: Annotated[Path | None, typer.Option(
+        "--kit", help="the recovery kit (scenario machine: rebuild from the off-site store)")]
+    = None,
     backup: Annotated[list[str] | None, typer.Option(
         "--backup", help="a database or bucket backup to use (repeatable); default: the "
                          "newest verified")] = None,
@@ -69,6 +73,10 @@ def recover(
 
     settings = load_settings()
     options = RecoveryOptions(scenario, tuple(backup or ()), _parse_time(to))  # type: ignore[arg-type]
+    if (scenario == "machine") != (kit is not None):
+        raise InvalidInput("--scenario machine needs --kit FILE (and --kit goes only with it)")
+    if kit is not None:
+        settings = _install_kit(kit, settings, yes)
     recovery = Recovery(Stack(settings), options)
     pending = recovery.operation().pending()
     if pending is not None and not fresh:
@@ -84,15 +92,34 @@ def recover(
     if json_output:
         emit_json(report)
     _echo(f"recovery {report.status}; report in {report.report_dir}")
+    for what, where in report.sources.items():
+        _echo(f"restored {what} from {where}")
     for issue in report.issues:
         _echo(f"issue: {issue}")
     if report.status != "passed":
         raise OperationFailed(report.next_action)
 
 
+def _install_kit(path: Path, settings: Settings, yes: bool) -> Settings:
+    """Open the kit, check it against the off-site store and the home, write its secrets."""
+    from autograph.cli.dr_kit import passphrase
+    from autograph.dr.kit.document import is_sealed, read_kit
+    from autograph.dr.recovery.machine import prepare_machine
+
+    kit = read_kit(path, passphrase(path, new=False) if is_sealed(path) else None)
+    if not yes and not sys.stdin.isatty():
+        raise InvalidInput("recovery writes the kit's secrets and replaces data: pass --yes")
+    recovered, prepared = prepare_machine(kit, settings)
+    _echo(f"kit of deployment {prepared.deployment_id}: off-site store {prepared.endpoint} "
+          f"answers; {len(prepared.secrets_written)} secrets written to "
+          f"{recovered.secrets_dir}")
+    return recovered
+
+
 @dr_app.command()
 def drill(
-    scenario: Annotated[str, typer.Option(help="complete | database | objects | all")]
+    scenario: Annotated[str, typer.Option(
+        help="complete | database | objects | machine | all")]
     = "complete",
     live: Annotated[bool, typer.Option(
         "--live", help="drill the configured stack itself instead of a sandbox")] = False,
@@ -171,6 +198,7 @@ def _s(value: float | None) -> str:
 def register(app: typer.Typer) -> None:
     """Attach ``autograph dr`` (with ``dr status``)."""
     dr_status.register(dr_app)
+    dr_app.add_typer(dr_kit.kit_app, name="kit")
     app.add_typer(dr_app, name="dr")
 
 

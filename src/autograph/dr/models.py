@@ -154,6 +154,9 @@ class ShipReport(BaseModel):
 RestoreResult.model_rebuild()
 
 
-Scenario = Literal["complete", "database", "objects"]
-"""The plan's disaster scenarios, shared by recovery and the drill."""
-SCENARIOS: tuple[Scenario, ...] = ("complete", "database", "objects")
+Scenario = Literal["complete", "database", "objects", "machine"]
+"""The plan's disaster scenarios, shared by recovery and the drill; ``machine`` is the whole
+home lost (data, local backups, WAL, secrets): only the off-site store and the kit survive."""
+SCENARIOS: tuple[Scenario, ...] = ("complete", "database", "objects", "machine")
+WHOLE_STACK: tuple[Scenario, ...] = ("complete", "machine")
+"""The scenarios that rebuild everything: infrastructure, database (physical), buckets."""

@@ -34,6 +34,7 @@ from autograph.dr.models import (
     no_progress,
 )
 from autograph.dr.ops import hooks, locks
+from autograph.dr.postgres.private import chain_gap, private_server
 from autograph.dr.postgres.server import PgServer
 from autograph.dr.postgres.walstream import wal_root
 from autograph.errors import AutographError, InvalidInput, NotFound, OperationFailed
@@ -56,6 +57,9 @@ class RecoveryResult:
     previous_data_dir: str
     duration_seconds: float
     steps: list[dict[str, Any]]
+    wal_gap: str | None = None        # where replay had to stop early, if it did
+    source: str = "local"             # the tier the base backup came from
+    last_segment: str | None = None   # the newest WAL segment given to the replay
 
 
 class PhysicalBackupManager:
@@ -68,6 +72,7 @@ class PhysicalBackupManager:
         self.server = PgServer.from_settings(settings, creds)
         self.catalog = catalog or open_catalog(settings, creds, KIND)  # type: ignore[arg-type]
         self.clock = clock
+        self.extra_wal: list[Path] = []  # more WAL folders, oldest first (e.g. from off-site)
 
     # Base backups ------------------------------------------------------------------------------
 
@@ -184,17 +189,22 @@ class PhysicalBackupManager:
             sysid = str(entry.extra["system_identifier"])
             try:
                 _wait_receiver_idle(wal_root(self.settings) / sysid)
-                segments = _stage_wal(wal_sources(self.settings, sysid), staging / "pg_wal",
-                                      user)
+                staged = _stage_wal([*wal_sources(self.settings, sysid), *self.extra_wal],
+                                    staging / "pg_wal", user)
+                segments = len(staged)
                 _write_recovery_conf(staging, target_time, user)
                 if live.exists():
                     live.rename(previous)
                     moved = True
                 staging.rename(live)
-                start_server()
-                replayed = self._wait_promoted()
+                # Replay and promote privately, then give the roles the current passwords
+                # (the backup carries those of the machine that made it): see private.py.
+                with private_server(self.settings, live, user) as server:
+                    replayed = server.wait_promoted()
+                    server.set_password(self.settings.pg_user, self.creds.pg_password)
                 (live / RECOVERY_CONF).unlink(missing_ok=True)
                 (live / "recovery.signal").unlink(missing_ok=True)
+                start_server()
             except Exception as exc:
                 self._put_back(live, previous if moved else None, stop_server, start_server)
                 message = exc.message if isinstance(exc, AutographError) else str(exc)
@@ -203,24 +213,18 @@ class PhysicalBackupManager:
                     f"back: {message}") from None
             _retire_wal_folder(wal_root(self.settings) / sysid, stamp)
             dropped = drop_old_clusters(self.settings.data_dir, self.settings.pre_restore_keep)
-            step("replay WAL and promote", t, f"replayed to {replayed}" + (
+            gap = chain_gap([n for n in staged if _SEGMENT.match(n)])
+            step("replay WAL and promote", t, f"replayed to {replayed}; role password set to "
+                 "the current secret" + (
                 f"; removed older kept clusters {', '.join(dropped)}" if dropped else ""))
         return RecoveryResult(entry.name, isoformat(target_time) if target_time else None,
                               segments, replayed, str(previous),
-                              round(time.monotonic() - began, 3), steps)
-
-    def _wait_promoted(self, timeout: float = 600.0) -> str | None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with self.server.connect() as conn:
-                    in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
-                    if not in_recovery:
-                        return str(conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0])
-            except AutographError:
-                pass
-            time.sleep(0.2)
-        raise OperationFailed(f"PostgreSQL still in recovery after {timeout:.0f} s")
+                              round(time.monotonic() - began, 3), steps,
+                              wal_gap=(f"WAL chain gap between {gap[0]} and {gap[1]}: recovered "
+                                       f"to the last good point before it ({replayed})"
+                                       if gap else None),
+                              source=fetched.location, last_segment=max(
+                                  (n for n in staged if _SEGMENT.match(n)), default=None))
 
     def _put_back(self, live: Path, previous: Path | None, stop_server: Any,
                   start_server: Any) -> None:
@@ -307,9 +311,9 @@ def _wait_receiver_idle(folder: Path, quiet: float = 1.0, limit: float = 15.0) -
         last = now
 
 
-def _stage_wal(sources: list[Path], pg_wal: Path, user: str | None) -> int:
+def _stage_wal(sources: list[Path], pg_wal: Path, user: str | None) -> list[str]:
     """Copy every streamed segment (a ``.partial`` one under its full name, unless the
-    complete one exists) into ``pg_wal``; later folders win."""
+    complete one exists) into ``pg_wal``; later folders win. Returns the names staged."""
     chosen: dict[str, Path] = {}
     for source in sources:
         if not source.is_dir():
@@ -322,12 +326,12 @@ def _stage_wal(sources: list[Path], pg_wal: Path, user: str | None) -> int:
                 continue
             chosen[name] = path
     if not chosen:
-        return 0
+        return []
     pg_wal.mkdir(exist_ok=True)
     for name, path in chosen.items():
         shutil.copyfile(path, pg_wal / name)
     _chown_tree(pg_wal, user)
-    return len(chosen)
+    return sorted(chosen)
 
 
 def _write_recovery_conf(data: Path, target_time: datetime | None, user: str | None) -> None:

@@ -272,11 +272,19 @@ def restore_buckets(stack: Stack, plan_buckets: dict[str, list[str]]) -> dict[st
                                   f"restore from {done['backup']}")
         outcome["buckets"][bucket] = {"backup": done["backup"], **counts,
                                       "method": done["result"].get("method", "archive"),
-                                      "seconds": done["restore_seconds"]}
+                                      "seconds": done["restore_seconds"],
+                                      "tiers": _tiers(done["result"])}
         outcome["refused"] += [{**r, "bucket": bucket} for r in done["refused"]]
         outcome["issues"] += [f"bucket {bucket}: {i}" for i in done["issues"]]
     outcome["restore_seconds"] = round(time.monotonic() - start, 3)
     return outcome
+
+
+def _tiers(result: dict[str, Any]) -> list[str]:
+    """The tiers a bucket restore read from (a snapshot's blobs may come from both)."""
+    if result.get("blobs_from"):
+        return sorted(tier for tier, count in result["blobs_from"].items() if count)
+    return [str(result.get("source_location") or "local")]
 
 
 def _plain(result: Any) -> dict[str, Any]:

@@ -33,8 +33,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from autograph.clock import Clock, isoformat, utc_now
+from autograph.dr.models import WHOLE_STACK
 from autograph.dr.ops.steps import Operation, Outcome, Progress, Skip, Step, StepContext, StepResult
-from autograph.dr.recovery import backups, checks
+from autograph.dr.recovery import accounts, backups, checks, offsite
 from autograph.dr.recovery.options import RecoveryOptions
 from autograph.dr.recovery.start import start_components
 from autograph.errors import InvalidInput, OperationFailed
@@ -61,6 +62,8 @@ class RecoveryReport(BaseModel):
     failed_step: str | None = None
     next_action: str = ""
     issues: list[str] = Field(default_factory=list)
+    sources: dict[str, str] = Field(default_factory=dict,
+                                    description="each restored artifact and the tier it came from")
     report_dir: str | None = None
 
 
@@ -115,7 +118,8 @@ class Recovery:
         report = RecoveryReport(
             scenario=self.options.scenario, params=result.params, status=result.status,
             started_at=result.started_at, finished_at=result.finished_at, steps=result.steps,
-            failed_step=result.failed_step, next_action=result.next_action, issues=issues)
+            failed_step=result.failed_step, next_action=result.next_action, issues=issues,
+            sources=offsite.sources(self.settings, {s.name: s.data for s in result.steps}))
         report.report_dir = str(write_recovery_report(report, self.settings.dr_dir))
         return report
 
@@ -126,15 +130,17 @@ class Recovery:
                              "detail": row.detail[:120]} for name, row in rows.items()}
         down = [name for name, row in rows.items() if not row.healthy]
         data: dict[str, Any] = {"components": components, "down": down, "issues": []}
+        if self.options.scenario == "machine":
+            data["offsite"] = offsite.probe(self.stack.settings, self.stack.creds)
         data["postgres_cluster"] = (postgres_data_dir(self.settings) / "PG_VERSION").exists()
         plan = backups.plan(self.stack, self.options, s3_up="s3" not in down)
         plan["method"] = self._database_method(plan)
         data["plan"] = plan
         wanted = plan["base"] if plan["method"] == "physical" else plan["database"]
-        if self.options.scenario in ("complete", "database") and not wanted:
+        if self.options.scenario in (*WHOLE_STACK, "database") and not wanted:
             raise OperationFailed("no verified database backup to restore"
                                   + backups.why_none(plan, "database"))
-        if self.options.scenario in ("complete", "objects"):
+        if self.options.scenario in (*WHOLE_STACK, "objects"):
             missing = [b for b in self.settings.app_buckets if not plan["buckets"].get(b)]
             if missing:
                 data["issues"].append(f"no verified backup of bucket(s) {', '.join(missing)}"
@@ -152,7 +158,7 @@ class Recovery:
         corrupted database without ``--to`` (replaying to the end would replay the damage)."""
         if not plan["base"]:
             return "dump"
-        if self.options.scenario == "complete" or self.options.to is not None:
+        if self.options.scenario in WHOLE_STACK or self.options.to is not None:
             return "physical"
         if not plan["database"]:  # only a named base backup is left
             raise InvalidInput("only base backups to restore from: recovering a corrupted "
@@ -224,6 +230,9 @@ class Recovery:
             try:
                 outcome = backups.recover_physical(self.stack, plan["base"], self.options.to,
                                                    self.clock)
+                gap = outcome["result"].get("wal_gap")
+                outcome["issues"] = [*outcome["issues"], *([gap] if gap else []),
+                                     *self._usable_with_current_secrets()]
                 return Outcome(f"recovered {outcome['backup']} + streamed WAL to "
                                f"{outcome['result']['replayed_to']} in "
                                f"{outcome['restore_seconds']:.1f} s", outcome)
@@ -235,10 +244,18 @@ class Recovery:
                 self._ready_for_dump(had_cluster)
         outcome = backups.restore_database(self.stack, plan["database"])
         outcome["issues"] = outcome.get("issues", []) + issues
+        if self.options.scenario in WHOLE_STACK:
+            outcome["issues"] += self._usable_with_current_secrets()
         detail = f"restored {outcome['backup']} in {outcome['restore_seconds']:.1f} s"
         if outcome["refused"]:
             detail += f" (after refusing {len(outcome['refused'])} newer)"
         return Outcome(detail, outcome)
+
+    def _usable_with_current_secrets(self) -> list[str]:
+        """The restored users table made usable with this machine's secrets (see
+        :mod:`accounts`); returns the issue to report, if any."""
+        done = accounts.reset_lost_admin_password(self.settings, self.stack.creds)
+        return [done] if done else []
 
     def _ready_for_dump(self, had_cluster: bool) -> None:
         """After a failed physical recovery: a data folder that was not there before is set
@@ -314,6 +331,9 @@ def write_recovery_report(report: RecoveryReport, dr_dir: Path) -> Path:
                      f"{step.detail.replace('|', '/')} |")
     if report.next_action:
         lines += ["", f"**Next:** {report.next_action}"]
+    if report.sources:
+        lines += ["", "## Restored from", ""] + [f"- {what}: {where}"
+                                                for what, where in report.sources.items()]
     if report.issues:
         lines += ["", "## Issues", ""] + [f"- {issue}" for issue in report.issues]
     (folder / "report.md").write_text("\n".join(lines) + "\n")
