@@ -3,10 +3,11 @@
 - complete: SIGKILL every process of the stack (each program's process group, then
   supervisord) and delete the data folders (PostgreSQL, Redis, S3 — the buckets with them);
 - database: corrupt the live database (rows deleted and garbled) or drop it;
-- objects: delete every object of the application buckets.
+- objects: delete every object of the application buckets;
+- machine: SIGKILL every process and delete the whole home (local backups, WAL, secrets too).
 
-Backups under the backup folder are left alone: they stand for copies kept off the failed
-infrastructure. These functions destroy data by design; only drills call them.
+Except for ``machine``, backups under the backup folder are left alone: they stand for copies
+kept off the failed infrastructure. These functions destroy data by design; only drills call them.
 """
 
 from __future__ import annotations
@@ -88,6 +89,23 @@ def complete_failure(stack: Stack) -> dict[str, Any]:
     removed = delete_data_folders(stack)
     return {"killed": killed, "removed": removed,
             "kill_seconds": round(dead - start, 3),
+            "delete_seconds": round(time.monotonic() - dead, 3)}
+
+
+def machine_failure(stack: Stack) -> dict[str, Any]:
+    """The whole machine lost: every process killed, the entire home deleted (data, local
+    backups, streamed WAL, secrets, logs). Only the off-site store (and the kit) survive."""
+    start = time.monotonic()
+    killed = kill_everything(stack)
+    dead = time.monotonic()
+    home = stack.settings.home_dir
+    removed = [str(home)]
+    outside = not stack.settings.backups_dir.is_relative_to(home)
+    if outside and stack.settings.backups_dir.exists():  # a backup folder elsewhere goes too
+        shutil.rmtree(stack.settings.backups_dir)
+        removed.append(str(stack.settings.backups_dir))
+    shutil.rmtree(home)
+    return {"killed": killed, "removed": removed, "kill_seconds": round(dead - start, 3),
             "delete_seconds": round(time.monotonic() - dead, 3)}
 
 

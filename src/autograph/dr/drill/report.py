@@ -56,9 +56,11 @@ def render_markdown(report: DrillReport) -> str:
         f"{_seconds(r.targets.rto_seconds)} | {_verdict(r.rto_met)} |",
         f"| RPO database | {_seconds(rpo.database_seconds)}, "
         f"{_count(rpo.database_writes_lost)} of {_count(rpo.database_writes_acknowledged)} "
-        f"writes lost | {_seconds(r.targets.rpo_seconds)} | {_verdict(r.rpo_met)} |",
+        f"writes lost | {_seconds(r.targets.database_rpo_seconds or r.targets.rpo_seconds)} "
+        f"| {_verdict(r.rpo_met)} |",
         f"| RPO objects | {_seconds(rpo.objects_seconds)}, {_count(rpo.objects_lost)} of "
-        f"{_count(rpo.objects_acknowledged)} objects lost | {_seconds(r.targets.rpo_seconds)} "
+        f"{_count(rpo.objects_acknowledged)} objects lost | "
+        f"{_seconds(r.targets.objects_rpo_seconds or r.targets.rpo_seconds)} "
         f"| {_verdict(r.rpo_met)} |",
         f"| database restore | {_seconds(r.database_restore_seconds)} | | |",
         f"| object restore | {_seconds(r.objects_restore_seconds)} | | |",
