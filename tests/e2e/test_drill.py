@@ -225,6 +225,28 @@ def test_a_killed_recovery_resumes_where_it_stopped_and_completes(sandbox: Stack
     assert "after the backups" in names  # recovered from the streamed WAL
 
 
+def test_machine_loss_recovers_from_the_off_site_store_and_kit(sandbox: Stack,
+                                                               app_stack: Stack) -> None:
+    """The whole home deleted (data, local backups, WAL, secrets, logs) after the kit was
+    exported: everything comes back from the sandbox's off-site S3 server and the kit alone,
+    within the off-site RPO targets (database 60 s, objects the snapshot interval)."""
+    report = _drill(sandbox, app_stack, "machine")
+    _recovered(report, app_stack.settings.dr_dir)
+    assert report.passed, (report.success_criteria, report.issues)
+    assert report.rpo_met and report.targets.database_rpo_seconds == 60
+    assert report.rpo.database_seconds is not None and report.rpo.database_seconds <= 60
+    assert report.rpo.objects_seconds is not None
+    assert report.rpo.objects_seconds <= sandbox.settings.snapshot_interval_seconds
+    assert report.workload["fault"]["removed"][0] == str(sandbox.settings.home_dir)
+    steps = {s.name: s for s in report.steps}
+    assert steps["export_kit"].status == "passed" and steps["install_kit"].status == "passed"
+    # Every restored artifact came from the off-site store, and the report says so.
+    sources = report.backups["restored"]["sources"]
+    assert sources and all(sandbox.settings.backup_s3_endpoint in where
+                           for what, where in sources.items() if what != "database WAL")
+    assert report.backups["restored"]["method"] == "physical"
+
+
 def test_history_and_schedule(app_stack: Stack) -> None:
     history = load_history(app_stack.settings.dr_dir)
     assert history, "run with the drills above"

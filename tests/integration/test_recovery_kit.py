@@ -1,0 +1,159 @@
+"""The recovery kit against a real S3 server standing in for the off-site store: export (0600,
+sealed), verify (what it can restore), and each bad input refused with a one-line error and
+nothing changed: wrong passphrase, truncated kit, kit of another deployment, home of another
+deployment, off-site store down."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from typer.testing import CliRunner
+
+from autograph.cli.main import app
+from autograph.config import Settings
+from autograph.dr.kit.check import build_kit, install_kit, verify_kit
+from autograph.dr.kit.document import read_kit, seal, write_kit
+from autograph.dr.postgres import DatabaseBackupManager
+from autograph.dr.recovery.machine import prepare_machine
+from autograph.errors import DependencyDown, InvalidInput
+from autograph.s3.boto import backup_client
+from autograph.secrets import load_credentials
+from autograph.stack.lifecycle import Stack
+from dbbackups import isolated_settings
+from stackutil import free_port_block, settings_env
+
+PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def deployment(infra_stack: Stack, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[Settings]:
+    """A deployment whose backups go to a store of their own on the session's S3 server (the
+    "off-site" store here), with one database dump in it."""
+    tmp = tmp_path_factory.mktemp("kit")
+    with isolated_settings(infra_stack, tmp) as isolated:
+        objects = f"t-kit-objects-{secrets.token_hex(4)}"
+        client = backup_client(isolated, infra_stack.creds)
+        client.create_bucket(Bucket=objects)
+        settings = isolated.model_copy(update={
+            "home": tmp / "home", "backup_bucket_objects": objects,
+            "backup_s3_endpoint": infra_stack.settings.s3_url,
+            "backup_s3_access_key": SecretStr(infra_stack.creds.s3_access_key),
+            "backup_s3_secret_key": SecretStr(infra_stack.creds.s3_secret_key)})
+        (tmp / "home").mkdir()
+        DatabaseBackupManager(settings, infra_stack.creds).create("kit_test_dump")
+        try:
+            yield settings
+        finally:
+            client.delete_bucket(Bucket=objects)
+
+
+@pytest.fixture(scope="module")
+def kit_file(deployment: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("kitfile") / "kit.json"
+    write_kit(path, seal(build_kit(deployment, load_credentials(deployment)), PASSPHRASE))
+    return path
+
+
+def test_export_is_sealed_and_private_and_verify_says_what_it_restores(
+        deployment: Settings, kit_file: Path) -> None:
+    assert stat.S_IMODE(kit_file.stat().st_mode) == 0o600
+    text = kit_file.read_text()
+    assert json.loads(text)["kind"] == "autograph-recovery-kit-sealed"
+    pg_password = (deployment.secrets_dir / "pg-password").read_text().strip()
+    assert pg_password not in text and deployment.backup_bucket_database not in text
+    kit = read_kit(kit_file, PASSPHRASE)
+    assert kit.secrets["pg-password"] == pg_password
+    assert kit.offsite.endpoint == deployment.backup_s3_endpoint
+    assert pg_password not in repr(kit)
+    found = verify_kit(kit, deployment)
+    assert found.database.newest == "kit_test_dump" and found.database.count == 1
+    assert found.manifest_read == "kit_test_dump" and found.restorable_to is not None
+
+
+def test_cli_export_warns_and_verify_reports(deployment: Settings, tmp_path: Path) -> None:
+    env = {**settings_env(deployment), "AUTOGRAPH_KIT_PASSPHRASE": PASSPHRASE}
+    out = tmp_path / "cli-kit.json"
+    done = CliRunner().invoke(app, ["dr", "kit", "export", "--out", str(out)], env=env)
+    assert done.exit_code == 0, done.output
+    assert "whoever holds this kit" in done.output and "unreadable" in done.output
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    shown = CliRunner().invoke(app, ["dr", "kit", "verify", str(out), "--json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["database"]["newest"] == "kit_test_dump"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "wrong passphrase", "not json", "altered"])
+def test_a_bad_kit_is_one_line_and_exit_2(deployment: Settings, kit_file: Path,
+                                          tmp_path: Path, damage: str) -> None:
+    bad = tmp_path / "bad.json"
+    data = kit_file.read_bytes()
+    passphrase = PASSPHRASE
+    if damage == "truncated":
+        bad.write_bytes(data[: len(data) // 2])
+    elif damage == "not json":
+        bad.write_bytes(b"hello")
+    elif damage == "altered":
+        doc = json.loads(data)
+        doc["deployment_id"] = "someone-else"
+        bad.write_text(json.dumps(doc))
+    else:
+        bad.write_bytes(data)
+        passphrase = "not the passphrase"
+    env = {**settings_env(deployment), "AUTOGRAPH_KIT_PASSPHRASE": passphrase}
+    done = CliRunner().invoke(app, ["dr", "kit", "verify", str(bad)], env=env)
+    assert done.exit_code == 2
+    lines = [line for line in done.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.output
+    assert "Traceback" not in done.output
+    expected = {"truncated": "truncated or damaged", "not json": "truncated or damaged",
+                "altered": "wrong passphrase", "wrong passphrase": "wrong passphrase"}[damage]
+    assert expected in lines[0]
+
+
+def test_a_kit_of_another_deployment_changes_nothing(deployment: Settings, kit_file: Path,
+                                                     tmp_path: Path) -> None:
+    kit = read_kit(kit_file, PASSPHRASE).model_copy(update={"deployment_id": "other-one"})
+    with pytest.raises(InvalidInput, match="holds deployment"):
+        verify_kit(kit, deployment)
+    bare = deployment.model_copy(update={"home": tmp_path / "bare"})
+    with pytest.raises(InvalidInput, match="holds deployment"):
+        prepare_machine(kit, bare)
+    assert not (tmp_path / "bare").exists()
+
+
+def test_a_home_of_another_deployment_is_left_alone(deployment: Settings, kit_file: Path,
+                                                    tmp_path: Path) -> None:
+    home = tmp_path / "taken"
+    (home / "secrets").mkdir(parents=True)
+    (home / "secrets" / "deployment-id").write_text("someone-else\n")
+    taken = deployment.model_copy(update={"home": home})
+    with pytest.raises(InvalidInput, match="belongs to deployment someone-else"):
+        install_kit(read_kit(kit_file, PASSPHRASE), taken)
+    assert os.listdir(home / "secrets") == ["deployment-id"]
+
+
+def test_off_site_store_down_is_named_and_nothing_written(deployment: Settings,
+                                                          kit_file: Path,
+                                                          tmp_path: Path) -> None:
+    kit = read_kit(kit_file, PASSPHRASE)
+    dead = f"http://127.0.0.1:{free_port_block()}"
+    gone = kit.model_copy(update={"offsite": kit.offsite.model_copy(
+        update={"endpoint": dead})})
+    bare = deployment.model_copy(update={"home": tmp_path / "bare"})
+    with pytest.raises(DependencyDown, match=f"off-site store at {dead}"):
+        prepare_machine(gone, bare)
+    assert not (tmp_path / "bare").exists()
+    with pytest.raises(DependencyDown, match=f"off-site store at {dead}"):
+        verify_kit(gone, deployment)
+    wrong = kit.model_copy(update={"offsite": kit.offsite.model_copy(
+        update={"secret_key": "wrong"})})
+    with pytest.raises(DependencyDown, match="refused the credentials"):
+        verify_kit(wrong, deployment)
