@@ -7,7 +7,11 @@ process is SIGKILLed and every data folder deleted, and ``autograph dr recover -
 complete`` runs. Prints the RTO, each step's share, and the orchestration overhead: the RTO
 minus the time of the restore commands themselves (the managers' own restore durations).
 
+With ``--scenario machine`` the whole home is deleted instead and the recovery runs from the
+sandbox's off-site S3 server and the kit; ``--scenario both`` times complete, then machine.
+
     .venv/bin/python bench/dr_rto.py [--scale 20] [--diagrams 20000] [--objects 5000]
+                                     [--scenario complete|machine|both]
 """
 
 from __future__ import annotations
@@ -27,9 +31,12 @@ from autograph import commands
 from autograph.clock import utc_now
 from autograph.config import load_settings
 from autograph.dr.drill import faults as drill_faults
+from autograph.dr.drill import offsite
 from autograph.dr.drill.run import make_sandbox, remove_sandbox, take_backups
 from autograph.dr.drill.workload import ApiClient, canvas, new_account
+from autograph.dr.kit.document import read_kit
 from autograph.dr.recovery.checks import uses_gateway
+from autograph.dr.recovery.machine import prepare_machine
 from autograph.dr.recovery.options import RecoveryOptions
 from autograph.dr.recovery.run import Recovery
 from autograph.s3.boto import app_client
@@ -80,12 +87,67 @@ def load_objects(stack: Stack, count: int, workers: int = 16) -> int:
         return sum(pool.map(one, range(count)))
 
 
+def fail_and_recover(stack: Stack, scenario: str, args: argparse.Namespace
+                     ) -> dict[str, Any] | None:
+    """Inject the scenario's failure, recover, and time it (None: the recovery failed)."""
+    kit = None
+    if scenario == "machine":
+        kit = offsite.export_kit(stack)  # before the failure, as an operator would
+    failure_at = utc_now()
+    target = stack
+    try:
+        if kit is not None:
+            drill_faults.machine_failure(stack)
+            settings, _done = prepare_machine(read_kit(kit.path, kit.passphrase),
+                                              stack.settings)
+            target = Stack(settings)
+        else:
+            drill_faults.complete_failure(stack)
+        report = Recovery(target, RecoveryOptions(scenario)).run(
+            progress=lambda m: print(f"  {m}", flush=True), fresh=True)
+    finally:
+        if kit is not None:
+            kit.remove()
+    if report.status != "passed":
+        print(f"recovery failed: {report.next_action}", file=sys.stderr)
+        return None
+    verify = report.steps[-1]
+    rto = (verify.started_at - failure_at).total_seconds() + verify.duration_seconds
+    steps = {s.name: s for s in report.steps}
+    db = steps["restore_database"].data["result"]["duration_seconds"]
+    buckets = sum(b["seconds"] for b in steps["restore_buckets"].data["buckets"].values())
+    # Components of one priority start together: the steps' wall time is what counts.
+    starts = sum(steps[n].duration_seconds for n in ("restore_infrastructure", "start_services"))
+    figures = {
+        "rto_seconds": round(rto, 2), "database_restore_seconds": db,
+        "bucket_restore_seconds": round(buckets, 2),
+        "component_start_seconds": round(starts, 2),
+        "overhead_seconds": round(rto - db - buckets, 2),
+        "overhead_without_starts_seconds": round(rto - db - buckets - starts, 2),
+        "steps": {s.name: s.duration_seconds for s in report.steps},
+        "sources": report.sources,
+    }
+    print(f"\nRTO {rto:.1f} s ({scenario} failure; {args.scale} pgbench scale, "
+          f"{args.diagrams} diagrams, {args.objects} objects)")
+    for step in report.steps:
+        print(f"  {step.name:<24} {step.duration_seconds:7.2f} s "
+              f"{100 * step.duration_seconds / rto:5.1f} %  {step.detail[:70]}")
+    print(f"  restore commands: database {db:.1f} s (base backup + WAL replay + start), "
+          f"buckets {buckets:.1f} s; other component starts (wall) {starts:.1f} s")
+    print(f"  orchestration overhead (RTO - restore commands): "
+          f"{figures['overhead_seconds']:.1f} s (target < 15 s); without the component "
+          f"starts: {figures['overhead_without_starts_seconds']:.1f} s")
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=int, default=20)
     parser.add_argument("--diagrams", type=int, default=20_000)
     parser.add_argument("--objects", type=int, default=5_000)
     parser.add_argument("--keep", action="store_true", help="keep the sandbox for inspection")
+    parser.add_argument("--scenario", choices=("complete", "machine", "both"),
+                        default="complete", help="both: complete, then machine (side by side)")
     args = parser.parse_args()
 
     stack = make_sandbox(load_settings())
@@ -107,40 +169,20 @@ def main() -> int:
             e.size_bytes for e in taken["buckets"].values())
         print(f"backed up in {figures['backup_seconds']} s", flush=True)
 
-        failure_at = utc_now()
-        drill_faults.complete_failure(stack)
-        report = Recovery(stack, RecoveryOptions("complete")).run(
-            progress=lambda m: print(f"  {m}", flush=True), fresh=True)
-        if report.status != "passed":
-            print(f"recovery failed: {report.next_action}", file=sys.stderr)
-            return 1
-        verify = report.steps[-1]
-        rto = (verify.started_at - failure_at).total_seconds() + verify.duration_seconds
-        steps = {s.name: s for s in report.steps}
-        db = steps["restore_database"].data["result"]["duration_seconds"]
-        buckets = sum(b["seconds"] for b in steps["restore_buckets"].data["buckets"].values())
-        # Components of one priority start together: the steps' wall time is what counts.
-        starts = sum(steps[n].duration_seconds
-                     for n in ("restore_infrastructure", "start_services"))
-        figures.update({
-            "rto_seconds": round(rto, 2), "database_restore_seconds": db,
-            "bucket_restore_seconds": round(buckets, 2),
-            "component_start_seconds": round(starts, 2),
-            "overhead_seconds": round(rto - db - buckets, 2),
-            "overhead_without_starts_seconds": round(rto - db - buckets - starts, 2),
-            "steps": {s.name: s.duration_seconds for s in report.steps},
-        })
-        print(f"\nRTO {rto:.1f} s (complete failure; {args.scale} pgbench scale, "
-              f"{args.diagrams} diagrams, {args.objects} objects, "
-              f"{figures['object_bytes'] / 1e6:.0f} MB)")
-        for step in report.steps:
-            print(f"  {step.name:<24} {step.duration_seconds:7.2f} s "
-                  f"{100 * step.duration_seconds / rto:5.1f} %  {step.detail[:70]}")
-        print(f"  restore commands: database {db:.1f} s (base backup + WAL replay + start), "
-              f"buckets {buckets:.1f} s; other component starts (wall) {starts:.1f} s")
-        print(f"  orchestration overhead (RTO - restore commands): "
-              f"{figures['overhead_seconds']:.1f} s (target < 15 s); without the component "
-              f"starts: {figures['overhead_without_starts_seconds']:.1f} s")
+        for scenario in (("complete", "machine") if args.scenario == "both"
+                         else (args.scenario,)):
+            if scenario == "machine" and args.scenario == "both":
+                t = time.monotonic()  # fresh backups on the timeline the first recovery made
+                take_backups(stack, secrets.token_hex(2))
+                print(f"backed up again in {time.monotonic() - t:.1f} s", flush=True)
+            result = fail_and_recover(stack, scenario, args)
+            if result is None:
+                return 1
+            figures[scenario] = result
+        if args.scenario == "both":
+            ratio = figures["machine"]["rto_seconds"] / figures["complete"]["rto_seconds"]
+            figures["machine_over_complete"] = round(ratio, 2)
+            print(f"\nRTO machine / complete: {ratio:.2f}")
         out = Path(__file__).parent / "out"
         out.mkdir(exist_ok=True)
         (out / "dr_rto.json").write_text(json.dumps(figures, indent=2))
