@@ -26,7 +26,7 @@ _SERVERS: dict[str, Stack] = {}  # sandbox home -> its off-site server's stack
 def start_offsite(base: Settings, sandbox_home: Path, s3_port: int) -> dict[str, Any]:
     """Start an S3-only stack in a folder beside ``sandbox_home`` on ``s3_port`` (a block of
     8 free ports); return the settings that point a sandbox's backups at it."""
-    home = Path(tempfile.mkdtemp(prefix="autograph-offsite-"))
+    home = Path(tempfile.mkdtemp(prefix="autograph-drill-offsite-"))
     values = {name: getattr(base, name) for name in type(base).model_fields}
     values.update({"home": home, "s3_port": s3_port, "backup_dir": None, "s3_endpoint": None,
                    "s3_access_key": None, "s3_secret_key": None, "backup_s3_endpoint": None,
@@ -61,6 +61,12 @@ def stop_offsite(stack: Stack) -> None:
     for key, value in list(_SERVERS.items()):
         if value is stack:
             del _SERVERS[key]
+
+
+def ships_wal(settings: Settings) -> bool:
+    """True when WAL segments reach the off-site store (its tier ships them as they close);
+    without that, a lost machine takes every segment since the newest base backup along."""
+    return bool(getattr(settings, "offsite_wal", False))
 
 
 @dataclass(frozen=True)

@@ -250,8 +250,7 @@ def run_drill(stack: Stack, scenario: Scenario, options: DrillOptions, dr_dir: P
             "objects_rpo_seconds": min(settings.snapshot_interval_seconds or
                                        targets.rpo_seconds, targets.rpo_seconds)})
     ev = Evidence(scenario=scenario, targets=targets,
-        schedule={"database": None if any(c.name == "walstream" for c in stack.components)
-                  else settings.database_backup_interval_seconds,
+        schedule={"database": _database_interval(stack, scenario),
                   "buckets": int(settings.snapshot_interval_seconds)
                   or settings.bucket_backup_interval_seconds},
         components=[c.name for c in stack.components])
@@ -342,6 +341,18 @@ def run_drill(stack: Stack, scenario: Scenario, options: DrillOptions, dr_dir: P
                       mode="live" if live else "sandbox")
     write_report(report, dr_dir)
     return report
+
+
+def _database_interval(stack: Stack, scenario: Scenario) -> int | None:
+    """Seconds of writes the database protection can lose at worst (None: seconds, WAL).
+    The streamed WAL lives on the machine: after its loss only the off-site base backups
+    are left, unless WAL segments are shipped off-site too."""
+    settings = stack.settings
+    if not any(c.name == "walstream" for c in stack.components):
+        return settings.database_backup_interval_seconds
+    if scenario == "machine" and not offsite.ships_wal(settings):
+        return settings.base_backup_interval_seconds
+    return None
 
 
 def settled_fingerprint(stack: Stack, s3: Any, tries: int = 8, pause: float = 1.2
