@@ -19,46 +19,43 @@ from typer.testing import CliRunner
 from autograph.cli.main import app
 from autograph.config import Settings
 from autograph.dr.kit.check import build_kit, install_kit, verify_kit
-from autograph.dr.kit.document import read_kit, seal, write_kit
+from autograph.dr.kit.document import KitKey, read_kit, seal, write_kit
 from autograph.dr.postgres import DatabaseBackupManager
 from autograph.dr.recovery.machine import prepare_machine
-from autograph.errors import DependencyDown, InvalidInput
-from autograph.s3.boto import backup_client
-from autograph.secrets import load_credentials
+from autograph.dr.storage.crypto import new_key
+from autograph.dr.storage.offsite import ensure_offsite_bucket
+from autograph.errors import AutographError, DependencyDown, InvalidInput
 from autograph.stack.lifecycle import Stack
 from dbbackups import isolated_settings
+from offsiteutil import OffsiteServer
 from stackutil import free_port_block, settings_env
 
 PASSPHRASE = "correct horse battery staple"
 
 
 @pytest.fixture(scope="module")
-def deployment(infra_stack: Stack, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[Settings]:
-    """A deployment whose backups go to a store of their own on the session's S3 server (the
-    "off-site" store here), with one database dump in it."""
+def deployment(infra_stack: Stack, offsite_server: OffsiteServer,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """A deployment whose off-site tier is the session's second S3 server (under a prefix of
+    its own), with one database dump shipped there."""
     tmp = tmp_path_factory.mktemp("kit")
     with isolated_settings(infra_stack, tmp) as isolated:
-        objects = f"t-kit-objects-{secrets.token_hex(4)}"
-        client = backup_client(isolated, infra_stack.creds)
-        client.create_bucket(Bucket=objects)
         settings = isolated.model_copy(update={
-            "home": tmp / "home", "backup_bucket_objects": objects,
-            "backup_s3_endpoint": infra_stack.settings.s3_url,
-            "backup_s3_access_key": SecretStr(infra_stack.creds.s3_access_key),
-            "backup_s3_secret_key": SecretStr(infra_stack.creds.s3_secret_key)})
+            "home": tmp / "home", "offsite_s3_endpoint": offsite_server.endpoint,
+            "offsite_s3_access_key": SecretStr(offsite_server.access_key),
+            "offsite_s3_secret_key": SecretStr(offsite_server.secret_key),
+            "offsite_s3_prefix": f"kit-{secrets.token_hex(4)}/"})
         (tmp / "home").mkdir()
-        DatabaseBackupManager(settings, infra_stack.creds).create("kit_test_dump")
-        try:
-            yield settings
-        finally:
-            client.delete_bucket(Bucket=objects)
+        ensure_offsite_bucket(settings)
+        entry = DatabaseBackupManager(settings, infra_stack.creds).create("kit_test_dump")
+        assert "offsite" in entry.locations
+        yield settings
 
 
 @pytest.fixture(scope="module")
 def kit_file(deployment: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("kitfile") / "kit.json"
-    write_kit(path, seal(build_kit(deployment, load_credentials(deployment)), PASSPHRASE))
+    write_kit(path, seal(build_kit(deployment), PASSPHRASE))
     return path
 
 
@@ -67,15 +64,23 @@ def test_export_is_sealed_and_private_and_verify_says_what_it_restores(
     assert stat.S_IMODE(kit_file.stat().st_mode) == 0o600
     text = kit_file.read_text()
     assert json.loads(text)["kind"] == "autograph-recovery-kit-sealed"
-    pg_password = (deployment.secrets_dir / "pg-password").read_text().strip()
-    assert pg_password not in text and deployment.backup_bucket_database not in text
+    key = (deployment.secrets_dir / "offsite-key").read_text().strip()
+    assert key.partition(":")[2] not in text and deployment.offsite_s3_prefix not in text
     kit = read_kit(kit_file, PASSPHRASE)
-    assert kit.secrets["pg-password"] == pg_password
-    assert kit.offsite.endpoint == deployment.backup_s3_endpoint
-    assert pg_password not in repr(kit)
+    assert kit.encryption[0].key_id == key.partition(":")[0]
+    assert kit.secrets["offsite-key"] == key and kit.secrets["deployment-id"]
+    assert kit.offsite.endpoint == deployment.offsite_s3_endpoint
+    assert key.partition(":")[2] not in repr(kit)
     found = verify_kit(kit, deployment)
     assert found.database.newest == "kit_test_dump" and found.database.count == 1
     assert found.manifest_read == "kit_test_dump" and found.restorable_to is not None
+    # The kit's key is what decrypts the store: another key cannot read a manifest.
+    wrong = new_key()
+    other = kit.model_copy(update={"encryption": [KitKey(
+        key_id=wrong.key_id, key=wrong.export().partition(":")[2])]})
+    with pytest.raises(AutographError) as refused:
+        verify_kit(other, deployment)
+    assert kit.encryption[0].key_id in refused.value.message, refused.value.message
 
 
 def test_cli_export_warns_and_verify_reports(deployment: Settings, tmp_path: Path) -> None:

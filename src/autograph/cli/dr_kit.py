@@ -51,11 +51,10 @@ def export(
     from autograph.dr.kit.check import build_kit
     from autograph.dr.kit.document import plain as plain_bytes
     from autograph.dr.kit.document import seal, write_kit
-    from autograph.secrets import load_credentials
 
     settings = load_settings()
     secret = None if plain else passphrase(out, new=True)
-    kit = build_kit(settings, load_credentials(settings))
+    kit = build_kit(settings)
     write_kit(out, plain_bytes(kit) if plain else seal(kit, secret or ""))
     _echo(f"recovery kit written to {out} (mode 0600, "
           f"{'UNENCRYPTED' if plain else 'encrypted with your passphrase'}); deployment "

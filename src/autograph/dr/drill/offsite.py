@@ -1,7 +1,8 @@
 """The drill sandbox's off-site store, and the kit the ``machine`` scenario recovers with.
 
 Every sandbox gets a second S3 server of its own (SeaweedFS, its own home folder beside the
-sandbox's, its own ports and credentials) as the store its backups are copied to: a failure
+sandbox's, its own ports and credentials) as its off-site tier (``AUTOGRAPH_OFFSITE_S3_*``,
+everything encrypted, WAL shipped): a failure
 that takes the sandbox's S3 server (``complete``) or its whole home (``machine``) leaves it
 standing, as a store in another failure domain would.
 """
@@ -31,7 +32,7 @@ def start_offsite(base: Settings, sandbox_home: Path, s3_port: int) -> dict[str,
     values.update({"home": home, "s3_port": s3_port, "backup_dir": None, "s3_endpoint": None,
                    "s3_access_key": None, "s3_secret_key": None, "backup_s3_endpoint": None,
                    "backup_s3_access_key": None, "backup_s3_secret_key": None,
-                   "services": (), "app_buckets": ()})
+                   "services": (), "app_buckets": (), "offsite_s3_endpoint": None})
     stack = Stack(load_settings(**values))
     try:
         stack.up(only=["s3"])
@@ -39,9 +40,15 @@ def start_offsite(base: Settings, sandbox_home: Path, s3_port: int) -> dict[str,
         stop_offsite(stack)
         raise
     _SERVERS[str(sandbox_home)] = stack
-    return {"backup_s3_endpoint": stack.settings.s3_url,
-            "backup_s3_access_key": stack.creds.s3_access_key,
-            "backup_s3_secret_key": stack.creds.s3_secret_key}
+    from autograph.s3.boto import app_client, ensure_buckets
+
+    bucket = base.offsite_s3_bucket
+    ensure_buckets(app_client(stack.settings, stack.creds), [bucket])
+    return {"offsite_s3_endpoint": stack.settings.s3_url, "offsite_s3_bucket": bucket,
+            "offsite_s3_prefix": "", "offsite_s3_region": stack.settings.s3_region,
+            "offsite_s3_access_key": stack.creds.s3_access_key,
+            "offsite_s3_secret_key": stack.creds.s3_secret_key, "offsite_key": None,
+            "offsite_encryption": True}
 
 
 def offsite_of(sandbox_home: Path) -> Stack | None:
@@ -64,9 +71,10 @@ def stop_offsite(stack: Stack) -> None:
 
 
 def ships_wal(settings: Settings) -> bool:
-    """True when WAL segments reach the off-site store (its tier ships them as they close);
-    without that, a lost machine takes every segment since the newest base backup along."""
-    return bool(getattr(settings, "offsite_wal", False))
+    """True when WAL segments reach the off-site store (its tier's shipper sends each one as
+    it closes, at least every ``wal_switch_seconds``); without that, a lost machine takes
+    every segment since the newest base backup along."""
+    return bool(settings.offsite_s3_endpoint) and settings.wal_switch_seconds > 0
 
 
 @dataclass(frozen=True)
@@ -90,5 +98,5 @@ def export_kit(stack: Stack) -> DrillKit:
     folder = Path(tempfile.mkdtemp(prefix="autograph-kit-"))
     os.chmod(folder, 0o700)
     kit = DrillKit(folder / "recovery-kit.json", secrets.token_urlsafe(24))
-    write_kit(kit.path, seal(build_kit(stack.settings, stack.creds), kit.passphrase))
+    write_kit(kit.path, seal(build_kit(stack.settings), kit.passphrase))
     return kit

@@ -116,7 +116,9 @@ def sandbox_settings(base: Settings, home: Path) -> Settings:
         "home": home, "pg_port": singles[0], "redis_port": singles[1], "s3_port": s3_port,
         "backup_dir": None, "s3_endpoint": None, "s3_access_key": None, "s3_secret_key": None,
         "backup_s3_endpoint": None, "backup_s3_access_key": None,
-        "backup_s3_secret_key": None, "alerts_log": None, "smtp_host": None,
+        "backup_s3_secret_key": None, "offsite_s3_endpoint": None,
+        "offsite_s3_access_key": None, "offsite_s3_secret_key": None, "offsite_key": None,
+        "offsite_s3_prefix": "", "alerts_log": None, "smtp_host": None,
         "slack_webhook_url": None, "alert_email_to": (), "admin_password": None,
         "admin_api_key": None, "scheduler_enabled": False,  # the drill takes its own
         # External infrastructure (SPEC §11) stays outside: the sandbox runs its own.

@@ -23,7 +23,6 @@ from autograph.config import Settings
 from autograph.dr.kit.document import KitKey, OffsiteStore, RecoveryKit, RestoredData
 from autograph.dr.kit.offsite import (
     endpoint,
-    kit_credentials,
     kit_settings,
     probe,
     read_marker,
@@ -31,10 +30,9 @@ from autograph.dr.kit.offsite import (
 )
 from autograph.dr.models import Kind
 from autograph.errors import InvalidInput, OperationFailed
-from autograph.secrets import Credentials, read_or_create
+from autograph.secrets import read_or_create
 
 DEPLOYMENT_FILE = "deployment-id"
-KEY_SUFFIX = ".key"  # HOME/secrets/<key id>.key: an encryption key of the off-site copies
 
 
 def deployment_id(settings: Settings) -> str:
@@ -42,33 +40,37 @@ def deployment_id(settings: Settings) -> str:
     return read_or_create(settings.secrets_dir / DEPLOYMENT_FILE, value=uuid.uuid4().hex)
 
 
-def build_kit(settings: Settings, creds: Credentials, clock: Clock = utc_now) -> RecoveryKit:
-    """The kit of this deployment. Raises InvalidInput when there is no off-site store,
-    DependencyDown when it does not answer (a kit that cannot reach it is no kit)."""
+def build_kit(settings: Settings, clock: Clock = utc_now) -> RecoveryKit:
+    """The kit of this deployment. Raises InvalidInput when there is no off-site tier or its
+    store holds another deployment's backups, DependencyDown when it does not answer (a kit
+    that cannot reach it is no kit), ConfigError when its credentials are missing."""
+    from autograph.dr.storage.offsite import offsite_credentials, offsite_key
+
     url = endpoint(settings)
     if url is None:
-        raise InvalidInput("no off-site store configured (AUTOGRAPH_BACKUP_S3_ENDPOINT): "
+        raise InvalidInput("no off-site tier configured (AUTOGRAPH_OFFSITE_S3_ENDPOINT): "
                            "a kit without one could restore nothing")
     ident = deployment_id(settings)
-    probe(settings, creds)
-    marked = read_marker(settings, creds)
+    probe(settings)
+    marked = read_marker(settings)
     if marked is not None and marked != ident:
         raise InvalidInput(f"the off-site store at {url} holds deployment {marked}'s backups, "
-                           f"not this one's ({ident}): use a bucket of its own")
-    write_marker(settings, creds, ident)
+                           f"not this one's ({ident}): give this one a prefix of its own")
+    write_marker(settings, ident)
+    access, secret = offsite_credentials(settings)
+    key = offsite_key(settings)
     folder = settings.secrets_dir
     secrets = {p.name: p.read_text().strip() for p in sorted(folder.iterdir())
-               if p.is_file()} if folder.is_dir() else {}
-    keys = [KitKey(key_id=name[: -len(KEY_SUFFIX)], key=value)
-            for name, value in secrets.items() if name.endswith(KEY_SUFFIX)]
+               if p.is_file() and not p.name.startswith(".")} if folder.is_dir() else {}
     return RecoveryKit(
         deployment_id=ident, created_at=clock(),
-        offsite=OffsiteStore(endpoint=url, region=settings.s3_region,
-                             bucket_database=settings.backup_bucket_database,
-                             bucket_objects=settings.backup_bucket_objects,
-                             access_key=creds.backup_s3_access_key,
-                             secret_key=creds.backup_s3_secret_key),
-        encryption=keys, secrets=secrets,
+        offsite=OffsiteStore(endpoint=url, region=settings.offsite_s3_region,
+                             bucket=settings.offsite_s3_bucket,
+                             prefix=settings.offsite_s3_prefix,
+                             access_key=access, secret_key=secret),
+        encryption=[KitKey(key_id=key.key_id, key=key.export().partition(":")[2])]
+        if key else [],
+        secrets=secrets,
         restored_data=RestoredData(pg_user=settings.pg_user, pg_database=settings.pg_database,
                                    admin_email=settings.admin_email,
                                    app_buckets=list(settings.app_buckets)))
@@ -115,18 +117,19 @@ def verify_kit(kit: RecoveryKit, base: Settings) -> KitCheck:
     from autograph.dr.catalog import open_catalog
 
     settings = kit_settings(kit, base)
-    creds = kit_credentials(kit, settings)
-    probe(settings, creds)
-    marked = read_marker(settings, creds)
+    probe(settings)
+    marked = read_marker(settings)
     if marked is not None and marked != kit.deployment_id:
         raise InvalidInput(f"the kit is for deployment {kit.deployment_id}, but the off-site "
                            f"store at {endpoint(settings)} holds deployment {marked}'s backups")
     listed, problems = {}, []
     kinds: tuple[Kind, ...] = ("database", "basebackup", "bucket")
     for kind in kinds:
-        catalog = open_catalog(settings, creds, kind)
-        found = catalog.list(tiers=("s3",))
-        problems += found.problems + [f"{t}: {why}" for t, why in found.unreachable.items()]
+        found = open_catalog(settings, None, kind, with_s3=False).list(tiers=("offsite",))
+        if "offsite" in found.unreachable:  # e.g. the kit's key cannot open the manifests
+            raise OperationFailed(f"the kit cannot read the off-site store at "
+                                  f"{endpoint(settings)}: {found.unreachable['offsite']}")
+        problems += found.problems
         listed[kind] = found.backups
     every = [e for entries in listed.values() for e in entries]
     if not every:
@@ -134,9 +137,9 @@ def verify_kit(kit: RecoveryKit, base: Settings) -> KitCheck:
                               "backup manifest" + (f" ({problems[0]})" if problems else ""))
     buckets = {b: _newest([e for e in listed["bucket"] if e.source == b], "created_at")
                for b in kit.restored_data.app_buckets}
-    per_tier, _down = SnapshotStore(settings, creds).names()
+    per_tier, _down = SnapshotStore(settings, None, with_s3=False).names()
     for bucket in kit.restored_data.app_buckets:
-        names = merged({"s3": per_tier.get("s3", [])}, bucket)
+        names = merged({"offsite": per_tier.get("offsite", [])}, bucket)
         archived = buckets[bucket].newest_at
         if names and (archived is None or parse_name(names[-1])[1] > archived):
             buckets[bucket] = Restorable(count=buckets[bucket].count + len(names),

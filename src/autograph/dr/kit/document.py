@@ -40,15 +40,15 @@ class OffsiteStore(BaseModel):
 
     endpoint: str
     region: str = "us-east-1"
-    bucket_database: str
-    bucket_objects: str
+    bucket: str
     prefix: str = ""
     access_key: str = Field(repr=False)
     secret_key: str = Field(repr=False)
 
 
 class KitKey(BaseModel):
-    """One encryption key of the off-site copies (base64), by its id."""
+    """One encryption key of the off-site copies (base64), by its id (the key id every
+    encrypted off-site file names in its header)."""
 
     key_id: str
     key: str = Field(repr=False)

@@ -36,6 +36,7 @@ from autograph.dr.models import (
 from autograph.dr.ops import hooks, locks
 from autograph.dr.postgres.private import chain_gap, private_server
 from autograph.dr.postgres.server import PgServer
+from autograph.dr.postgres.wal_fetch import fetch_offsite_wal
 from autograph.dr.postgres.walstream import wal_root
 from autograph.errors import AutographError, InvalidInput, NotFound, OperationFailed
 from autograph.secrets import Credentials
@@ -60,6 +61,7 @@ class RecoveryResult:
     wal_gap: str | None = None        # where replay had to stop early, if it did
     source: str = "local"             # the tier the base backup came from
     last_segment: str | None = None   # the newest WAL segment given to the replay
+    wal_offsite: int = 0              # segments of it fetched from the off-site store
 
 
 class PhysicalBackupManager:
@@ -72,7 +74,6 @@ class PhysicalBackupManager:
         self.server = PgServer.from_settings(settings, creds)
         self.catalog = catalog or open_catalog(settings, creds, KIND)  # type: ignore[arg-type]
         self.clock = clock
-        self.extra_wal: list[Path] = []  # more WAL folders, oldest first (e.g. from off-site)
 
     # Base backups ------------------------------------------------------------------------------
 
@@ -189,7 +190,9 @@ class PhysicalBackupManager:
             sysid = str(entry.extra["system_identifier"])
             try:
                 _wait_receiver_idle(wal_root(self.settings) / sysid)
-                staged = _stage_wal([*wal_sources(self.settings, sysid), *self.extra_wal],
+                fetched_wal = fetch_offsite_wal(self.settings, sysid)
+                extra = [fetched_wal.folder] if fetched_wal.folder else []
+                staged = _stage_wal([*extra, *wal_sources(self.settings, sysid)],
                                     staging / "pg_wal", user)
                 segments = len(staged)
                 _write_recovery_conf(staging, target_time, user)
@@ -212,18 +215,22 @@ class PhysicalBackupManager:
                     f"point-in-time recovery from {entry.name} failed, previous cluster put "
                     f"back: {message}") from None
             _retire_wal_folder(wal_root(self.settings) / sysid, stamp)
+            if fetched_wal.folder is not None:  # replayed: the fetched copy is not needed
+                shutil.rmtree(fetched_wal.folder, ignore_errors=True)
             dropped = drop_old_clusters(self.settings.data_dir, self.settings.pre_restore_keep)
             gap = chain_gap([n for n in staged if _SEGMENT.match(n)])
+            stopped = fetched_wal.stopped or (
+                f"WAL chain gap between {gap[0]} and {gap[1]}" if gap else None)
             step("replay WAL and promote", t, f"replayed to {replayed}; role password set to "
                  "the current secret" + (
                 f"; removed older kept clusters {', '.join(dropped)}" if dropped else ""))
         return RecoveryResult(entry.name, isoformat(target_time) if target_time else None,
                               segments, replayed, str(previous),
                               round(time.monotonic() - began, 3), steps,
-                              wal_gap=(f"WAL chain gap between {gap[0]} and {gap[1]}: recovered "
-                                       f"to the last good point before it ({replayed})"
-                                       if gap else None),
-                              source=fetched.location, last_segment=max(
+                              wal_gap=(f"{stopped}: recovered to the last good point "
+                                       f"before it ({replayed})" if stopped else None),
+                              source=fetched.location, wal_offsite=fetched_wal.segments,
+                              last_segment=max(
                                   (n for n in staged if _SEGMENT.match(n)), default=None))
 
     def _put_back(self, live: Path, previous: Path | None, stop_server: Any,

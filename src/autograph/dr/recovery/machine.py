@@ -16,7 +16,6 @@ from autograph.dr.kit.check import install_kit
 from autograph.dr.kit.document import RecoveryKit
 from autograph.dr.kit.offsite import (
     endpoint,
-    kit_credentials,
     kit_settings,
     probe,
     read_marker,
@@ -40,8 +39,8 @@ def prepare_machine(kit: RecoveryKit, base: Settings) -> tuple[Settings, Prepare
     kit's credentials); nothing is written when it raises.
     """
     settings = kit_settings(kit, base)
-    probe(settings, kit_credentials(kit, settings))
-    marked = read_marker(settings, kit_credentials(kit, settings))
+    probe(settings)
+    marked = read_marker(settings)
     if marked is not None and marked != kit.deployment_id:
         raise InvalidInput(f"the kit is for deployment {kit.deployment_id}, but the off-site "
                            f"store at {endpoint(settings)} holds deployment {marked}'s "

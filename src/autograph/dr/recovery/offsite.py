@@ -3,8 +3,8 @@ come from.
 
 After the loss of the whole machine the off-site store is the only copy left, so the
 ``machine`` scenario asks it first and stops with its address when it does not answer, rather
-than reporting "no backup" later. Today the off-site store is the backup S3 tier on its own
-endpoint (``AUTOGRAPH_BACKUP_S3_ENDPOINT``, which the recovery kit sets).
+than reporting "no backup" later. The off-site store is the off-site
+tier (``AUTOGRAPH_OFFSITE_S3_*``, which the recovery kit sets).
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ def describe_tier(settings: Settings, tier: str) -> str:
     """A tier name as a reader of the report needs it (which machine holds it)."""
     if tier == "local":
         return f"local disk ({settings.backups_dir})"
+    if tier == "offsite":
+        prefix = settings.offsite_s3_prefix
+        return (f"off-site store ({endpoint(settings)}, bucket {settings.offsite_s3_bucket}"
+                f"{', prefix ' + prefix if prefix else ''})")
     if tier == "s3":
-        url = endpoint(settings)
-        return (f"off-site S3 ({url})" if url
-                else f"S3 on the application server ({settings.s3_url})")
+        return f"S3 copy ({settings.backup_s3_endpoint or settings.s3_url})"
     return tier
 
 
@@ -37,8 +39,11 @@ def sources(settings: Settings, steps: dict[str, dict[str, Any]]) -> dict[str, s
         if database.get("method") == "physical":
             found[f"database base backup {database['backup']}"] = describe_tier(
                 settings, str(result.get("source", "local")))
+            fetched = int(result.get("wal_offsite") or 0)
             found["database WAL"] = (
                 f"{result.get('wal_segments', 0)} segments up to {result.get('last_segment')}"
+                f" ({fetched} from the {describe_tier(settings, 'offsite')}"
+                f"{', the rest local' if fetched < int(result.get('wal_segments') or 0) else ''})"
                 f", replayed to {result.get('replayed_to')}")
         else:
             found[f"database dump {database['backup']}"] = describe_tier(

@@ -131,7 +131,7 @@ class Recovery:
         down = [name for name, row in rows.items() if not row.healthy]
         data: dict[str, Any] = {"components": components, "down": down, "issues": []}
         if self.options.scenario == "machine":
-            data["offsite"] = offsite.probe(self.stack.settings, self.stack.creds)
+            data["offsite"] = offsite.probe(self.stack.settings)
         data["postgres_cluster"] = (postgres_data_dir(self.settings) / "PG_VERSION").exists()
         plan = backups.plan(self.stack, self.options, s3_up="s3" not in down)
         plan["method"] = self._database_method(plan)
