@@ -3,8 +3,10 @@ recovery that leaves the cluster as it was."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import secrets
 import tarfile
 import time
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 from typer.testing import CliRunner
 
 from autograph.cli.main import app
@@ -179,3 +182,28 @@ def test_wal_streaming_resumes_after_a_recovery_with_no_writes_since_the_base_ba
     _insert(stack, 402, 402)
     _wait_streamed(stack)  # the receiver streams the new timeline
     assert 402 in _ids(stack)
+
+
+def test_recovery_gives_the_restored_role_the_current_password(stack: Stack) -> None:
+    """A new machine has new secrets: the cluster restored from a base backup (which carries
+    the old role password) is given the current one before anything logs in (#11)."""
+    _insert(stack, 300, 302)
+    PhysicalBackupManager(stack.settings, stack.creds).create()
+    _insert(stack, 303, 303)
+    _wait_streamed(stack)
+    secret_file = stack.settings.secrets_dir / "pg-password"
+    old = stack.creds.pg_password
+    new = dataclasses.replace(stack.creds, pg_password=secrets.token_urlsafe(16))
+    secret_file.write_text(new.pg_password + "\n")
+    rebuilt = Stack(stack.settings, new)
+    try:
+        _recover(rebuilt)
+        assert _ids(rebuilt)[-4:] == [300, 301, 302, 303]
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            _connect(stack).close()  # the old password no longer works
+    finally:
+        secret_file.write_text(old + "\n")
+        with _connect(rebuilt) as conn:
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(stack.settings.pg_user), sql.Literal(old)))
+        stack.restart("walstream")
