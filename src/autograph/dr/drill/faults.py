@@ -151,8 +151,8 @@ def flip_byte(path: Path, offset: int | None = None) -> None:
 
 
 def corrupt_backup(stack: Stack, entry: BackupEntry) -> list[str]:
-    """Bit rot in every copy of one backup: a byte flipped in the local artifact and in the S3
-    copy (so no intact copy remains). Returns the copies damaged."""
+    """Bit rot in every copy of one backup: a byte flipped in the local artifact, the S3 copy
+    and the off-site ciphertext (so no intact copy remains). Returns the copies damaged."""
     from autograph.s3.boto import backup_client
 
     damaged = []
@@ -171,6 +171,17 @@ def corrupt_backup(stack: Stack, entry: BackupEntry) -> list[str]:
         body[len(body) // 2] ^= 0xFF
         client.put_object(Bucket=bucket, Key=key, Body=bytes(body))
         damaged.append(f"s3://{bucket}/{key}")
+    if "offsite" in entry.locations:  # the stored ciphertext: authentication must catch it
+        from autograph.dr.storage.offsite import area_prefix, offsite_client
+
+        settings = stack.settings
+        client = offsite_client(settings)
+        key = area_prefix(settings, LOCAL_FOLDERS[entry.kind]) + entry.artifact
+        bucket = settings.offsite_s3_bucket
+        body = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        body[len(body) // 2] ^= 0xFF
+        client.put_object(Bucket=bucket, Key=key, Body=bytes(body))
+        damaged.append(f"offsite:{key}")
     return damaged
 
 
