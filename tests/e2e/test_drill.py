@@ -225,6 +225,7 @@ def test_a_killed_recovery_resumes_where_it_stopped_and_completes(sandbox: Stack
     assert "after the backups" in names  # recovered from the streamed WAL
 
 
+@pytest.mark.timeout(1500)  # run alone it also starts the sandbox (minutes on a loaded machine)
 def test_machine_loss_recovers_from_the_off_site_store_and_kit(sandbox: Stack,
                                                                app_stack: Stack) -> None:
     """The whole home deleted (data, local backups, WAL, secrets, logs) after the kit was

@@ -162,3 +162,17 @@ def test_off_site_store_down_is_named_and_nothing_written(deployment: Settings,
         update={"secret_key": "wrong"})})
     with pytest.raises(DependencyDown, match="refused the credentials"):
         verify_kit(wrong, deployment)
+
+
+def test_recover_machine_needs_a_kit_and_refuses_a_bad_one_before_writing(
+        deployment: Settings, kit_file: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    env = {**settings_env(deployment), "AUTOGRAPH_HOME": str(bare),
+           "AUTOGRAPH_KIT_PASSPHRASE": "not the passphrase"}
+    runner = CliRunner()
+    missing = runner.invoke(app, ["dr", "recover", "--scenario", "machine", "--yes"], env=env)
+    assert missing.exit_code == 2 and "needs --kit FILE" in missing.output
+    wrong = runner.invoke(app, ["dr", "recover", "--scenario", "machine", "--kit",
+                                str(kit_file), "--yes"], env=env)
+    assert wrong.exit_code == 2 and "wrong passphrase" in wrong.output, wrong.output
+    assert not (bare / "secrets").exists()
