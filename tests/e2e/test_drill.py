@@ -55,7 +55,8 @@ def beside(app_stack: Stack) -> dict[str, Any]:
 def sandbox(app_stack: Stack, beside: dict[str, Any]) -> Iterator[Stack]:
     """A sandbox made from the running stack's settings, with the services the plan's checks
     need (the rest only cost start-up time here)."""
-    stack = make_sandbox(app_stack.settings.model_copy(update={"services": SERVICES}))
+    stack = make_sandbox(app_stack.settings.model_copy(update={
+        "services": SERVICES, "health_timeout_seconds": 180.0}))  # a loaded 2-core machine
     try:
         stack.up()
         yield stack
