@@ -86,7 +86,7 @@ def recover_into(manager: PhysicalBackupManager, data_dir: Path, port: int, *,
                                   f"{exc.message} (log: {data_dir / 'recovery.log'})") from None
     return LocalRecovery(
         backup_name=entry.name, target_time=isoformat(target_time) if target_time else None,
-        wal_segments=segments, replayed_to=replayed, data_dir=str(data_dir), port=port,
+        wal_segments=len(segments), replayed_to=replayed, data_dir=str(data_dir), port=port,
         table_rows=rows, duration_seconds=round(time.monotonic() - began, 3),
         instructions=instructions(manager, data_dir, port))
 
