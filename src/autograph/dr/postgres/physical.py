@@ -34,7 +34,7 @@ from autograph.dr.models import (
     no_progress,
 )
 from autograph.dr.ops import hooks, locks
-from autograph.dr.postgres.private import chain_gap, private_server
+from autograph.dr.postgres.private import chain_gap, private_server, segment_number
 from autograph.dr.postgres.server import PgServer
 from autograph.dr.postgres.wal_fetch import fetch_offsite_wal
 from autograph.dr.postgres.walstream import wal_root
@@ -218,7 +218,9 @@ class PhysicalBackupManager:
             if fetched_wal.folder is not None:  # replayed: the fetched copy is not needed
                 shutil.rmtree(fetched_wal.folder, ignore_errors=True)
             dropped = drop_old_clusters(self.settings.data_dir, self.settings.pre_restore_keep)
-            gap = chain_gap([n for n in staged if _SEGMENT.match(n)])
+            start = str(entry.extra.get("start_wal_file") or "0" * 24)
+            gap = chain_gap([n for n in staged if _SEGMENT.match(n)  # what replay needs
+                             and segment_number(n) >= segment_number(start)])
             stopped = fetched_wal.stopped or (
                 f"WAL chain gap between {gap[0]} and {gap[1]}" if gap else None)
             step("replay WAL and promote", t, f"replayed to {replayed}; role password set to "
