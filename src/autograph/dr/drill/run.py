@@ -352,8 +352,9 @@ def _database_interval(stack: Stack, scenario: Scenario) -> int | None:
     settings = stack.settings
     if not any(c.name == "walstream" for c in stack.components):
         return settings.database_backup_interval_seconds
-    if scenario == "machine" and not offsite.ships_wal(settings):
-        return settings.base_backup_interval_seconds
+    if scenario == "machine":  # off-site: a segment closed (and shipped) every N seconds
+        return (settings.wal_switch_seconds if offsite.ships_wal(settings)
+                else settings.base_backup_interval_seconds)
     return None
 
 
