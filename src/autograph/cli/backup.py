@@ -10,21 +10,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Column, Table
 
+from autograph.cli.lazy import Lazy, LazyGroup
 from autograph.cli.output import console, emit_json
 from autograph.clock import utc_now
-from autograph.config import load_settings
-from autograph.dr.catalog import SyncReport
-from autograph.dr.models import BackupEntry, ProgressFn
-from autograph.dr.postgres import DatabaseBackupManager
 from autograph.errors import AutographError
-from autograph.secrets import load_credentials
+
+if TYPE_CHECKING:  # the DR core is imported inside the commands: keeps start-up fast
+    from autograph.dr.catalog import SyncReport
+    from autograph.dr.models import BackupEntry, ProgressFn
+    from autograph.dr.postgres import DatabaseBackupManager
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
@@ -36,6 +35,10 @@ db_app = typer.Typer(help="PostgreSQL backups (pg_dump -Fc, local disk + S3).",
 
 
 def _manager() -> DatabaseBackupManager:
+    from autograph.config import load_settings
+    from autograph.dr.postgres import DatabaseBackupManager
+    from autograph.secrets import load_credentials
+
     settings = load_settings()
     return DatabaseBackupManager(settings, load_credentials(settings))
 
@@ -46,6 +49,8 @@ def progress_bar(enabled: bool = True) -> Iterator[ProgressFn]:
     if not enabled:
         yield lambda _step, _fraction: None
         return
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as bar:
@@ -112,6 +117,8 @@ def list_backups(json_output: JsonOpt = False) -> None:
     if json_output:
         emit_json(listing)
         return
+    from rich.table import Column, Table
+
     table = Table("age", "size", "copies", "verified", "tags")
     table.columns.insert(0, Column("name", no_wrap=True))
     for entry in listing.backups:
@@ -224,7 +231,9 @@ def show_sync(report: SyncReport, json_output: bool) -> None:
 def _journal_events() -> None:
     """Record this command's backup events (failures, small backups, verifications) in the
     event journal, where the gateway's monitor turns them into alerts."""
+    from autograph.config import load_settings
     from autograph.dr.ops import hooks, journal, leases
+
     settings = load_settings()
     hooks.on_event(journal.recorder(journal.journal_path(settings.dr_dir)))
     if settings.leases == "cluster":  # one operation per kind across hosts, CLI included
@@ -239,6 +248,20 @@ def register(app: typer.Typer) -> None:
     app.add_typer(backup_app, name="backup")
 
 
-backup_app = typer.Typer(help="Back up and restore the database and the buckets.",
-                         no_args_is_help=True, callback=_journal_events)
+class BackupGroup(LazyGroup):
+    """``autograph backup``: ``db`` is here, the other kinds' commands are imported when used
+    (cli/lazy.py), which keeps start-up fast."""
+
+    lazy = {
+        "prune": Lazy("autograph.cli.backup_retention", "retention_app", "prune"),
+        "pin": Lazy("autograph.cli.backup_retention", "retention_app", "pin"),
+        "objects": Lazy("autograph.cli.backup_objects", "objects_app"),
+        "base": Lazy("autograph.cli.backup_base", "base_app"),
+        "snapshots": Lazy("autograph.cli.backup_snapshots", "snapshots_app"),
+        "offsite": Lazy("autograph.cli.backup_offsite", "offsite_app"),
+    }
+
+
+backup_app = typer.Typer(cls=BackupGroup, no_args_is_help=True, callback=_journal_events,
+                         help="Back up and restore the database and the buckets.")
 backup_app.add_typer(db_app, name="db")

@@ -97,3 +97,7 @@ def register(backup_app: typer.Typer) -> None:
     """Add ``prune`` and ``pin`` to the ``autograph backup`` group."""
     backup_app.command("prune")(prune_command)
     backup_app.command("pin")(pin_command)
+
+
+retention_app = typer.Typer()  # what the ``backup`` group loads ``prune`` and ``pin`` from
+register(retention_app)

@@ -197,9 +197,11 @@ def _s(value: float | None) -> str:
 
 def register(app: typer.Typer) -> None:
     """Attach ``autograph dr`` (with ``dr status``)."""
-    dr_status.register(dr_app)
-    dr_app.add_typer(dr_kit.kit_app, name="kit")
     app.add_typer(dr_app, name="dr")
+
+
+dr_status.register(dr_app)  # ``dr status``, after the commands above (the help's order)
+dr_app.add_typer(dr_kit.kit_app, name="kit")
 
 
 def drill_main(argv: list[str] | None = None) -> int:

@@ -1,39 +1,40 @@
-"""The ``autograph`` command: one Typer app, one error handler at the edge."""
+"""The ``autograph`` command: one Typer app, one error handler at the edge.
+
+Command groups are imported when used (:mod:`autograph.cli.lazy`): ``autograph backup …``
+never imports the drill's or the admin commands' modules.
+"""
 
 from __future__ import annotations
 
 import sys
 from typing import Any
 
-import click
 import typer
-from typer.core import TyperGroup
 
-from autograph.cli import (
-    admin,
-    backup,
-    backup_base,
-    backup_objects,
-    backup_offsite,
-    backup_retention,
-    backup_snapshots,
-    dr,
-    serve,
-)
 from autograph.cli import stack as stack_cli
+from autograph.cli.lazy import Lazy, LazyGroup
 from autograph.cli.output import fail
 from autograph.errors import AutographError
 
 
-class AutographGroup(TyperGroup):
+class AutographGroup(LazyGroup):
     """The root command group: an AutographError anywhere below becomes one line on stderr
     and its exit code (so CliRunner tests see what an operator sees)."""
+
+    lazy = {  # imported on first use: keeps start-up fast (backup's subgroups: cli/backup.py)
+        "backup": Lazy("autograph.cli.backup", "backup_app"),
+        "admin": Lazy("autograph.cli.admin", "admin_app"),
+        "dr": Lazy("autograph.cli.dr", "dr_app"),
+        "serve": Lazy("autograph.cli.serve", "register", "serve"),
+        "probe": Lazy("autograph.cli.serve", "register", "probe"),
+        "bootstrap": Lazy("autograph.cli.serve", "register", "bootstrap"),
+    }
 
     def invoke(self, ctx: Any) -> object:  # typer vendors click: its Context type is private
         try:
             return super().invoke(ctx)
         except AutographError as exc:
-            click.echo(f"error: {exc.message}", err=True)
+            typer.echo(f"error: {exc.message}", err=True)
             ctx.exit(exc.exit_code)
             raise  # not reached: ctx.exit raises
 
@@ -45,16 +46,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-stack_cli.register(app)
 
 
 def register_all() -> None:
-    """Attach every command group: the stack, backups of each kind, admin and dr."""
-    for group in (backup_objects, backup_retention, backup_base, backup_snapshots,
-                  backup_offsite):
-        group.register(backup.backup_app)
-    for top in (backup, admin, dr, serve):
-        top.register(app)
+    """Attach the commands registered eagerly: the stack's (the groups are lazy, above)."""
+    stack_cli.register(app)
 
 
 register_all()

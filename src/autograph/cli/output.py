@@ -6,7 +6,6 @@ import json
 import sys
 from typing import Any
 
-from pydantic import BaseModel
 from rich.console import Console
 
 console = Console(stderr=True)
@@ -18,6 +17,8 @@ def emit_json(data: Any) -> None:
 
 
 def _plain(data: Any) -> Any:
+    from pydantic import BaseModel  # here, not at the top: keeps `autograph` start-up fast
+
     if isinstance(data, BaseModel):
         return data.model_dump(mode="json")
     if hasattr(data, "__dataclass_fields__"):

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from autograph.cli.output import console, emit_json
-from autograph.config import load_settings
-from autograph.stack.lifecycle import Stack
+
+if TYPE_CHECKING:
+    from autograph.stack.lifecycle import Stack
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 Names = Annotated[list[str], typer.Argument(help="component names (see `autograph ps`)")]
 
 
 def _stack() -> Stack:
+    # Imported here, not at the top: keeps start-up fast for every other command.
+    from autograph.config import load_settings
+    from autograph.stack.lifecycle import Stack
+
     return Stack(load_settings())
 
 
@@ -42,6 +46,8 @@ def ps(json_output: JsonOpt = False) -> None:
     if json_output:
         emit_json(rows)
         return
+    from rich.table import Table
+
     table = Table("component", "priority", "state", "pid", "uptime", "health", "ports")
     for row in rows:
         uptime = f"{row.uptime_seconds:.0f}s" if row.uptime_seconds is not None else "-"
