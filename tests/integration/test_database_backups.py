@@ -14,6 +14,7 @@ from psycopg_pool import ConnectionPool
 
 from autograph.dr.catalog import open_catalog
 from autograph.dr.postgres import DatabaseBackupManager
+from autograph.dr.postgres.manager import READ_BACK
 from autograph.errors import Conflict, IntegrityError, NotFound, OperationFailed
 from autograph.s3.boto import backup_client
 from autograph.stack.lifecycle import Stack
@@ -47,6 +48,13 @@ def test_create_commits_a_verified_backup_in_both_tiers(manager: DatabaseBackupM
     assert [b.name for b in listed] == [entry.name]
     assert listed[0].locations == ["local", "s3"]
     assert [e.event for e in events] == ["backup_succeeded"]
+
+
+def test_the_checksum_check_reads_the_file_back_once(manager: DatabaseBackupManager) -> None:
+    uploaded = manager.create("read_back_by_s3")
+    assert uploaded.verification.checks["sha256"] == READ_BACK  # its S3 copy hashed the file
+    local_only = manager.create("read_back_by_verify", upload=False)
+    assert local_only.verification.checks["sha256"] == "ok"  # nothing else read it: verify did
 
 
 def test_pg_dump_killed_midway_leaves_nothing_and_calls_the_hook(
@@ -174,7 +182,7 @@ def test_restore_swaps_in_the_backup_keeps_the_previous_database_and_can_roll_ba
             assert conn.execute("SELECT count(*) FROM items").fetchone()[0] == 500
         result = manager.restore("before_changes")
         assert result.previous and result.previous.startswith(f"{live}__pre_restore_")
-        assert [s.name for s in result.steps] == ["fetch", "pg_restore", "row counts", "swap"]
+        assert [s.name for s in result.steps] == ["pg_restore", "row counts", "swap"]
         with pool.connection() as conn:  # the pool's old session was terminated: it reconnects
             assert conn.execute("SELECT count(*) FROM items").fetchone()[0] == 1000
     finally:

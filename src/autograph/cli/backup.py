@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 import typer
 from rich.console import Console
@@ -252,7 +252,7 @@ class BackupGroup(LazyGroup):
     """``autograph backup``: ``db`` is here, the other kinds' commands are imported when used
     (cli/lazy.py), which keeps start-up fast."""
 
-    lazy = {
+    lazy: ClassVar[dict[str, Lazy]] = {
         "prune": Lazy("autograph.cli.backup_retention", "retention_app", "prune"),
         "pin": Lazy("autograph.cli.backup_retention", "retention_app", "pin"),
         "objects": Lazy("autograph.cli.backup_objects", "objects_app"),

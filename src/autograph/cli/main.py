@@ -7,7 +7,7 @@ never imports the drill's or the admin commands' modules.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import typer
 
@@ -21,7 +21,8 @@ class AutographGroup(LazyGroup):
     """The root command group: an AutographError anywhere below becomes one line on stderr
     and its exit code (so CliRunner tests see what an operator sees)."""
 
-    lazy = {  # imported on first use: keeps start-up fast (backup's subgroups: cli/backup.py)
+    # Imported on first use: keeps start-up fast (backup's own subgroups: cli/backup.py).
+    lazy: ClassVar[dict[str, Lazy]] = {
         "backup": Lazy("autograph.cli.backup", "backup_app"),
         "admin": Lazy("autograph.cli.admin", "admin_app"),
         "dr": Lazy("autograph.cli.dr", "dr_app"),

@@ -34,10 +34,11 @@ from autograph.dr.models import (
     validate_name,
 )
 from autograph.dr.ops import hooks, locks
+from autograph.dr.postgres.checked_load import load_checked
 from autograph.dr.postgres.dump import dump_database
-from autograph.dr.postgres.restore import check_counts, load_dump, toc_entries
+from autograph.dr.postgres.restore import check_counts
 from autograph.dr.postgres.server import PgServer, derived_name
-from autograph.dr.postgres.verify import check_toc, verify_dump
+from autograph.dr.postgres.verify import verify_dump
 from autograph.dr.storage import sha256_of
 from autograph.dr.storage.follow import FollowUpload
 from autograph.errors import AutographError, IntegrityError, NotFound, OperationFailed
@@ -46,6 +47,7 @@ from autograph.secrets import Credentials
 KIND: Kind = "database"
 log = logging.getLogger("autograph.dr.postgres")
 FORMAT = "pg_dump -Fc"
+READ_BACK = "ok (the file read back from disk by its S3 copy matched)"
 
 
 class DatabaseBackupManager:
@@ -140,9 +142,11 @@ class DatabaseBackupManager:
                 extra={"pg_dump_version": info.pg_dump_version,
                        "database_size_bytes": info.database_size_bytes},
             )
-            manifest = self._verify(manifest, verify, progress)
             progress("uploading to S3", None)
             problem = mirror.finish(manifest.sha256) if mirror else "upload disabled"
+            # The S3 copy read the file back from disk and hashed it: when that hash matched,
+            # verification need not read the whole file a third time.
+            manifest = self._verify(manifest, verify, progress, read_back=problem is None)
             manifest = manifest.model_copy(update={"s3_copy": "missing" if problem else
                                                    "uploaded", "s3_error": problem})
             progress("committing", None)
@@ -153,13 +157,18 @@ class DatabaseBackupManager:
             self.catalog.discard(artifact)
             raise
 
-    def _verify(self, manifest: Manifest, verify: bool, progress: ProgressFn) -> Manifest:
-        """Verify the local copy (checksum, pg_restore --list); IntegrityError if it fails."""
+    def _verify(self, manifest: Manifest, verify: bool, progress: ProgressFn,
+                read_back: bool = False) -> Manifest:
+        """Verify the local copy (checksum, pg_restore --list); IntegrityError if it fails.
+
+        ``read_back``: the file was already read back and matched the manifest's sha256 (by
+        the S3 copy), so the checksum step records that instead of reading it again."""
         if not verify:
             return manifest
         progress("verifying", None)
         verification = verify_dump(self.server, self.catalog.local.path(manifest.artifact),
-                                   manifest, clock=self.clock)
+                                   manifest, clock=self.clock,
+                                   checksum=READ_BACK if read_back else None)
         if verification.status == "failed":
             hooks.emit(hooks.BackupEvent("verification_failed", KIND, manifest.name,
                                          verification.detail or "verification failed"))
@@ -272,20 +281,16 @@ class DatabaseBackupManager:
                     locks.mark_busy(self.settings.backups_dir, KIND, name, "restore"):
                 t = time.monotonic()
                 self._drop_leftovers(target)
-                progress("fetching and checking the artifact", None)
-                fetched = self.catalog.fetch(name)
-                toc = toc_entries(self.server, fetched.path)
-                summary = check_toc(self.server, fetched.path, fetched.entry, toc)
-                step("fetch", f"{fetched.location}; {summary}", t)
                 stamp = f"{self.clock():%Y%m%d%H%M%S}"
                 scratch = derived_name(target, "restoring", stamp)
-                t = time.monotonic()
-                counts = load_dump(self.server, fetched.path, scratch, toc, jobs, progress)
-                step("pg_restore", f"into {scratch}", t)
+                loaded = load_checked(self.catalog, self.server, name, scratch, jobs, progress)
+                fetched = loaded.fetched
+                step("pg_restore", f"{fetched.location} copy (sha256 checked alongside; "
+                     f"{loaded.toc}) into {scratch}", t)
                 t = time.monotonic()
                 progress("checking row counts", None)
                 try:
-                    tables = check_counts(fetched.entry.row_counts, counts)
+                    tables = check_counts(fetched.entry.row_counts, loaded.counts)
                 except BaseException:
                     self.server.drop_database(scratch)
                     raise

@@ -66,14 +66,16 @@ def check_toc(server: PgServer, path: Path, manifest: Manifest,
 
 def verify_dump(server: PgServer, path: Path, manifest: Manifest, *, deep: bool = False,
                 scratch: str | None = None, clock: Clock = utc_now,
-                progress: ProgressFn = no_progress) -> Verification:
+                progress: ProgressFn = no_progress, checksum: str | None = None) -> Verification:
     """Run the checks on a local dump; return the Verification (never raises for a failed
-    check: the failure is in the result). ``scratch`` names the database a deep check uses.
+    check: the failure is in the result). ``scratch`` names the database a deep check uses;
+    ``checksum``: the sha256 step's outcome when the caller already hashed the file as read
+    back from disk (it is not read again).
 
     Raises DependencyDown when a deep check needs PostgreSQL and it is down.
     """
     steps: list[tuple[str, Callable[[], str]]] = [
-        ("sha256", lambda: check_checksum(path, manifest)),
+        ("sha256", lambda: checksum or check_checksum(path, manifest)),
         ("pg_restore --list", lambda: str(check_toc(server, path, manifest))),
     ]
     if deep:
