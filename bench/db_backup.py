@@ -1,28 +1,22 @@
-"""Database backup and restore: ours against raw pg_dump / pg_restore, in one run (not a test).
+"""Database backup and restore as shipped against the raw tools, in one run (not a test).
 
 A stack of its own (temporary home, free ports) gets pgbench at ``--scale`` (50) plus a table of
 ``--docs`` (50,000) JSON documents of about 2 KB (pgbench rows compress ~27x, the documents do
-not). Then, each ``--repeat`` times, alternating so caches treat both sides alike:
+not). Then, ``--repeat`` times each, alternating (raw, shipped, raw, shipped…) so that the
+machine's load treats both sides alike:
 
-- raw ``pg_dump -Fc -f FILE``;
-- ours, ``DatabaseBackupManager.create`` in process: with verification and the S3 copy (the
-  default), and without them; and the ``autograph backup db create`` command (adds the CLI's
-  interpreter start-up);
-- raw ``pg_restore -j 2`` into an empty database (created beforehand, not timed);
-- ours, ``DatabaseBackupManager.restore`` in process (checksum, new database, ``pg_restore -j 2``,
-  row counts, swap) and the ``autograph backup db restore`` command.
+- raw ``pg_dump -Fc -f FILE`` against ``autograph backup db create`` (the command as a user runs
+  it: a whole process with its start-up, the dump, row counts, verification and the S3 copy);
+- raw ``createdb`` + ``pg_restore -j 2`` against ``autograph backup db restore NAME --yes
+  --jobs 2`` (checksum, new database, pg_restore, row counts, swap).
 
 Before every timed run: CHECKPOINT and sync, so write-back from one run does not land in the next.
-Besides wall time (median and minimum), each run's CPU seconds are measured over every process
-involved (this one and its children, the PostgreSQL backends, the S3 server): on a shared
-machine wall time swings by 2x with other load, CPU cost does not.
+Each run's wall time and CPU seconds over every process involved (the programs run, the
+PostgreSQL backends, the S3 server) are printed with the load average; at the end the ratio of
+each shipped run to the raw run just before it (same load), as median (min-max). On a shared
+machine wall time swings with other load; the CPU ratio does much less.
 
-Prints, per variant, the median and minimum wall time, the median of the paired ratios (each run
-against the raw run just before it, under the same load) and the median CPU seconds, each as a
-ratio to the raw tool (targets: create with verification and S3 ≤ 1.15x pg_dump, restore ≤ 1.15x
-pg_restore -j 2).
-
-    .venv/bin/python bench/db_backup.py [--scale 50] [--docs 50000] [--repeat 3] [--keep]
+    .venv/bin/python bench/db_backup.py [--scale 50] [--docs 50000] [--repeat 5] [--keep]
 """
 
 from __future__ import annotations
@@ -152,7 +146,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=int, default=50)
     parser.add_argument("--docs", type=int, default=50_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the sandbox home")
     args = parser.parse_args()
 
@@ -161,87 +155,95 @@ def main() -> int:
     stack = Stack(sandbox_settings(home))
     try:
         stack.up()
-        settings, creds = stack.settings, stack.creds
-        manager = DatabaseBackupManager(settings, creds)
-        server, live = manager.server, settings.pg_database
+        manager = DatabaseBackupManager(stack.settings, stack.creds)
         t = time.perf_counter()
         load_data(stack, manager, args.scale, args.docs)
-        with server.connect(live) as conn:
+        with manager.server.connect(stack.settings.pg_database) as conn:
             size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
         print(f"loaded pgbench scale {args.scale} + {args.docs} documents: "
               f"{size / 1e6:.0f} MB in {time.perf_counter() - t:.0f} s", flush=True)
-
-        env = {**os.environ, **{k: v for k, v in _service_environment(settings).items()
-                                if k.startswith("AUTOGRAPH_")}}
-        cli = [sys.executable, "-m", "autograph.cli.main", "backup", "db"]
-        raw_file = home / "raw.dump"
-        pg_dump = [server.program("pg_dump"), "-Fc", "-f", str(raw_file),
-                   *server.tool_args(live)]
-        samples: dict[str, list[tuple[float, float]]] = {}
-        names: list[str] = []
-        meter = CpuMeter(stack)
-
-        def record(label: str, run: tuple[float, float]) -> None:
-            samples.setdefault(label, []).append(run)
-            print(f"  {label:<32} wall {run[0]:6.2f} s  cpu {run[1]:6.2f} s "
-                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
-
-        def ours(tag: str, **options: bool) -> None:
-            name = f"bench_{tag.replace('+', '_')}_{len(names)}"
-            names.append(name)
-            record(f"ours create {tag}",
-                   timed(server, meter, lambda: manager.create(name, **options)))
-
-        commands.run(pg_dump, env=server.tool_env(), timeout=3600)  # warm the caches
-        for _round in range(args.repeat):
-            record("raw pg_dump -Fc", timed(server, meter, lambda: commands.run(
-                pg_dump, env=server.tool_env(), timeout=3600)))
-            ours("verify+s3")
-            ours("bare", verify=False, upload=False)
-            names.append(f"bench_cli_{len(names)}")
-            create_cli = [*cli, "create", "--name", names[-1]]
-            record("ours CLI create (verify+s3)", timed(server, meter, lambda: subprocess.run(
-                create_cli, env=env, check=True, capture_output=True)))  # noqa: B023
-        dump_size = raw_file.stat().st_size
-        ours_size = manager.get(names[0]).size_bytes
-
-        restore_into = "bench_raw_restore"
-        for _round in range(args.repeat):
-            server.drop_database(restore_into)
-            server.create_database(restore_into)
-            record("raw pg_restore -j 2", timed(server, meter, lambda: commands.run(
-                [server.program("pg_restore"), "-j", "2", *server.tool_args(restore_into),
-                 str(raw_file)], env=server.tool_env(), timeout=3600)))
-            record("ours restore", timed(server, meter, lambda: manager.restore(names[0], jobs=2)))
-            for old in manager.previous_databases():
-                server.drop_database(old)
-            record("ours CLI restore", timed(server, meter, lambda: subprocess.run(
-                [*cli, "restore", names[0], "--yes", "--jobs", "2"], env=env, check=True,
-                capture_output=True)))
-            for old in manager.previous_databases():
-                server.drop_database(old)
-        server.drop_database(restore_into)
-
-        print(f"\ndump size: raw {dump_size / 1e6:.1f} MB, ours {ours_size / 1e6:.1f} MB; "
-              f"{args.repeat} runs each, medians; ratios to the raw tool")
-        print(f"{'':<32} {'wall':>7} {'ratio':>6} {'paired':>7} {'min wall':>9} {'ratio':>6} "
-              f"{'cpu':>7} {'ratio':>6}")
-        for label, runs in samples.items():
-            base = samples["raw pg_restore -j 2" if "restore" in label else "raw pg_dump -Fc"]
-            wall, cpu = (statistics.median(r[i] for r in runs) for i in (0, 1))
-            low = min(r[0] for r in runs)
-            base_wall, base_cpu = (statistics.median(r[i] for r in base) for i in (0, 1))
-            base_low = min(r[0] for r in base)
-            paired = statistics.median(r[0] / b[0] for r, b in zip(runs, base, strict=True))
-            print(f"{label:<32} {wall:6.2f}s {wall / base_wall:5.2f}x {paired:6.2f}x "
-                  f"{low:8.2f}s {low / base_low:5.2f}x {cpu:6.2f}s {cpu / base_cpu:5.2f}x")
-        print("targets: ours create verify+s3 <= 1.15x raw pg_dump -Fc, "
-              "ours restore <= 1.15x raw pg_restore -j 2")
+        pairs = compare(stack, manager, home, args.repeat)
+        report(pairs)
     finally:
         stack.down()
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
     return 0
+
+
+Sample = tuple[float, float, float]  # wall s, cpu s, load average
+
+
+def compare(stack: Stack, manager: DatabaseBackupManager, home: Path,
+            repeat: int) -> dict[str, list[tuple[Sample, Sample]]]:
+    """(raw, shipped) samples per operation, taken in turn."""
+    settings, server = stack.settings, manager.server
+    live = settings.pg_database
+    env = {**os.environ, **{k: v for k, v in _service_environment(settings).items()
+                            if k.startswith("AUTOGRAPH_")}}
+    cli = [str(Path(sys.executable).parent / "autograph"), "backup", "db"]
+    raw_file = home / "raw.dump"
+    meter = CpuMeter(stack)
+    pairs: dict[str, list[tuple[Sample, Sample]]] = {"create": [], "restore": []}
+
+    def run(label: str, action: Callable[[], object]) -> Sample:
+        wall, cpu = timed(server, meter, action)
+        load = os.getloadavg()[0]
+        print(f"  {label:<40} wall {wall:6.2f} s  cpu {cpu:6.2f} s  (load {load:.1f})",
+              flush=True)
+        return wall, cpu, load
+
+    def tool(*argv: str) -> None:
+        commands.run(list(argv), env=server.tool_env(), timeout=3600)
+
+    def shipped(*argv: str) -> None:
+        subprocess.run([*cli, *argv], env=env, check=True, capture_output=True)
+
+    pg_dump = [server.program("pg_dump"), "-Fc", "-f", str(raw_file), *server.tool_args(live)]
+    tool(*pg_dump)  # warm the caches
+    for n in range(repeat):
+        raw = run("raw pg_dump -Fc", lambda: tool(*pg_dump))
+        name = f"bench_{n}"
+        ours = run("autograph backup db create", lambda name=name: shipped(  # type: ignore[misc]
+            "create", "--name", name))
+        pairs["create"].append((raw, ours))
+    print(f"  dump size: raw {raw_file.stat().st_size / 1e6:.1f} MB, "
+          f"ours {manager.get('bench_0').size_bytes / 1e6:.1f} MB", flush=True)
+
+    into = "bench_raw_restore"
+    for _n in range(repeat):
+        server.drop_database(into)
+        raw = run("raw createdb + pg_restore -j 2", lambda: (
+            tool(server.program("createdb"), *server.tool_args(into)[:-2], into),
+            tool(server.program("pg_restore"), "-j", "2", *server.tool_args(into),
+                 str(raw_file))))
+        ours = run("autograph backup db restore --jobs 2", lambda: shipped(
+            "restore", "bench_0", "--yes", "--jobs", "2"))
+        pairs["restore"].append((raw, ours))
+        for old in manager.previous_databases():
+            server.drop_database(old)
+    server.drop_database(into)
+    return pairs
+
+
+def report(pairs: dict[str, list[tuple[Sample, Sample]]]) -> None:
+    """Per operation: paired ratios shipped/raw, median (min-max), wall and CPU; load."""
+    print(f"\n{'operation':<10} {'runs':>4} {'wall ratio':>22} {'cpu ratio':>22} "
+          f"{'raw wall':>9} {'ours wall':>9} {'load':>10}")
+    for operation, runs in pairs.items():
+        walls = [o[0] / r[0] for r, o in runs]
+        cpus = [o[1] / r[1] for r, o in runs]
+        loads = [s[2] for pair in runs for s in pair]
+        print(f"{operation:<10} {len(runs):>4} {_spread(walls):>22} {_spread(cpus):>22} "
+              f"{statistics.median(r[0] for r, _ in runs):8.2f}s "
+              f"{statistics.median(o[0] for _, o in runs):8.2f}s "
+              f"{min(loads):4.1f}-{max(loads):4.1f}")
+    print("targets: create <= 1.10x pg_dump -Fc, restore <= 1.10x createdb + pg_restore -j 2 "
+          "(wall)")
+
+
+def _spread(ratios: list[float]) -> str:
+    return f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
 if __name__ == "__main__":

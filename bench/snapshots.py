@@ -19,7 +19,12 @@ the S3 tier's copies are not counted). "CLI start-up" is ``autograph backup --he
 cost in every ``autograph`` row. Single runs (no medians): on a shared machine, read the
 ratios as rough.
 
-    nice -n 10 python bench/snapshots.py [--objects 5000]
+Then ``--pairs`` (3) times, alternating on the changed bucket: a full archive, and a first
+snapshot into an emptied snapshot store (both tiers cleared, untimed); the paired ratios of the
+first snapshot to the archive and of the incremental one (c) to the archives are printed as
+median (min-max) with the load average.
+
+    nice -n 10 python bench/snapshots.py [--objects 5000] [--pairs 3]
 """
 
 from __future__ import annotations
@@ -28,9 +33,12 @@ import argparse
 import json
 import os
 import random
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +86,7 @@ def state(client: S3Client, bucket: str) -> dict[str, tuple[int, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, default=5000)
+    parser.add_argument("--pairs", type=int, default=3)
     options = parser.parse_args()
 
     home = make_home("autograph-bench-")
@@ -150,9 +159,43 @@ def main() -> None:
             print(f"  {bucket}: {len(got)} objects, "
                   f"{'identical to the source' if same else 'DIFFERS from the source'}")
         report(rows, shown, total)
+        if options.pairs:
+            backups = S3Client(S3Endpoint.backups(settings, creds))
+
+            def archive(n: int) -> Run:
+                return timed(f"full archive #{n}", [*backup, "objects", "create", SOURCE,
+                                                    "--name", f"pair_{n}", "--json"], env, server)
+
+            def first(n: int) -> Run:
+                shutil.rmtree(snaps, ignore_errors=True)
+                for item in list(backups.list_objects(settings.backup_bucket_objects,
+                                                      "snapshots/")):
+                    backups.delete_object(settings.backup_bucket_objects, item.key)
+                return timed(f"first snapshot #{n}", [*backup, "snapshots", "create", SOURCE,
+                                                      "--json"], env, server)
+
+            paired(archive, first, options.pairs, rows["c"][0])
     finally:
         stack.down()
         remove_home(home)
+
+
+def paired(archive: Callable[[int], Run], first: Callable[[int], Run], pairs: int,
+           incremental: Run) -> None:
+    """Archive and first snapshot in turn; print the paired ratios, median (min-max)."""
+    firsts, increments, loads = [], [], []
+    for n in range(pairs):
+        base = archive(n)
+        loads.append(os.getloadavg()[0])
+        firsts.append(first(n).wall / base.wall)
+        increments.append(incremental.wall / base.wall)
+        loads.append(os.getloadavg()[0])
+    print(f"\npaired, {pairs} runs, load {min(loads):.1f}-{max(loads):.1f}:")
+    for label, ratios in (("first snapshot / full archive (target <= 1.5)", firsts),
+                          ("snapshot after 1% change / full archive (target <= 0.3)",
+                           increments)):
+        print(f"  {label:58s} {statistics.median(ratios):5.2f}x "
+              f"({min(ratios):.2f}-{max(ratios):.2f})")
 
 
 def report(rows: dict[str, tuple[Run, int | None]], shown: list[dict[str, Any]],

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from autograph.dr.buckets.snapshots.blobs import IN_MEMORY
 from autograph.dr.buckets.snapshots.manager import SnapshotManager
 from autograph.dr.buckets.snapshots.schedule import run_due
 from autograph.dr.buckets.snapshots.store import INDEX_SUFFIX
@@ -341,4 +342,24 @@ def test_compressible_objects_are_stored_compressed_and_restore_byte_for_byte(
     assert manager.verify(snap.name, deep=True)["status"] == "degraded"
     _clear(buckets, bucket)
     manager.restore(snap.name)  # the S3 copy serves
+    assert buckets.contents(bucket) == before
+
+
+def test_small_and_large_objects_land_once_in_both_tiers_with_no_temporary_files(
+        manager: SnapshotManager, buckets: Buckets) -> None:
+    big = b"".join(os.urandom(1024) * 8 for _ in range(IN_MEMORY // 8192 + 10))  # streamed
+    bucket = _bucket(buckets, {"big.bin": big, "small.txt": b"hello " * 100,
+                               "copy-of-small.txt": b"hello " * 100})
+    result = manager.take(bucket)
+    records = {o.key: o for o in result.snapshot.objects}
+    assert records["big.bin"].size == len(big) > IN_MEMORY and records["big.bin"].compressed
+    assert records["small.txt"].compressed and result.snapshot.new_blobs == 2
+    assert result.tiers == ["local", "s3"]
+    assert manager.verify(result.snapshot.name, deep=True)["status"] == "passed"
+    assert not [p.name for p in manager.store.blobs_dir.iterdir() if p.name.startswith(".")]
+    for key in {o.blob_key for o in result.snapshot.objects}:  # the local blob can go: S3 serves
+        manager.store.blob_path(key).unlink()
+    before = buckets.contents(bucket)
+    _clear(buckets, bucket)
+    manager.restore(result.snapshot.name)
     assert buckets.contents(bucket) == before

@@ -13,6 +13,7 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from autograph.dr.catalog import open_catalog
+from autograph.dr.models import manifest_key
 from autograph.dr.postgres import DatabaseBackupManager
 from autograph.dr.postgres.manager import READ_BACK
 from autograph.errors import Conflict, IntegrityError, NotFound, OperationFailed
@@ -55,6 +56,19 @@ def test_the_checksum_check_reads_the_file_back_once(manager: DatabaseBackupMana
     assert uploaded.verification.checks["sha256"] == READ_BACK  # its S3 copy hashed the file
     local_only = manager.create("read_back_by_verify", upload=False)
     assert local_only.verification.checks["sha256"] == "ok"  # nothing else read it: verify did
+
+
+def test_a_name_taken_only_in_s3_is_refused_and_that_backup_is_left_alone(
+        manager: DatabaseBackupManager) -> None:
+    entry = manager.create("only_in_s3")
+    manager.catalog.local.delete(manifest_key(entry.name))
+    manager.catalog.local.delete(entry.artifact)
+    with pytest.raises(Conflict, match="already exists"):
+        manager.create("only_in_s3")  # S3 is checked beside the dump: refused when it ends
+    kept = manager.catalog.get("only_in_s3")
+    assert kept.locations == ["s3"] and kept.sha256 == entry.sha256
+    assert manager.verify("only_in_s3").verification.status == "passed"
+    assert not manager.catalog.local.path(entry.artifact).exists()
 
 
 def test_pg_dump_killed_midway_leaves_nothing_and_calls_the_hook(

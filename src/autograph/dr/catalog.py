@@ -210,10 +210,13 @@ class Catalog:
         return BackupList(backups=self._merge(per_tier), unreachable=unreachable,
                           problems=problems)
 
-    def names(self) -> set[str]:
-        """Names with a manifest in any reachable tier (one listing per tier, no reads)."""
+    def names(self, tiers: tuple[str, ...] = ("local", "s3")) -> set[str]:
+        """Names with a manifest in any reachable tier (of ``tiers``; one listing per tier,
+        no reads)."""
         found: set[str] = set()
         for store in self.tiers():
+            if store.tier not in tiers:
+                continue
             try:
                 found.update(o.key[: -len(MANIFEST_SUFFIX)] for o in store.list()
                              if o.key.endswith(MANIFEST_SUFFIX))
@@ -253,10 +256,13 @@ class Catalog:
             raise DependencyDown(f"backup {name} not found in the reachable tiers ({tiers})")
         raise NotFound(f"no {self.kind} backup named {name}")
 
-    def validate_new(self, name: str) -> str:
-        """Check ``name`` is valid and not used yet. Raises InvalidInput or Conflict."""
+    def validate_new(self, name: str, tiers: tuple[str, ...] = ("local", "s3")) -> str:
+        """Check ``name`` is valid and not used yet (in ``tiers``). Raises InvalidInput or
+        Conflict."""
         validate_name(name)
         for store in self.tiers():
+            if store.tier not in tiers:
+                continue
             try:
                 store.stat(manifest_key(name))
             except NotFound:
@@ -450,18 +456,21 @@ class Catalog:
 
     # Maintenance -----------------------------------------------------------------------------
 
-    def incomplete(self) -> dict[str, builtins.list[str]]:
-        """Per reachable tier, the keys that belong to no manifest (interrupted backups).
-
-        Local temporary files (``.NAME.partial-…``) are included.
+    def incomplete(self, tiers: tuple[str, ...] = ("local", "s3")
+                   ) -> dict[str, builtins.list[str]]:
+        """Per reachable tier (of ``tiers``), the keys that belong to no manifest (interrupted
+        backups). Local temporary files (``.NAME.partial-…``) are included.
         """
         found: dict[str, builtins.list[str]] = {}
         for store in self.tiers():
+            if store.tier not in tiers:
+                continue
             try:
                 found[store.tier] = self._orphans(store)
             except DependencyDown:
                 continue
-        found["local"] = found.get("local", []) + [p.name for p in self.local.partials()]
+        if "local" in tiers:
+            found["local"] = found.get("local", []) + [p.name for p in self.local.partials()]
         return found
 
     def _orphans(self, store: BackupStore) -> builtins.list[str]:
@@ -471,13 +480,14 @@ class Catalog:
         return [k for k in keys if not k.endswith(MANIFEST_SUFFIX)
                 and not any(k.startswith(stem) for stem in stems)]
 
-    def clean_incomplete(self) -> builtins.list[str]:
-        """Remove interrupted backups' files from every reachable tier; return ``tier:key``s.
+    def clean_incomplete(self, tiers: tuple[str, ...] = ("local", "s3")) -> builtins.list[str]:
+        """Remove interrupted backups' files from every reachable tier (of ``tiers``); return
+        ``tier:key``s.
 
         Only call while holding the kind's lock: an artifact being written has no manifest yet.
         """
         removed: builtins.list[str] = []
-        for tier, keys in self.incomplete().items():
+        for tier, keys in self.incomplete(tiers).items():
             for key in keys:
                 if tier == "local" and key.startswith("."):
                     (self.local.root / key).unlink(missing_ok=True)
@@ -486,7 +496,7 @@ class Catalog:
                 elif (store := self.store(tier)) is not None:
                     store.delete(key)
                 removed.append(f"{tier}:{key}")
-        if isinstance(self.remote, S3Store):
+        if isinstance(self.remote, S3Store) and "s3" in tiers:
             with contextlib.suppress(DependencyDown):
                 self.remote.clean_uploads()
         return removed

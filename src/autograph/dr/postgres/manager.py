@@ -36,11 +36,11 @@ from autograph.dr.models import (
 from autograph.dr.ops import hooks, locks
 from autograph.dr.postgres.checked_load import load_checked
 from autograph.dr.postgres.dump import dump_database
+from autograph.dr.postgres.remote_copy import RemoteCopy
 from autograph.dr.postgres.restore import check_counts
 from autograph.dr.postgres.server import PgServer, derived_name
 from autograph.dr.postgres.verify import verify_dump
 from autograph.dr.storage import sha256_of
-from autograph.dr.storage.follow import FollowUpload
 from autograph.errors import AutographError, IntegrityError, NotFound, OperationFailed
 from autograph.secrets import Credentials
 
@@ -80,10 +80,12 @@ class DatabaseBackupManager:
         """One backup. Raises InvalidInput, NotFound."""
         return self.catalog.get(name)
 
-    def new_name(self, scheduled: bool = False) -> str:
-        """``scheduled_backup_YYYYMMDD_HHMMSS`` or ``manual_backup_…``, suffixed if taken."""
+    def new_name(self, scheduled: bool = False,
+                 tiers: tuple[str, ...] = ("local", "s3")) -> str:
+        """``scheduled_backup_YYYYMMDD_HHMMSS`` or ``manual_backup_…``, suffixed if taken (in
+        ``tiers``)."""
         base = f"{'scheduled' if scheduled else 'manual'}_backup_{self.clock():%Y%m%d_%H%M%S}"
-        taken = self.catalog.names()
+        taken = self.catalog.names(tiers)
         name, n = base, 1
         while name in taken:
             name, n = f"{base}_{n}", n + 1
@@ -106,7 +108,9 @@ class DatabaseBackupManager:
             validate_name(name)
         with self._locked("backup", name or "", lock):
             earlier = self.catalog.list(tiers=("local",))  # for the size check: no S3 reads
-            name = self.catalog.validate_new(name) if name else self.new_name(scheduled)
+            # The S3 tier is checked beside the dump (RemoteCopy): S3 never delays pg_dump.
+            name = (self.catalog.validate_new(name, tiers=("local",)) if name
+                    else self.new_name(scheduled, tiers=("local",)))
             try:
                 entry = self._create(name, scheduled, tags, verify, upload, progress)
             except AutographError as exc:
@@ -124,15 +128,17 @@ class DatabaseBackupManager:
 
     def _create(self, name: str, scheduled: bool, tags: tuple[str, ...], verify: bool,
                 upload: bool, progress: ProgressFn) -> BackupEntry:
-        self.catalog.clean_incomplete()
+        self.catalog.clean_incomplete(tiers=("local",))  # the S3 tier's: in RemoteCopy
         started = self.clock()
         artifact = f"{name}.dump"
-        mirror: FollowUpload | None = None
+        mirror: RemoteCopy | None = None
         try:
             progress("dumping", None)
             with self.catalog.stage(artifact) as sink:
-                mirror = self.catalog.follow_upload(sink) if upload else None
+                mirror = RemoteCopy(self.catalog, name, sink) if upload else None
                 info = dump_database(self.server, self.server.live_database, sink, progress)
+                if mirror is not None:
+                    mirror.attached()  # raises Conflict when the name is taken in S3
             manifest = Manifest(
                 name=name, kind=KIND, source=self.server.live_database, format=FORMAT,
                 artifact=artifact, created_at=started, started_at=started,
@@ -154,7 +160,8 @@ class DatabaseBackupManager:
         except BaseException:
             if mirror is not None:
                 mirror.cancel()
-            self.catalog.discard(artifact)
+            if mirror is None or not mirror.conflicted:  # else the S3 files are another's
+                self.catalog.discard(artifact)
             raise
 
     def _verify(self, manifest: Manifest, verify: bool, progress: ProgressFn,

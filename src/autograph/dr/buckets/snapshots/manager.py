@@ -14,8 +14,6 @@ import builtins
 import contextlib
 import hashlib
 import io
-import os
-import secrets
 import time
 import zlib
 from collections import deque
@@ -30,6 +28,13 @@ from autograph.clock import Clock, isoformat, utc_now
 from autograph.config import Settings
 from autograph.dr.buckets.models import validate_bucket
 from autograph.dr.buckets.restore import put_objects
+from autograph.dr.buckets.snapshots.blobs import (
+    IN_MEMORY,
+    LARGE,
+    EagerUpload,
+    store_small,
+    store_stream,
+)
 from autograph.dr.buckets.snapshots.prune import PruneReport, SnapshotPolicy, prune
 from autograph.dr.buckets.snapshots.store import (
     COMPRESSED_SUFFIX,
@@ -59,8 +64,6 @@ from autograph.secrets import Credentials
 
 LOCK_KIND = "snapshot"
 KIND = "snapshot"
-LARGE = 64 * 1024 * 1024  # never compressed, streamed on restore
-COMPRESS_LEVEL = 3
 PREFETCH_THREADS = 3
 PREFETCH_BYTES = 32 * 1024 * 1024
 Progress = Callable[[str], None]
@@ -221,8 +224,11 @@ class SnapshotManager:
         progress(f"{len(kept)} unchanged, fetching {len(changed)}")
         vanished: list[str] = []
         new_blobs = new_bytes = 0
+        present = self._remote_blobs(parent if parent_in_s3 else None)
+        eager = (EagerUpload(self.store.remote.blobs, present)
+                 if self.store.remote is not None and present is not None else None)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="snapshot") as pool:
-            fetches = pool.map(lambda i: self._fetch(bucket, i), changed)
+            fetches = pool.map(lambda i: self._fetch(bucket, i, eager), changed)
             for item, fetched in zip(changed, fetches, strict=True):
                 if fetched is None:
                     vanished.append(item.key)
@@ -246,7 +252,8 @@ class SnapshotManager:
         if self.store.remote is not None:
             try:
                 progress("copying new blobs to S3")
-                self._mirror_blobs(objects, parent if parent_in_s3 else None)
+                self._mirror_blobs(objects, None if eager is None else
+                                   eager.present | eager.uploaded)
                 self.store.remote.index.put(name + INDEX_SUFFIX, io.BytesIO(data))
                 tiers.append("s3")
             except AutographError as exc:
@@ -271,11 +278,12 @@ class SnapshotManager:
                 continue
         return None, False
 
-    def _fetch(self, bucket: str, item: ListedObject) -> tuple[SnapshotObject, bool] | None:
+    def _fetch(self, bucket: str, item: ListedObject,
+               upload: EagerUpload | None) -> tuple[SnapshotObject, bool] | None:
         """Store one object's bytes as a blob; None when it was deleted since the listing."""
         for attempt in range(3):
             try:
-                return self._fetch_once(bucket, item)
+                return self._fetch_once(bucket, item, upload)
             except ObjectMissing:
                 return None
             except (DependencyDown, IntegrityError):
@@ -283,62 +291,53 @@ class SnapshotManager:
                     raise
         raise AssertionError("unreachable")
 
-    def _fetch_once(self, bucket: str, item: ListedObject) -> tuple[SnapshotObject, bool]:
-        """Read the object once, hashing it and writing it both as it is and zlib-compressed
-        (objects under LARGE); keep the compressed blob when it saves a tenth or more."""
-        folder = self.store.blobs_dir
-        token = secrets.token_hex(8)
-        raw_temp, packed_temp = folder / f".incoming-{token}", folder / f".incoming-{token}.z"
-        digest = hashlib.sha256()
-        size = 0
-        packer = zlib.compressobj(COMPRESS_LEVEL) if item.size < LARGE else None
-        try:
-            with self.source.get_object(bucket, item.key) as resp, \
-                    open(raw_temp, "wb") as raw, open(packed_temp, "wb") as packed:
-                head = resp.head()
-                for chunk in resp.chunks():
-                    digest.update(chunk)
-                    raw.write(chunk)
-                    if packer is not None:
-                        packed.write(packer.compress(chunk))
-                    size += len(chunk)
-                if packer is not None:
-                    packed.write(packer.flush())
-                stored_packed = packed.tell()
-                for handle in (raw, packed):
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            if size != head.size:
-                raise IntegrityError(f"{item.key}: read {size} of {head.size} bytes")
-            sha = digest.hexdigest()
-            use_packed = packer is not None and size >= 256 and stored_packed <= 0.9 * size
-            blob = sha + COMPRESSED_SUFFIX if use_packed else sha
-            try:  # atomic "create unless present": two workers may hold the same bytes
-                os.link(packed_temp if use_packed else raw_temp, self.store.blob_path(blob))
-                fresh = True
-            except FileExistsError:
-                fresh = False
-        finally:
-            raw_temp.unlink(missing_ok=True)
-            packed_temp.unlink(missing_ok=True)
-        record = SnapshotObject(key=item.key, size=size, etag=head.etag or item.etag,
+    def _fetch_once(self, bucket: str, item: ListedObject,
+                    upload: EagerUpload | None) -> tuple[SnapshotObject, bool]:
+        """Read the object once into a blob (:mod:`.blobs`), handing new blobs to ``upload``."""
+        folder, path_of = self.store.blobs_dir, self.store.blob_path
+        with self.source.get_object(bucket, item.key) as resp:
+            head = resp.head()
+            if head.size <= IN_MEMORY:
+                body = b"".join(resp.chunks())
+                if len(body) != head.size:
+                    raise IntegrityError(f"{item.key}: read {len(body)} of {head.size} bytes")
+                stored = store_small(folder, body, path_of)
+            else:
+                try:
+                    stored = store_stream(folder, resp.chunks(), head, path_of)
+                except IntegrityError as exc:
+                    raise IntegrityError(f"{item.key}: {exc.message}") from None
+        if upload is not None:
+            upload.offer(stored)
+        record = SnapshotObject(key=item.key, size=stored.size, etag=head.etag or item.etag,
                                 last_modified=item.last_modified if head.etag == item.etag
                                 else head.last_modified, content_type=head.content_type,
-                                metadata=dict(head.metadata), sha256=sha, blob=blob,
-                                stored_size=stored_packed if use_packed else size)
-        return record, fresh
+                                metadata=dict(head.metadata), sha256=stored.sha256,
+                                blob=stored.blob, stored_size=stored.stored_size
+                                if stored.blob.endswith(COMPRESSED_SUFFIX) else stored.size)
+        return record, stored.fresh
+
+    def _remote_blobs(self, committed_parent: Snapshot | None) -> set[str] | None:
+        """The blobs the S3 tier holds: those of the parent snapshot when it is committed
+        there (its index was written after them: no listing), else a listing; None when the
+        tier is unreachable or absent."""
+        remote = self.store.remote
+        if remote is None:
+            return None
+        if committed_parent is not None:
+            return {o.blob_key for o in committed_parent.objects}
+        try:
+            return {o.key for o in remote.blobs.list()}
+        except AutographError:
+            return None
 
     def _mirror_blobs(self, objects: builtins.list[SnapshotObject],
-                      committed_parent: Snapshot | None) -> None:
-        """Upload the blobs the S3 tier lacks. When the parent snapshot is committed there,
-        its blobs are (its index was written after them): only the others are sent, with no
-        listing; otherwise the tier is listed (catching up on what an earlier snapshot could
-        not upload)."""
+                      present: set[str] | None) -> None:
+        """Upload the blobs the S3 tier lacks (``present``: what it holds, None to list it),
+        catching up on what the workers or an earlier snapshot could not upload."""
         remote = self.store.remote
         assert remote is not None
-        if committed_parent is not None:
-            present = {o.blob_key for o in committed_parent.objects}
-        else:
+        if present is None:
             present = {o.key for o in remote.blobs.list()}
         missing = sorted({o.blob_key for o in objects} - present)
 
