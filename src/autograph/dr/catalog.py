@@ -97,13 +97,13 @@ def open_catalog(settings: Settings, creds: Credentials | None, kind: Kind,
 
     Raises ConfigError when the off-site tier is configured without credentials or key.
     """
-    from autograph.s3.boto import backup_client
+    from autograph.s3.boto import LazyClient, backup_client
 
     local = LocalStore(settings.backups_dir / LOCAL_FOLDERS[kind])
     remote: S3Store | None = None
     if with_s3 and creds is not None:
-        client = backup_client(settings, creds, connect_timeout=3.0, read_timeout=60.0,
-                               retries=2)
+        client = LazyClient(lambda: backup_client(settings, creds, connect_timeout=3.0,
+                                                  read_timeout=60.0, retries=2))
         if kind == "database":
             remote = S3Store(client, settings.backup_bucket_database, "database/")
         elif kind == "basebackup":

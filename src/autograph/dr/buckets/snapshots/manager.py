@@ -118,6 +118,7 @@ class SnapshotManager:
                                          timeout=30.0, retries=2)
         self.clock = clock
         self.workers = workers
+        self.backups_s3 = S3Client(S3Endpoint.backups(settings, creds), timeout=30.0, retries=2)
 
     def acquire(self, operation: str, target: str = "") -> locks.OperationLock:
         """Take the snapshot lock now (Conflict when another snapshot operation runs)."""
@@ -225,7 +226,7 @@ class SnapshotManager:
         vanished: list[str] = []
         new_blobs = new_bytes = 0
         present = self._remote_blobs(parent if parent_in_s3 else None)
-        eager = (EagerUpload(self.store.remote.blobs, present)
+        eager = (EagerUpload(self.store.remote.blobs, present, self.backups_s3)
                  if self.store.remote is not None and present is not None else None)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="snapshot") as pool:
             fetches = pool.map(lambda i: self._fetch(bucket, i, eager), changed)
