@@ -69,6 +69,7 @@ def test_a_name_taken_only_in_s3_is_refused_and_that_backup_is_left_alone(
     assert kept.locations == ["s3"] and kept.sha256 == entry.sha256
     assert manager.verify("only_in_s3").verification.status == "passed"
     assert not manager.catalog.local.path(entry.artifact).exists()
+    assert manager.restore("only_in_s3").source_location == "s3"  # no local manifest: S3's
 
 
 def test_pg_dump_killed_midway_leaves_nothing_and_calls_the_hook(

@@ -224,8 +224,8 @@ class Catalog:
                 continue
         return found
 
-    def get(self, name: str) -> BackupEntry:
-        """One backup by name (reads only its own manifest in each tier).
+    def get(self, name: str, tiers: tuple[str, ...] = ("local", "s3")) -> BackupEntry:
+        """One backup by name (reads only its own manifest in each tier of ``tiers``).
 
         Raises InvalidInput for a bad name, NotFound if not committed; DependencyDown when a
         tier is unreachable and the backup is not in the other one.
@@ -234,6 +234,8 @@ class Catalog:
         per_tier: dict[str, dict[str, Manifest]] = {}
         unreachable: dict[str, str] = {}
         for store in self.tiers():
+            if store.tier not in tiers:
+                continue
 
             def size_of(key: str, store: BackupStore = store) -> int | None:
                 try:

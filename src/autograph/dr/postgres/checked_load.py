@@ -20,7 +20,7 @@ from autograph.dr.postgres.restore import load_dump, toc_entries
 from autograph.dr.postgres.server import PgServer
 from autograph.dr.postgres.verify import TocSummary, check_toc
 from autograph.dr.storage import sha256_of
-from autograph.errors import AutographError
+from autograph.errors import AutographError, NotFound
 
 
 class _Checksum(threading.Thread):
@@ -62,7 +62,10 @@ def load_checked(catalog: Catalog, server: PgServer, name: str, scratch: str,
     Raises NotFound, IntegrityError (no intact copy; TOC incomplete), OperationFailed
     (pg_restore), DependencyDown; ``scratch`` does not exist after a failure.
     """
-    entry = catalog.get(name)
+    try:  # the local manifest is enough while the local copy is intact: no S3 round trips
+        entry = catalog.get(name, tiers=("local",))
+    except NotFound:
+        entry = catalog.get(name)
     if "local" in entry.locations:
         path = catalog.local.path(entry.artifact)
         check = _Checksum(path, entry.sha256)
