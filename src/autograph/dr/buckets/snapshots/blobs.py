@@ -25,7 +25,8 @@ from autograph.dr.buckets.snapshots.store import COMPRESSED_SUFFIX
 from autograph.dr.storage import BackupStore
 from autograph.dr.storage.s3 import S3Store
 from autograph.errors import AutographError, IntegrityError
-from autograph.s3.bulk import ObjectHead, S3Client
+from autograph.s3.bulk import S3Client
+from autograph.s3.response import ObjectHead
 
 LARGE = 64 * 1024 * 1024  # never compressed, streamed on restore
 IN_MEMORY = 4 * 1024 * 1024  # objects up to this size are hashed and compressed in memory
