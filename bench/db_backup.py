@@ -211,12 +211,14 @@ def compare(stack: Stack, manager: DatabaseBackupManager, home: Path,
           f"ours {manager.get('bench_0').size_bytes / 1e6:.1f} MB", flush=True)
 
     into = "bench_raw_restore"
+
+    def raw_restore() -> None:
+        tool(server.program("createdb"), *server.tool_args(into)[:-2], into)
+        tool(server.program("pg_restore"), "-j", "2", *server.tool_args(into), str(raw_file))
+
     for _n in range(repeat):
         server.drop_database(into)
-        raw = run("raw createdb + pg_restore -j 2", lambda: (
-            tool(server.program("createdb"), *server.tool_args(into)[:-2], into),
-            tool(server.program("pg_restore"), "-j", "2", *server.tool_args(into),
-                 str(raw_file))))
+        raw = run("raw createdb + pg_restore -j 2", raw_restore)
         ours = run("autograph backup db restore --jobs 2", lambda: shipped(
             "restore", "bench_0", "--yes", "--jobs", "2"))
         pairs["restore"].append((raw, ours))

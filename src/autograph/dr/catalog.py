@@ -254,8 +254,8 @@ class Catalog:
         if entries:
             return entries[0]
         if unreachable:
-            tiers = ", ".join(f"{t}: {why}" for t, why in unreachable.items())
-            raise DependencyDown(f"backup {name} not found in the reachable tiers ({tiers})")
+            down = ", ".join(f"{t}: {why}" for t, why in unreachable.items())
+            raise DependencyDown(f"backup {name} not found in the reachable tiers ({down})")
         raise NotFound(f"no {self.kind} backup named {name}")
 
     def validate_new(self, name: str, tiers: tuple[str, ...] = ("local", "s3")) -> str:

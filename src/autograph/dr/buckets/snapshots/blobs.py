@@ -74,7 +74,7 @@ def store_small(folder: Path, body: bytes, path_of: PathOf) -> StoredBlob:
     return StoredBlob(sha, blob, len(body), len(data), fresh, data, target)
 
 
-def store_stream(folder: Path, chunks: Iterable[bytes], head: ObjectHead,
+def store_stream(folder: Path, chunks: Iterable[bytes | bytearray], head: ObjectHead,
                  path_of: PathOf) -> StoredBlob:
     """Write a large object as it streams in: as it is and (under LARGE) zlib-compressed; keep
     the compressed file when it saves a tenth or more."""
