@@ -68,6 +68,7 @@ from autograph.errors import (
 )
 from autograph.secrets import Credentials
 
+ALL_TIERS = ("local", "s3", "offsite")  # the default of the ``tiers`` filters
 LOCAL_FOLDERS: dict[Kind, str] = {"database": "database", "bucket": "minio", "basebackup": "base"}
 
 
@@ -210,7 +211,7 @@ class Catalog:
         return BackupList(backups=self._merge(per_tier), unreachable=unreachable,
                           problems=problems)
 
-    def names(self, tiers: tuple[str, ...] = ("local", "s3")) -> set[str]:
+    def names(self, tiers: tuple[str, ...] = ALL_TIERS) -> set[str]:
         """Names with a manifest in any reachable tier (of ``tiers``; one listing per tier,
         no reads)."""
         found: set[str] = set()
@@ -224,7 +225,7 @@ class Catalog:
                 continue
         return found
 
-    def get(self, name: str, tiers: tuple[str, ...] = ("local", "s3")) -> BackupEntry:
+    def get(self, name: str, tiers: tuple[str, ...] = ALL_TIERS) -> BackupEntry:
         """One backup by name (reads only its own manifest in each tier of ``tiers``).
 
         Raises InvalidInput for a bad name, NotFound if not committed; DependencyDown when a
@@ -258,7 +259,7 @@ class Catalog:
             raise DependencyDown(f"backup {name} not found in the reachable tiers ({down})")
         raise NotFound(f"no {self.kind} backup named {name}")
 
-    def validate_new(self, name: str, tiers: tuple[str, ...] = ("local", "s3")) -> str:
+    def validate_new(self, name: str, tiers: tuple[str, ...] = ALL_TIERS) -> str:
         """Check ``name`` is valid and not used yet (in ``tiers``). Raises InvalidInput or
         Conflict."""
         validate_name(name)
@@ -458,7 +459,7 @@ class Catalog:
 
     # Maintenance -----------------------------------------------------------------------------
 
-    def incomplete(self, tiers: tuple[str, ...] = ("local", "s3")
+    def incomplete(self, tiers: tuple[str, ...] = ALL_TIERS
                    ) -> dict[str, builtins.list[str]]:
         """Per reachable tier (of ``tiers``), the keys that belong to no manifest (interrupted
         backups). Local temporary files (``.NAME.partial-…``) are included.
@@ -482,7 +483,7 @@ class Catalog:
         return [k for k in keys if not k.endswith(MANIFEST_SUFFIX)
                 and not any(k.startswith(stem) for stem in stems)]
 
-    def clean_incomplete(self, tiers: tuple[str, ...] = ("local", "s3")) -> builtins.list[str]:
+    def clean_incomplete(self, tiers: tuple[str, ...] = ALL_TIERS) -> builtins.list[str]:
         """Remove interrupted backups' files from every reachable tier (of ``tiers``); return
         ``tier:key``s.
 

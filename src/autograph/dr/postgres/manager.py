@@ -20,7 +20,7 @@ from pydantic import JsonValue
 
 from autograph.clock import Clock, utc_now
 from autograph.config import Settings
-from autograph.dr.catalog import Catalog, SyncReport, open_catalog
+from autograph.dr.catalog import ALL_TIERS, Catalog, SyncReport, open_catalog
 from autograph.dr.models import (
     BackupEntry,
     BackupList,
@@ -81,7 +81,7 @@ class DatabaseBackupManager:
         return self.catalog.get(name)
 
     def new_name(self, scheduled: bool = False,
-                 tiers: tuple[str, ...] = ("local", "s3")) -> str:
+                 tiers: tuple[str, ...] = ALL_TIERS) -> str:
         """``scheduled_backup_YYYYMMDD_HHMMSS`` or ``manual_backup_…``, suffixed if taken (in
         ``tiers``)."""
         base = f"{'scheduled' if scheduled else 'manual'}_backup_{self.clock():%Y%m%d_%H%M%S}"
@@ -128,7 +128,7 @@ class DatabaseBackupManager:
 
     def _create(self, name: str, scheduled: bool, tags: tuple[str, ...], verify: bool,
                 upload: bool, progress: ProgressFn) -> BackupEntry:
-        self.catalog.clean_incomplete(tiers=("local",))  # the S3 tier's: in RemoteCopy
+        self.catalog.clean_incomplete(tiers=("local",))  # the other tiers': in RemoteCopy
         started = self.clock()
         artifact = f"{name}.dump"
         mirror: RemoteCopy | None = None

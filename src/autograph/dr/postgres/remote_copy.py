@@ -5,8 +5,8 @@ files of interrupted backups and their unfinished uploads, and (in a fresh ``aut
 process) build the boto3 client for all that: a second or more on a loaded machine, every time.
 Here a thread does those steps while the dump runs, then follows the artifact to S3 as it grows
 (:class:`FollowUpload`). The local tier's checks still come first, so a name taken locally is
-refused before any work; a name taken only in S3 is refused when the dump ends (nothing is
-committed then).
+refused before any work; a name taken only in S3 (or off-site) is refused when the dump ends
+(nothing is committed then).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from autograph.dr.catalog import Catalog
 from autograph.dr.storage.follow import FollowUpload
 from autograph.dr.storage.local import LocalWriter
 from autograph.errors import AutographError, Conflict
+
+REMOTE_TIERS = ("s3", "offsite")  # checked and cleaned here, beside the dump
 
 
 class RemoteCopy:
@@ -40,13 +42,13 @@ class RemoteCopy:
 
     def _run(self) -> None:
         try:
-            self._catalog.validate_new(self._name, tiers=("s3",))
+            self._catalog.validate_new(self._name, tiers=REMOTE_TIERS)
         except Conflict as exc:
             self._conflict = exc
             return
         try:
             with contextlib.suppress(AutographError):  # an unreachable tier: the copy says so
-                self._catalog.clean_incomplete(tiers=("s3",))
+                self._catalog.clean_incomplete(tiers=REMOTE_TIERS)
             self._mirror = self._catalog.follow_upload(self._sink)
         except Exception as exc:  # reported as the missing copy's reason, never raised
             self._error = f"S3 copy not started ({type(exc).__name__}: {exc})"
