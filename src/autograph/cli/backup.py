@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from autograph.cli.output import console, emit_json
+from autograph.cli.output import console, emit_json, human_size
 from autograph.clock import utc_now
 from autograph.config import load_settings
 from autograph.dr.catalog import SyncReport
@@ -69,12 +69,7 @@ def _age(moment: datetime) -> str:
 
 
 def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
+    return human_size(n)
 
 
 def _describe(entry: BackupEntry) -> str:

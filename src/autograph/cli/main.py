@@ -38,6 +38,18 @@ class AutographGroup(TyperGroup):
             raise  # not reached: ctx.exit raises
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("autograph")
+        except PackageNotFoundError:  # run from a source tree without installing
+            number = "unknown"
+        click.echo(f"autograph {number}")
+        raise typer.Exit()
+
+
 app = typer.Typer(
     cls=AutographGroup,
     help="AutoGraph v3: run the stack, back it up, restore it, and drill disaster recovery.",
@@ -46,6 +58,12 @@ app = typer.Typer(
     add_completion=False,
 )
 stack_cli.register(app)
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="print the version and exit")) -> None:
+    """AutoGraph v3: run the stack, back it up, restore it, and drill disaster recovery."""
 
 
 def register_all() -> None:
