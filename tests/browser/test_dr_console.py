@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from autograph.s3client import app_client
+from autograph.s3.boto import app_client
 from playwright.sync_api import Page, expect
 
 from autograph.dr.postgres.physical import PhysicalBackupManager
