@@ -82,12 +82,13 @@ def test_operator_console_end_to_end(page: Page, admin_key: str, app_stack: Stac
     expect(tiles.filter(has_text="Bucket diagrams")).to_have_count(1)
 
     page.click("#act-db-create")
-    _job_succeeds(page, "back up database")
     page.select_option("#act-bucket", "diagrams")
+    page.click("#act-snapshot-create")  # two jobs at once: both stay listed with their progress
+    _job_succeeds(page, "back up database")
+    _job_succeeds(page, "snapshot diagrams")
     page.click("#act-bucket-create")
     _job_succeeds(page, "archive diagrams")
-    page.click("#act-snapshot-create")
-    _job_succeeds(page, "snapshot diagrams")
+    expect(page.locator("#dr-jobs li")).to_have_count(3)
     for kind in KINDS:
         expect(page.locator(f"#dr-backups tbody tr[data-kind={kind}]").first).to_be_visible()
     page.select_option("#f-kind", "snapshot")

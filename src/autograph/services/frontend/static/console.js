@@ -7,7 +7,7 @@ import { ago, api, button, bytes, cells, duration, el, when } from "./api.js";
 import { acknowledge, actionsFor, onChange, wireActions } from "./console_actions.js";
 
 const REFRESH_MS = 15000;
-const view = { backups: [], timer: null, loading: null, loadedAt: 0, running: false };
+const view = { backups: [], timer: null, loading: null, again: false, loadedAt: 0, running: false };
 
 function level(age, rpo, serverLevel) {
   if (age === null || age === undefined || serverLevel === "critical") return "critical";
@@ -217,8 +217,13 @@ function stamp() {
     (document.hidden ? " (paused while hidden)" : "");
 }
 
+// One load at a time; a refresh asked for while one runs (a job just ended) loads again after
+// it, so the page never settles on data older than the change.
 export async function refresh() {
-  if (!view.loading) view.loading = load().finally(() => { view.loading = null; });
+  if (view.loading) { view.again = true; return view.loading; }
+  view.loading = (async () => {
+    do { view.again = false; await load(); } while (view.again);
+  })().finally(() => { view.loading = null; });
   return view.loading;
 }
 

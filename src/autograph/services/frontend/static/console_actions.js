@@ -12,7 +12,8 @@ const q = encodeURIComponent;
 // Start a wait=false call and follow its job until it ends, showing the step and progress.
 export async function runJob(label, method, path) {
   const list = document.getElementById("dr-jobs");
-  if (list.querySelector(".hint")) list.replaceChildren();
+  const placeholder = list.querySelector(":scope > li.hint");
+  if (placeholder) placeholder.remove();
   const item = el("li", null, "job");
   const title = el("strong", label);
   const bar = el("progress");
