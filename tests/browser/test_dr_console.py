@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from autograph.s3.boto import app_client
 from playwright.sync_api import Page, expect
 
 from autograph.dr.postgres.physical import PhysicalBackupManager
+from autograph.s3.boto import app_client
 from autograph.stack.lifecycle import Stack
 
 KINDS = ("database", "bucket", "basebackup", "snapshot")
