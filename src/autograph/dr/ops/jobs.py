@@ -67,11 +67,11 @@ class JobRegistry:
         self._clock = clock
         self._store: JobStore | None = None
         self._written: dict[str, float] = {}
+        self._listeners: list[Callable[[Job], None]] = []
 
     def use_store(self, store: JobStore | None) -> None:
         """Share jobs through ``store`` (None: this process only)."""
         self._store = store
-        self._listeners: list[Callable[[Job], None]] = []
 
     def add_listener(self, listener: Callable[[Job], None]) -> None:
         """Call ``listener(job)`` when a job ends (e.g. the audit log); its errors are ignored."""
