@@ -104,7 +104,7 @@ def test_operator_console_end_to_end(page: Page, admin_key: str, app_stack: Stac
     dump = page.locator(f"#dr-backups tbody tr[data-name='{name}']")
     expect(dump.locator("td").nth(5)).to_have_text("passed")
     dump.get_by_role("button", name="Pin").click()
-    expect(dump.locator("td").nth(6)).to_contain_text("pinned")
+    expect(dump.locator("td").nth(6)).to_contain_text("pinned", timeout=90_000)  # slow when busy
     expect(dump.get_by_role("button", name="Unpin")).to_be_visible()
 
     archive = page.locator("#dr-backups tbody tr[data-kind=bucket]").filter(
