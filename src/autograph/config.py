@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     admin_email: str = "admin@autograph.local"
     admin_password: SecretStr | None = None
     admin_api_key: SecretStr | None = None
+    admin_session_ttl_seconds: int = Field(
+        default=1800, ge=60, le=86400,
+        description="lifetime of a DR console session exchanged for the admin API key")
     session_ttl_seconds: int = 8 * 3600
     max_upload_bytes: int = 25 * 1024 * 1024
 

@@ -10,7 +10,7 @@ import pytest
 
 from autograph.stack.lifecycle import Stack
 
-DR_ENDPOINTS = ["/api/admin/dr/status", "/api/admin/backup/list", "/api/admin/alerts"]
+DR_ENDPOINTS = ["/api/admin/dr/status", "/api/admin/backups", "/api/admin/alerts"]
 
 
 @pytest.fixture(scope="module")
@@ -36,18 +36,25 @@ def test_index_page_has_the_three_pages_and_a_strict_policy(frontend: httpx.Clie
     assert page.headers["x-content-type-options"] == "nosniff"
 
 
-def test_script_and_style_are_served_and_write_no_html(frontend: httpx.Client) -> None:
-    script = frontend.get("/static/app.js")
-    assert script.status_code == 200
-    assert script.headers["content-type"].startswith("text/javascript")
-    assert not any(sink in script.text for sink in (".innerHTML", ".outerHTML",
-                                                    "insertAdjacentHTML", "eval("))
-    assert all(path in script.text for path in DR_ENDPOINTS)
+SCRIPTS = ["main.js", "api.js", "diagrams.js", "console.js", "console_actions.js"]
+
+
+def test_scripts_and_style_are_served_and_write_no_html(frontend: httpx.Client) -> None:
+    text = ""
+    for name in SCRIPTS:
+        script = frontend.get(f"/static/{name}")
+        assert script.status_code == 200, name
+        assert script.headers["content-type"].startswith("text/javascript")
+        assert not any(sink in script.text for sink in (".innerHTML", ".outerHTML",
+                                                        "insertAdjacentHTML", "eval(",
+                                                        "sessionStorage", "localStorage"))
+        text += script.text
+    assert all(path in text for path in DR_ENDPOINTS)
     assert frontend.get("/static/style.css").status_code == 200
 
 
 @pytest.mark.parametrize("path", ["/static/../app.py", "/static/%2e%2e%2fapp.py",
-                                  "/static/app.py", "/static/secrets"])
+                                  "/static/app.py", "/static/app.js", "/static/secrets"])
 def test_only_the_ui_files_are_served(frontend: httpx.Client, path: str) -> None:
     assert frontend.get(path).status_code == 404
 

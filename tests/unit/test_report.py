@@ -170,3 +170,37 @@ def test_schedule_after_a_drill(tmp_path: Path) -> None:
     assert on_time.next_scheduled == datetime(2026, 4, 1, tzinfo=UTC)
     assert not on_time.overdue and on_time.last_passed is True
     assert drill_schedule(history, datetime(2026, 4, 2, tzinfo=UTC)).overdue
+
+
+INTEGRITY = {
+    "database": {"checked": True, "ok": False, "basis": "the backup's manifest",
+                 "tables": {"users": {"expected_rows": 10, "rows": 10, "checksum_match": True},
+                            "diagrams": {"expected_rows": 7, "rows": 6,
+                                         "checksum_match": False}},
+                 "mismatched": ["diagrams"]},
+    "objects": {"checked": True, "ok": True,
+                "buckets": {"diagrams": {"expected": 5, "found": 5, "missing": 0, "extra": 0,
+                                         "changed": 0, "sample": []}}},
+    "references": {"ok": False, "new_dangling": ["canvas/<b>gone</b>"],
+                   "lost_after_backup": [], "orphans": {"diagrams": 1}},
+    "dataset": {"diagrams": {"mismatched": 0, "read": 20}},
+}
+
+
+def test_html_integrity_is_tables_not_a_json_dump() -> None:
+    page = render_html(_report(integrity=INTEGRITY))
+    section = page.split("<h2>Integrity</h2>")[1].split("<h2>")[0]
+    assert "<pre>" not in section
+    rows = re.findall(r"<tr>(.*?)</tr>", section)
+    cells = [re.findall(r"<td>(.*?)</td>", row) for row in rows]
+    assert ["diagrams", "7", "6", "NO"] in cells and ["users", "10", "10", "yes"] in cells
+    assert ["diagrams", "5", "5", "0", "0", "0", "—"] in cells
+    assert "DIFFERS" in section and "the backup&#x27;s manifest" in section
+    assert "<li>canvas/&lt;b&gt;gone&lt;/b&gt;</li>" in section  # dangling refs listed, escaped
+    assert ["diagrams.read", "20"] in cells and ["orphans.diagrams", "1"] in cells
+
+
+def test_html_integrity_says_when_nothing_was_checked() -> None:
+    page = render_html(_report(integrity={"database": {"checked": False, "why": "no dump"}}))
+    assert "not checked: no dump" in page
+    assert "no integrity evidence recorded" in render_html(_report(integrity={}))

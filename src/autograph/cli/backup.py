@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from autograph.cli.lazy import Lazy, LazyGroup
-from autograph.cli.output import console, emit_json
+from autograph.cli.output import console, emit_json, human_size
 from autograph.clock import utc_now
 from autograph.errors import AutographError
 
@@ -74,12 +74,7 @@ def _age(moment: datetime) -> str:
 
 
 def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
+    return human_size(n)
 
 
 def _describe(entry: BackupEntry) -> str:

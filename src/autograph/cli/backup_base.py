@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from autograph.cli.backup import progress_bar
-from autograph.cli.output import console, emit_json
+from autograph.cli.output import console, emit_json, human_age, human_size
 from autograph.config import load_settings
 from autograph.dr.postgres.physical import PhysicalBackupManager, prune_wal, wal_summary
 from autograph.errors import AutographError, InvalidInput
@@ -50,7 +50,7 @@ def create(
     if json_output:
         emit_json(entry)
     else:
-        console.print(f"created {entry.name}: {entry.size_bytes} bytes, copies: "
+        console.print(f"created {entry.name}: {human_size(entry.size_bytes)}, copies: "
                       f"{', '.join(entry.locations)}")
 
 
@@ -61,10 +61,12 @@ def list_backups(json_output: JsonOpt = False) -> None:
     if json_output:
         emit_json(listing)
         return
-    table = Table("name", "finished", "size", "copies", "cluster")
+    table = Table("name", "finished", "age", "size", "copies", "cluster")
+    now = datetime.now(UTC)
     for entry in listing.backups:
         table.add_row(entry.name, entry.finished_at.isoformat(timespec="seconds"),
-                      str(entry.size_bytes), ",".join(entry.locations),
+                      human_age((now - entry.finished_at).total_seconds()),
+                      human_size(entry.size_bytes), ",".join(entry.locations),
                       str(entry.extra.get("system_identifier", "?")))
     console.print(table)
     for tier, why in listing.unreachable.items():
@@ -87,11 +89,13 @@ def wal(json_output: JsonOpt = False) -> None:
     if json_output:
         emit_json(data)
         return
-    state = f"streaming, {lag} bytes behind" if lag is not None else f"NOT streaming ({why})"
+    state = (f"streaming, {human_size(lag)} behind" if lag is not None
+             else f"NOT streaming ({why})")
     console.print(f"WAL stream: {state}")
     for sysid, info in data["clusters"].items():  # type: ignore[union-attr]
-        console.print(f"  cluster {sysid}: {info['segments']} segments, {info['bytes']} bytes, "
-                      f"newest {info['newest']} ({info['newest_age_seconds']} s ago)")
+        console.print(f"  cluster {sysid}: {info['segments']} segments, "
+                      f"{human_size(info['bytes'])}, newest {info['newest']} "
+                      f"({human_age(info['newest_age_seconds'])} ago)")
 
 
 @base_app.command("prune-wal")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from autograph.cli.output import emit_json
+from autograph.cli.output import emit_json, human_age, human_size
 from autograph.clock import utc_now
 from autograph.config import load_settings
 from autograph.secrets import load_credentials
@@ -27,12 +27,7 @@ COLOURS = {"ok": "green", "warning": "yellow", "critical": "red"}
 
 
 def _ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "never"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit} ago"
-    return f"{seconds:.0f}s ago"
+    return "never" if seconds is None else human_age(seconds) + " ago"
 
 
 def _stamp(moment: datetime) -> str:
@@ -66,7 +61,7 @@ def render(status: DrStatus) -> None:
         else:
             rpo = "[green]met[/]" if item.within_rpo else "[yellow]missed[/]"
             out.print(f"  last success: {last.name}, {_ago(item.age_seconds)}, "
-                      f"{last.size_bytes} bytes, {', '.join(last.locations)} (RPO {rpo})")
+                      f"{human_size(last.size_bytes)}, {', '.join(last.locations)} (RPO {rpo})")
         verified = item.last_verified.name if item.last_verified else "none"
         if item.verification_failed:
             verified += f"; failed: {', '.join(item.verification_failed)}"

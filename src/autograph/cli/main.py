@@ -40,6 +40,18 @@ class AutographGroup(LazyGroup):
             raise  # not reached: ctx.exit raises
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("autograph")
+        except PackageNotFoundError:  # run from a source tree without installing
+            number = "unknown"
+        typer.echo(f"autograph {number}")
+        raise typer.Exit()
+
+
 app = typer.Typer(
     cls=AutographGroup,
     help="AutoGraph v3: run the stack, back it up, restore it, and drill disaster recovery.",
@@ -47,6 +59,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="print the version and exit")) -> None:
+    """AutoGraph v3: run the stack, back it up, restore it, and drill disaster recovery."""
 
 
 def register_all() -> None:

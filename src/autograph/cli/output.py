@@ -36,3 +36,32 @@ def fail(message: str, code: int = 1) -> None:
     """Print a one-line error on stderr and exit with ``code``."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+def human_size(n: int | None) -> str:
+    """``18.4 KiB``: sizes in tables and messages (``--json`` keeps bytes)."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_age(seconds: float | None) -> str:
+    """``45 s``, ``4 min``, ``3 h 5 min``, ``2 d 4 h``: ages in tables (``--json`` keeps
+    seconds)."""
+    if seconds is None:
+        return "never"
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 86400:
+        minutes = (s % 3600) // 60
+        return f"{s // 3600} h" + (f" {minutes} min" if minutes else "")
+    hours = (s % 86400) // 3600
+    return f"{s // 86400} d" + (f" {hours} h" if hours else "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Security
+from fastapi import APIRouter, Request, Security
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -12,19 +12,19 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from autograph.dr.daemon import collect_status, runtime_for
 from autograph.dr.monitor.metrics import SCRAPE_CACHE_SECONDS, render
 from autograph.dr.monitor.status import DrStatus
-from autograph.services.common.deps import ResourcesDep, bearer_scheme, get_admin, get_token
+from autograph.services.common.deps import ResourcesDep, bearer_scheme, get_admin
 
 router = APIRouter(tags=["monitoring"])
 
 
 async def metrics_access(
-    resources: ResourcesDep,
+    request: Request, resources: ResourcesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
 ) -> None:
     """Admin token required unless ``metrics_public`` is set."""
     if resources.settings.metrics_public:
         return
-    await get_admin(resources, get_token(credentials))
+    await get_admin(request, resources, credentials)
 
 
 @router.get("/metrics", response_class=Response,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from autograph.dr.api import backups, buckets, metrics, monitoring, snapshots
+from autograph.dr.api import audit, backups, buckets, console, metrics, monitoring, snapshots
 from autograph.services.common.deps import get_admin
 
 admin_router = APIRouter(prefix="/api/admin", dependencies=[Depends(get_admin)])
@@ -15,5 +15,10 @@ admin_router.include_router(backups.router)
 admin_router.include_router(buckets.router)
 admin_router.include_router(snapshots.router)
 admin_router.include_router(monitoring.router)
+admin_router.include_router(console.router)
+admin_router.include_router(audit.router)
 
-routers: list[APIRouter] = [admin_router, metrics.router]
+AuditMiddleware = audit.AuditMiddleware
+"""Records admin actions; the gateway adds it to its app."""
+
+routers: list[APIRouter] = [admin_router, audit.public_router, metrics.router]

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from autograph.clock import isoformat
 from autograph.dr.drill.models import DrillReport
+from autograph.dr.drill.report_integrity import render_integrity
 
 QUARTER_MONTHS = (1, 4, 7, 10)  # the plan: January, April, July, October
 _STATUS_MARK = {"pass": "[x]", "fail": "[ ] FAIL", "not_checked": "[ ] not checked"}
@@ -150,7 +151,7 @@ def render_timeline(report: DrillReport, width: int = 900) -> str:
 
 _CSS = ("body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
         "margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;"
-        "vertical-align:top}.pass,.passed{color:#2e7d32}.fail,.failed{color:#c62828}"
+        "vertical-align:top}caption{text-align:left;font-weight:bold}.pass,.passed{color:#2e7d32}.fail,.failed{color:#c62828}"
         ".not_checked,.skipped{color:#777}pre{background:#f5f5f5;padding:1em;overflow:auto}")
 
 
@@ -183,7 +184,7 @@ def render_html(report: DrillReport) -> str:
             ("database restore", _seconds(r.database_restore_seconds)),
             ("object restore", _seconds(r.objects_restore_seconds)),
             ("started", isoformat(r.started_at)), ("finished", isoformat(r.finished_at))))
-    integrity = e(json.dumps(r.integrity, indent=2, default=str))
+    integrity = render_integrity(r.integrity)
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>DR drill {e(r.scenario)} {e(isoformat(r.started_at))}</title>"
@@ -196,7 +197,7 @@ def render_html(report: DrillReport) -> str:
         "<h2>Service recovery</h2><table><tr><th>component</th><th>recovery time</th>"
         f"<th>healthy</th></tr>{services}</table>"
         "<h2>Success criteria</h2><table><tr><th>item</th><th>status</th><th>evidence</th>"
-        f"</tr>{criteria}</table><h2>Integrity</h2><pre>{integrity}</pre>"
+        f"</tr>{criteria}</table><h2>Integrity</h2>{integrity}"
         f"<h2>Issues encountered</h2><ul>{issues}</ul><h2>Action items</h2><ul>{actions}</ul>"
         "</body></html>\n"
     )

@@ -67,10 +67,15 @@ class JobRegistry:
         self._clock = clock
         self._store: JobStore | None = None
         self._written: dict[str, float] = {}
+        self._listeners: list[Callable[[Job], None]] = []
 
     def use_store(self, store: JobStore | None) -> None:
         """Share jobs through ``store`` (None: this process only)."""
         self._store = store
+
+    def add_listener(self, listener: Callable[[Job], None]) -> None:
+        """Call ``listener(job)`` when a job ends (e.g. the audit log); its errors are ignored."""
+        self._listeners.append(listener)
 
     def submit(self, kind: str, work: Work, cleanup: Callable[[], None] | None = None) -> Job:
         """Start ``work(progress)`` in a thread; return the running job.
@@ -107,6 +112,16 @@ class JobRegistry:
         finally:
             if cleanup is not None:
                 cleanup()
+            self._notify(job_id)
+
+    def _notify(self, job_id: str) -> None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        for listener in list(self._listeners) if job is not None else []:
+            try:
+                listener(job)  # type: ignore[arg-type]
+            except Exception:  # a listener must never break a job
+                continue
 
     def _update(self, job_id: str, **changes: Any) -> None:
         with self._lock:

@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from autograph.config import Settings, load_settings
 from autograph.errors import DependencyDown
+from autograph.services.common import admin_sessions
 from autograph.services.common.resources import Resources
 from autograph.services.common.security import (
     BREAK_GLASS,
@@ -100,17 +101,49 @@ def _is_api_key(resources: Resources, token: str) -> bool:
     return hmac.compare_digest(token.encode(), resources.creds.admin_api_key.encode())
 
 
-async def get_admin(resources: ResourcesDep, token: TokenDep) -> Principal:
-    """An admin principal: the admin API key or an admin user's session.
+def _admin_session(resources: Resources, token: str) -> Principal | None:
+    session = admin_sessions.lookup(resources.settings.secrets_dir, token)
+    if session is None:
+        return None
+    return Principal(user_id=None, email=f"admin session {session.id} (break-glass key)",
+                     role="admin", via="api_key")
+
+
+def _cookie_token(request: Request) -> str | None:
+    """The admin session cookie; unsafe methods must also carry ``X-Requested-With`` (a header
+    a cross-site form cannot send), which with SameSite=Strict keeps CSRF out."""
+    token = request.cookies.get(admin_sessions.COOKIE)
+    if token and request.method not in ("GET", "HEAD") \
+            and request.headers.get("x-requested-with") != "autograph":
+        raise Forbidden("a cookie-authenticated change needs the X-Requested-With header")
+    return token
+
+
+async def get_admin(
+    request: Request, resources: ResourcesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+) -> Principal:
+    """An admin principal: the admin API key, an admin session exchanged for it (bearer or
+    cookie), or an admin user's session.
 
     Unauthorized (401) for a missing/invalid token, Forbidden (403) for a non-admin user,
     DependencyDown (503) when a session must be checked and Redis is unreachable.
     """
+    token = credentials.credentials if credentials is not None else _cookie_token(request)
+    if not token:
+        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
     if _is_api_key(resources, token):
-        return BREAK_GLASS
-    principal = await _session(resources, token)
-    if not principal.is_admin:
-        raise Forbidden("admin role required")
+        principal = BREAK_GLASS
+    elif token.startswith(admin_sessions.TOKEN_PREFIX):
+        found = _admin_session(resources, token)
+        if found is None:
+            raise Unauthorized("invalid or expired admin session")
+        principal = found
+    else:
+        principal = await _session(resources, token)
+        if not principal.is_admin:
+            raise Forbidden("admin role required")
+    request.state.admin_actor = principal.email
     return principal
 
 

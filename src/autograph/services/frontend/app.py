@@ -23,7 +23,8 @@ from autograph.services.common.resources import Resources
 from autograph.services.gateway.proxy import forward, make_client
 
 STATIC = Path(__file__).parent / "static"
-PAGES = ("index.html", "app.js", "style.css")
+PAGES = ("index.html", "main.js", "api.js", "diagrams.js", "console.js", "console_actions.js",
+         "style.css")
 MEDIA = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".css": "text/css; charset=utf-8"}
 SECURITY_HEADERS = {

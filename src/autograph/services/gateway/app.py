@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "auth and diagram services) and the admin/disaster-recovery API.",
     )
     app.state.http = http
+    app.add_middleware(dr_routes.AuditMiddleware, dr_dir=settings.dr_dir)
     app.state.components = build_components(settings, resources.creds)
     app.openapi = merged_openapi(app, settings)  # type: ignore[method-assign]
     return app

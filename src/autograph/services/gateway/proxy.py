@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+
 import httpx
 from fastapi import Request
 from starlette.background import BackgroundTask
@@ -29,9 +31,16 @@ class GatewayTimeout(AutographError):
     http_status = 504
 
 
+def _no_cookies() -> CookieJar:
+    """A jar that refuses every cookie: a proxy's shared client must never keep one caller's
+    Set-Cookie (e.g. the DR console session) and replay it for the next caller."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
 def make_client(settings: Settings) -> httpx.AsyncClient:
-    """The pooled HTTP client used to reach the services (bounded timeouts)."""
+    """The pooled HTTP client used to reach the services (bounded timeouts, no cookie jar)."""
     return httpx.AsyncClient(
+        cookies=_no_cookies(),
         timeout=httpx.Timeout(connect=2.0, read=60.0, write=60.0, pool=5.0),
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         follow_redirects=False,
