@@ -87,7 +87,7 @@ def render_config(settings: Settings, components: list[Component]) -> str:
             f"stdout_logfile={log_path(settings, component.name)}",
             "stdout_logfile_maxbytes=20MB",
             "stdout_logfile_backups=2",
-            f"directory={settings.home_dir}",
+            f"directory={component.cwd or settings.home_dir}",
         ]
         if component.user:
             lines.append(f"user={component.user}")
