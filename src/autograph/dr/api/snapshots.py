@@ -83,9 +83,9 @@ def restore_snapshot(
             raise NotFound(f"no snapshot of {bucket}")
     name = snapshot_name
     parse_name(name)
-    manager.load(name)  # 404 / 400 before a job starts
     if target_bucket is not None:
         validate_bucket(target_bucket, "target bucket")
+    manager.load(name)  # 404 / 400 before a job starts
     return run_or_submit(
         "minio.snapshots.restore",
         lambda _progress, lock: manager.restore(name, target_bucket=target_bucket,

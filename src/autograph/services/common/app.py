@@ -2,7 +2,8 @@
 
 Every ``AutographError`` becomes ``{"detail": message}`` with its ``http_status``; bad input
 becomes 400 (malformed JSON) or 422 (validation) JSON; an unreachable PostgreSQL, Redis or
-S3 becomes 503; anything else is a 500 JSON without a traceback (the traceback is logged).
+S3 becomes 503; anything else is a 500 JSON without a traceback (logged once, by the
+``RequestContext`` middleware).
 """
 
 from __future__ import annotations
@@ -138,6 +139,16 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning("PostgreSQL unavailable: %s", exc)
         return _error(503, "PostgreSQL is unavailable")
 
+    @app.exception_handler(psycopg.errors.UndefinedTable)
+    async def table_missing(request: Request, exc: Exception) -> JSONResponse:
+        resources: Resources = request.app.state.resources
+        healed = await resources.schema_lost()
+        answer = _error(503, "the database lacks a table this service needs (restored from "
+                        "an older backup?)" + ("; the schema was re-applied: retry" if healed
+                                               else ""))
+        answer.headers["Retry-After"] = "1"
+        return answer
+
     @app.exception_handler(psycopg.DataError)
     async def bad_value(_request: Request, exc: Exception) -> JSONResponse:
         return _error(400, "a value was rejected by the database")
@@ -158,11 +169,3 @@ def install_error_handlers(app: FastAPI) -> None:
         code = exc.response.get("Error", {}).get("Code", "error")
         log.warning("S3 refused a request: %s", exc)
         return _error(502, f"S3 object storage refused the request ({code})")
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        request_id = getattr(request.state, "request_id", "-")
-        log.error("unhandled error (request %s)", request_id, exc_info=exc)
-        answer = _error(500, f"internal error (request id {request_id})")
-        answer.headers["x-request-id"] = request_id  # this answer bypasses the middleware
-        return answer

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -195,6 +196,8 @@ class DeliveryWorker:
             try:
                 if await watch_versions(self.resources):
                     self.wake()
+            except psycopg.errors.UndefinedTable:  # a restored, older database
+                await self.resources.schema_lost()
             except Exception as exc:  # PostgreSQL down or schema not ready: try again later
                 log.warning("event watcher pass failed: %s", exc)
             await asyncio.sleep(POLL_SECONDS)
@@ -205,6 +208,9 @@ class DeliveryWorker:
             try:
                 batch = await claim_due(self.resources)
                 await asyncio.gather(*(self._deliver(d) for d in batch))
+            except psycopg.errors.UndefinedTable:  # a restored, older database
+                batch = []
+                await self.resources.schema_lost()
             except Exception as exc:
                 batch = []
                 log.warning("webhook delivery pass failed: %s", exc)
