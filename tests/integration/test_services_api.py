@@ -229,12 +229,13 @@ def test_delete_removes_rows_and_objects(app_stack: Stack, gateway: httpx.Client
 def test_repeated_failed_logins_are_throttled_with_429(gateway: httpx.Client) -> None:
     email = f"throttled-{uuid.uuid4().hex[:8]}@example.com"
     gateway.post("/api/auth/register", json={"email": email, "password": "Sturdy-Pass-42"})
-    for _ in range(10):
+    for _ in range(5):
         wrong = gateway.post("/api/auth/login", json={"email": email, "password": "nope"})
         assert wrong.status_code == 401
     locked = gateway.post("/api/auth/login", json={"email": email, "password": "Sturdy-Pass-42"})
     assert locked.status_code == 429
     assert "too many failed logins" in locked.json()["detail"]
+    assert int(locked.headers["retry-after"]) >= 1
 
 
 def test_logout_ends_the_session(gateway: httpx.Client) -> None:

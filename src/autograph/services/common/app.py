@@ -118,7 +118,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def autograph_error(_request: Request, exc: AutographError) -> JSONResponse:
         if isinstance(exc, Unauthorized):
             return _error(401, exc.message)
-        return _error(exc.http_status, exc.message)
+        answer = _error(exc.http_status, exc.message)
+        answer.headers.update(getattr(exc, "headers", None) or {})
+        return answer
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

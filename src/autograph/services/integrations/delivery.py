@@ -31,7 +31,7 @@ from psycopg.types.json import Jsonb
 from autograph.config import Settings
 from autograph.errors import InvalidInput
 from autograph.services.common.resources import Resources
-from autograph.services.integrations.destinations import check_destination
+from autograph.services.integrations.destinations import check_destination, pinned_request
 
 log = logging.getLogger("autograph.integrations")
 
@@ -118,7 +118,7 @@ async def send_one(settings: Settings, client: httpx.AsyncClient,
     """POST one delivery; returns (outcome, HTTP status, error) with outcome
     ``delivered``, ``retry`` or ``failed``."""
     try:
-        await check_destination(delivery["url"], settings.webhook_destinations)
+        addresses = await check_destination(delivery["url"], settings.webhook_destinations)
     except InvalidInput as exc:
         return "failed", None, exc.message
     body = json.dumps(delivery["payload"], separators=(",", ":")).encode()
@@ -129,7 +129,8 @@ async def send_one(settings: Settings, client: httpx.AsyncClient,
                "X-Autograph-Timestamp": timestamp,
                "X-Autograph-Signature": sign(delivery["secret"], timestamp, body)}
     try:
-        response = await client.post(delivery["url"], content=body, headers=headers)
+        response = await client.send(
+            pinned_request(client, delivery["url"], addresses[0], body, headers))
     except httpx.HTTPError as exc:
         return "retry", None, f"{type(exc).__name__}: {str(exc)[:200]}"
     code = response.status_code
