@@ -46,7 +46,7 @@ def list_snapshots(manager: Manager, bucket: Bucket = None,
              responses={202: {"description": "job started (wait=false)"}})
 def create_snapshots(manager: Manager, bucket: Bucket = None, wait: Wait = True) -> JSONResponse:
     """Snapshot one application bucket (or all of them) now; 201 with what was stored."""
-    chosen = [validate_bucket(bucket)] if bucket else list(manager.settings.app_buckets)
+    chosen = [manager.check_source(bucket)] if bucket else list(manager.settings.app_buckets)
 
     def work(_progress: Any, lock: Any) -> dict[str, Any]:  # the held lock serves the first
         return {"snapshots": [manager.take(name, lock=lock if i == 0 else None).as_dict()

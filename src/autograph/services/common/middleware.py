@@ -52,8 +52,10 @@ class RequestContext:
                 status["code"] = message["status"]
                 status["started"] = True
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"],
-                                      (b"x-request-id", request_id.encode())]
+                extra = [(b"x-request-id", request_id.encode())]
+                if not any(k.lower() == b"x-content-type-options" for k, _ in message["headers"]):
+                    extra.append((b"x-content-type-options", b"nosniff"))
+                message["headers"] = [*message["headers"], *extra]
             await send(message)
 
         try:
