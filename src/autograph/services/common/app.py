@@ -19,12 +19,14 @@ import redis.exceptions
 from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
 from autograph.config import Settings
 from autograph.errors import AutographError
 from autograph.services.common.middleware import RequestContext
+from autograph.services.common.openapi import document_errors
 from autograph.services.common.resources import Resources
 from autograph.services.common.security import Unauthorized
 
@@ -85,6 +87,15 @@ def create_app(
 
     for router in routers:
         app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        if not app.openapi_schema:
+            app.openapi_schema = document_errors(get_openapi(
+                title=app.title, version=app.version, description=app.description,
+                routes=app.routes))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
