@@ -50,10 +50,10 @@ def test_one_client_guessing_one_account_waits_but_others_log_in(auth: httpx.Cli
 
 def test_one_client_trying_many_accounts_waits(auth: httpx.Client) -> None:
     client = "198.51.100.20"
+    email = _account(auth)
     for n in range(20):
         assert _login(auth, f"nobody-{n}-{uuid.uuid4().hex[:6]}@example.com", "wrong",
                       client).status_code == 401
-    email = _account(auth)
     assert _login(auth, email, PASSWORD, client).status_code == 429
     assert _login(auth, email, PASSWORD, "198.51.100.21").status_code == 200
 
