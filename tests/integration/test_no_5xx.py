@@ -16,9 +16,9 @@ from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
 from autograph.config import load_settings
-from autograph.dr.objects.models import validate_bucket
+from autograph.dr.buckets.models import validate_bucket
 from autograph.errors import InvalidInput
-from autograph.s3client import app_client
+from autograph.s3.boto import app_client
 from autograph.services.common.app import create_app
 from autograph.stack.lifecycle import Stack
 
@@ -135,8 +135,8 @@ def test_a_bucket_name_s3_reserves_is_400(gateway: httpx.Client, admin: dict[str
 
 
 def test_s3_refusing_a_bucket_name_is_400(app_stack: Stack) -> None:
-    from autograph.dr.objects.s3auth import S3Endpoint
-    from autograph.dr.objects.s3io import S3Client
+    from autograph.s3.bulk import S3Client
+    from autograph.s3.sigv4 import S3Endpoint
 
     client = S3Client(S3Endpoint.application(app_stack.settings, app_stack.creds))
     try:
