@@ -38,6 +38,7 @@ def run(
     check: bool = True,
     what: str | None = None,
     input_text: str | None = None,
+    cwd: os.PathLike[str] | str | None = None,
 ) -> Completed:
     """Run a command to completion and return its output.
 
@@ -54,6 +55,7 @@ def run(
             timeout=timeout,
             input=input_text,
             check=False,
+            cwd=cwd,
         )
     except FileNotFoundError:
         raise OperationFailed(f"{label}: program not found: {args[0]}") from None

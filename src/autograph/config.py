@@ -292,6 +292,10 @@ def ensure_home(settings: Settings) -> None:
         if settings.secrets_path is None:  # a mounted secrets folder is not ours to change
             settings.secrets_dir.mkdir(parents=True, exist_ok=True)
             os.chmod(settings.secrets_dir, 0o700)
+        os.chmod(settings.log_dir, 0o750)
+        for log in settings.log_dir.iterdir():  # made 0644 by earlier versions
+            if log.is_file() and log.stat().st_mode & 0o027:
+                os.chmod(log, log.stat().st_mode & 0o750)
         probe = home / ".write-probe"
         probe.write_text("ok")
         probe.unlink()

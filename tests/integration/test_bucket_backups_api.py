@@ -163,8 +163,9 @@ def test_create_without_a_bucket_backs_up_every_application_bucket(
 def test_a_second_operation_gets_409(client: TestClient, admin: dict[str, str],
                                      buckets: Buckets, infra_stack: Stack) -> None:
     manager = MinIOBucketBackupManager(buckets.settings, infra_stack.creds)
+    bucket = buckets.make("x", {"k": "v"})
     with manager.acquire("restore", "something"):
-        answer = client.post(f"/api/admin/minio/backup/create?bucket={buckets.name('x')}",
+        answer = client.post(f"/api/admin/minio/backup/create?bucket={bucket}",
                              headers=admin)
         assert answer.status_code == 409 and "already running" in answer.json()["detail"]
 

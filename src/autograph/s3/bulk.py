@@ -14,6 +14,7 @@ import base64
 import contextlib
 import hashlib
 import os
+import re
 import ssl
 import threading
 import time
@@ -21,7 +22,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from urllib.parse import unquote_plus, urlsplit
 
-from autograph.errors import DependencyDown, OperationFailed
+from autograph.errors import DependencyDown, InvalidInput, OperationFailed
 from autograph.s3.http11 import Link
 from autograph.s3.response import (
     META_PREFIX,
@@ -187,9 +188,14 @@ class S3Client:
         return True
 
     def create_bucket(self, bucket: str) -> None:
-        """Create ``bucket``; no error if it already exists."""
-        resp = self.request("PUT", bucket, ok=(200, 409), what=f"create bucket {bucket}")
-        resp.read()
+        """Create ``bucket``; no error if it already exists. Raises InvalidInput (400) when
+        the server refuses the name (rules vary between S3 servers)."""
+        resp = self.request("PUT", bucket, ok=(200, 400, 409), what=f"create bucket {bucket}")
+        body = resp.read()
+        if resp.status == 400:
+            code = re.search(rb"<Code>([^<]{1,64})</Code>", body)
+            reason = code.group(1).decode(errors="replace") if code else "bad request"
+            raise InvalidInput(f"S3 refused to create bucket {bucket!r} ({reason})")
 
     def list_objects(self, bucket: str, prefix: str = "") -> Iterator[ListedObject]:
         """Every object under ``prefix``, in key order, page by page (keys URL-encoded on the

@@ -41,6 +41,7 @@ class Component:
     after_healthy: Callable[[], None] | None = None
     stop_signal: str = "TERM"
     stop_wait_seconds: int = 10
+    cwd: str | None = None  # default: the home (a server run as another user needs its own)
 
     @property
     def managed(self) -> bool:
@@ -132,6 +133,7 @@ def build_components(settings: Settings, creds: Credentials) -> list[Component]:
             after_healthy=lambda: infra.ensure_database(settings, creds),
             stop_signal="INT",
             stop_wait_seconds=30,
+            cwd=str(infra.postgres_home(settings)),
         ),
         Component(
             name="redis",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import grp
+import hashlib
 import json
 import os
 import pwd
@@ -42,12 +44,72 @@ def postgres_os_user(settings: Settings) -> str | None:
     return settings.pg_os_user
 
 
+# Where PostgreSQL's files go when its user cannot reach the home (root's 0700 home folder).
+FALLBACK_PG_ROOT = Path("/var/lib/autograph")
+
+
+def user_can_reach(path: Path, user: str) -> bool:
+    """True when ``user`` may traverse every existing folder from / down to ``path``
+    (mode bits only, as root we cannot ask the kernel on its behalf)."""
+    entry = pwd.getpwnam(user)
+    groups = {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    for folder in [*reversed(path.parents), path]:
+        try:
+            st = folder.stat()
+        except FileNotFoundError:
+            break
+        if st.st_uid == entry.pw_uid:
+            bit = 0o100
+        elif st.st_gid in groups:
+            bit = 0o010
+        else:
+            bit = 0o001
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
+def postgres_home(settings: Settings) -> Path:
+    """The folder holding the cluster (``postgres``), the clusters kept by recoveries and, when
+    outside the home, the server's sockets.
+
+    HOME/data, unless PostgreSQL runs as another user who cannot traverse the home (a checkout
+    in root's 0700 home folder): then ``/var/lib/autograph/<home id>``, where it stays once a
+    cluster is there.
+    """
+    inside = settings.data_dir
+    user = postgres_os_user(settings)
+    if user is None:
+        return inside
+    digest = hashlib.sha256(str(settings.home_dir).encode()).hexdigest()[:16]
+    outside = FALLBACK_PG_ROOT / digest
+    if (outside / "postgres" / "PG_VERSION").exists():
+        return outside
+    return inside if user_can_reach(inside, user) else outside
+
+
 def postgres_data_dir(settings: Settings) -> Path:
-    return settings.data_dir / "postgres"
+    """The live cluster's data folder."""
+    return postgres_home(settings) / "postgres"
 
 
 def postgres_socket_dir(settings: Settings) -> Path:
-    return settings.run_dir / "postgres"
+    """The server's unix socket folder (somewhere its user can reach)."""
+    home = postgres_home(settings)
+    return settings.run_dir / "postgres" if home == settings.data_dir else home / "sockets"
+
+
+def _prepare_postgres_home(settings: Settings, user: str | None) -> Path:
+    """Create the folder of :func:`postgres_home`; outside the home it is the server user's
+    (0700) and names the home it belongs to."""
+    home = postgres_home(settings)
+    if home == settings.data_dir:
+        return home
+    FALLBACK_PG_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, exist_ok=True)
+    (home / "AUTOGRAPH_HOME").write_text(f"{settings.home_dir}\n")
+    _chown(home, user)
+    return home
 
 
 def postgres_command(settings: Settings) -> tuple[str, ...]:
@@ -91,8 +153,10 @@ host    replication   all   127.0.0.1/32  scram-sha-256
 
 
 def prepare_postgres(settings: Settings, creds: Credentials) -> None:
-    """initdb on first start (as the unprivileged user), then (re)write the server config."""
+    """initdb on first start (as the unprivileged user, from a folder it can reach), then
+    (re)write the server config."""
     user = postgres_os_user(settings)
+    reachable = _prepare_postgres_home(settings, user)
     data = postgres_data_dir(settings)
     sockets = postgres_socket_dir(settings)
     sockets.mkdir(parents=True, exist_ok=True)
@@ -103,7 +167,7 @@ def prepare_postgres(settings: Settings, creds: Credentials) -> None:
             raise ConfigError(f"{data} is not empty but holds no PostgreSQL cluster")
         _chown(data, user)
         os.chmod(data, 0o700)
-        with tempfile.NamedTemporaryFile("w", dir=settings.run_dir, delete=False) as pwfile:
+        with tempfile.NamedTemporaryFile("w", dir=reachable, delete=False) as pwfile:
             pwfile.write(creds.pg_password + "\n")
         try:
             _chown(Path(pwfile.name), user)
@@ -115,6 +179,7 @@ def prepare_postgres(settings: Settings, creds: Credentials) -> None:
                 ]),
                 what="initdb",
                 timeout=120,
+                cwd=reachable,
             )
         finally:
             os.unlink(pwfile.name)

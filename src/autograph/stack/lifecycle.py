@@ -65,7 +65,8 @@ class Stack:
 
         Raises ConfigError naming the port and component when a port is taken (before anything
         starts), OperationFailed naming the component and its log when one does not become
-        healthy (then the components started by this call are stopped again).
+        healthy (then the components started by this call are stopped again, and supervisord
+        too when this call started it: a failed ``up`` leaves nothing running).
         """
         targets = [c for c in self.components if only is None or c.name in only]
         running = {n for n, i in self.supervisor.all_info().items() if i.state == "RUNNING"}
@@ -78,6 +79,7 @@ class Stack:
                         f"(set AUTOGRAPH_{_port_setting(component)} to another port)"
                     )
         write_config(self.settings, self.components)
+        supervisor_was_running = self.supervisor.running()
         self.supervisor.ensure_running()
         started: list[str] = []
         try:
@@ -94,9 +96,14 @@ class Stack:
                 if component.after_healthy:
                     component.after_healthy()
                 progress(f"{component.name} healthy")
-        except Exception:
+        except BaseException:
             for name in reversed(started):
-                self.supervisor.stop(name)
+                with contextlib.suppress(Exception):
+                    self.supervisor.stop(name)
+            if not supervisor_was_running:
+                with contextlib.suppress(Exception):
+                    self.supervisor.shutdown()
+                    self._clean_weed_sockets()
             raise
         return started
 

@@ -62,6 +62,7 @@ def render_config(settings: Settings, components: list[Component]) -> str:
         f"logfile={settings.log_dir / 'supervisord.log'}",
         f"pidfile={settings.run_dir / 'supervisord.pid'}",
         f"directory={settings.home_dir}",
+        "umask=027",  # logs and files the components create: not readable by others
         "loglevel=info",
         "",
         "[rpcinterface:supervisor]",
@@ -87,7 +88,7 @@ def render_config(settings: Settings, components: list[Component]) -> str:
             f"stdout_logfile={log_path(settings, component.name)}",
             "stdout_logfile_maxbytes=20MB",
             "stdout_logfile_backups=2",
-            f"directory={settings.home_dir}",
+            f"directory={component.cwd or settings.home_dir}",
         ]
         if component.user:
             lines.append(f"user={component.user}")
@@ -158,6 +159,9 @@ class Supervisor:
             for name in added:
                 self._quietly(self.rpc.supervisor.addProcessGroup, name)
             return
+        own_log = self.settings.log_dir / "supervisord.log"  # opened before its umask applies
+        os.close(os.open(own_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640))
+        os.chmod(own_log, 0o640)
         program = find_program("supervisord") or "supervisord"
         commands.run([program, "-c", str(config_path(self.settings))], what="supervisord",
                      timeout=30)

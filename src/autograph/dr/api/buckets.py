@@ -15,9 +15,9 @@ from fastapi.responses import JSONResponse
 
 from autograph.dr.api.support import cached, jsonable, required_name, run_or_submit
 from autograph.dr.buckets.manager import MinIOBucketBackupManager
-from autograph.dr.buckets.models import BucketList, BucketRestoreResult, validate_bucket
+from autograph.dr.buckets.models import BucketList, BucketRestoreResult
 from autograph.dr.models import BackupEntry, BackupList, validate_name
-from autograph.errors import InvalidInput
+from autograph.errors import InvalidInput, NotFound
 from autograph.services.common.deps import ResourcesDep, get_admin
 
 router = APIRouter(tags=["admin: bucket backups"], dependencies=[Depends(get_admin)])
@@ -62,7 +62,9 @@ def create_backup(
 ) -> JSONResponse:
     """Archive one bucket (or every application bucket), verify, copy to S3; 201."""
     if bucket is not None:
-        validate_bucket(bucket)
+        manager.check_source(bucket)
+        if not manager.source.bucket_exists(bucket):
+            raise NotFound(f"no bucket {bucket} on the application S3 server")
     name = validate_name(backup_name) if backup_name else None
     if name is not None:
         if bucket is None:

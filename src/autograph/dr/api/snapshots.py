@@ -46,7 +46,7 @@ def list_snapshots(manager: Manager, bucket: Bucket = None,
              responses={202: {"description": "job started (wait=false)"}})
 def create_snapshots(manager: Manager, bucket: Bucket = None, wait: Wait = True) -> JSONResponse:
     """Snapshot one application bucket (or all of them) now; 201 with what was stored."""
-    chosen = [validate_bucket(bucket)] if bucket else list(manager.settings.app_buckets)
+    chosen = [manager.check_source(bucket)] if bucket else list(manager.settings.app_buckets)
 
     def work(_progress: Any, lock: Any) -> dict[str, Any]:  # the held lock serves the first
         return {"snapshots": [manager.take(name, lock=lock if i == 0 else None).as_dict()
@@ -83,9 +83,9 @@ def restore_snapshot(
             raise NotFound(f"no snapshot of {bucket}")
     name = snapshot_name
     parse_name(name)
-    manager.load(name)  # 404 / 400 before a job starts
     if target_bucket is not None:
         validate_bucket(target_bucket, "target bucket")
+    manager.load(name)  # 404 / 400 before a job starts
     return run_or_submit(
         "minio.snapshots.restore",
         lambda _progress, lock: manager.restore(name, target_bucket=target_bucket,

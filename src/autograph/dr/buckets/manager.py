@@ -84,7 +84,9 @@ class MinIOBucketBackupManager:
             raise InvalidInput(f"target bucket {bucket} holds backups; restore elsewhere")
         return bucket
 
-    def _check_source(self, bucket: str) -> None:
+    def check_source(self, bucket: str) -> None:
+        """A bucket that may be backed up. Raises InvalidInput for a bad name or a backup
+        bucket (the routes call it before answering 202 for a job)."""
         validate_bucket(bucket)
         if bucket in self.backup_buckets():
             raise InvalidInput(f"bucket {bucket} holds backups and is not backed up as data")
@@ -155,7 +157,7 @@ class MinIOBucketBackupManager:
         (verification failed), OperationFailed; then nothing is left in the catalog and
         ``backup_failed`` is emitted.
         """
-        self._check_source(bucket)
+        self.check_source(bucket)
         if name is not None:
             validate_name(name)
         with self._locked("backup", bucket, lock):
@@ -170,7 +172,7 @@ class MinIOBucketBackupManager:
         under one lock. Raises the first failure (the backups made before it stay committed).
         """
         for bucket in self.settings.app_buckets:
-            self._check_source(bucket)
+            self.check_source(bucket)
         with self._locked("backup", "all buckets", lock):
             return [self._create_reported(bucket, None, scheduled, tags, verify, upload,
                                           progress, counts)

@@ -17,6 +17,9 @@ FORMAT = "tar.gz"
 VERIFY_METHOD = "full read: gzip CRC, tar structure, sha256 of every object and of the archive"
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IP = re.compile(r"\d+\.\d+\.\d+\.\d+")
+# Names S3 reserves (AWS's naming rules): refused by the server, so refused here first.
+_RESERVED = re.compile(r"^(xn--|sthree-|amzn-s3-demo-)|(-s3alias|--ol-s3|\.mrap|--x-s3|"
+                       r"--table-s3)$|\.-|-\.")
 
 
 class BucketUsage(BaseModel):
@@ -51,10 +54,11 @@ def validate_bucket(name: str, what: str = "bucket name") -> str:
     """Return ``name`` if it is a valid S3 bucket name (3-63 of a-z 0-9 . -, no ``..``, not
     an IP address). Raises InvalidInput (400)."""
     if (not isinstance(name, str) or not _BUCKET.fullmatch(name) or ".." in name
-            or _IP.fullmatch(name)):
+            or _IP.fullmatch(name) or _RESERVED.search(name)):
         shown = repr(name)[:70] if isinstance(name, str) else type(name).__name__
         raise InvalidInput(f"invalid {what} {shown}: use 3-63 characters from a-z 0-9 . -, "
-                           "starting and ending with a letter or digit")
+                           "starting and ending with a letter or digit, no S3-reserved "
+                           "prefix (xn--, sthree-) or suffix (-s3alias, --ol-s3)")
     return name
 
 

@@ -26,6 +26,7 @@ from autograph.dr.models import BackupEntry
 from autograph.dr.recovery.integrity import connect
 from autograph.errors import NotFound, OperationFailed
 from autograph.s3.boto import app_client
+from autograph.stack.infra import postgres_data_dir
 from autograph.stack.lifecycle import Stack
 from autograph.stack.supervisor import Supervisor
 
@@ -74,7 +75,8 @@ def delete_data_folders(stack: Stack) -> list[str]:
     """Remove the data folders of PostgreSQL, Redis and S3 (the buckets' contents)."""
     removed = []
     for name in ("postgres", "redis", "s3"):
-        folder = stack.settings.data_dir / name
+        folder = postgres_data_dir(stack.settings) if name == "postgres" \
+            else stack.settings.data_dir / name
         if folder.exists():
             shutil.rmtree(folder)
             removed.append(str(folder))

@@ -173,10 +173,10 @@ class PhysicalBackupManager:
             t = time.monotonic()
             fetched = self.catalog.fetch(entry.name)
             step("fetch base backup", t, fetched.location)
-            live = self.settings.data_dir / "postgres"
+            live = _live_data_dir(self.settings)
             stamp = self.clock().strftime("%Y%m%d_%H%M%S")
-            staging = self.settings.data_dir / f"postgres.restoring_{stamp}"
-            previous = self.settings.data_dir / f"postgres.pre_pitr_{stamp}"
+            staging = live.with_name(f"postgres.restoring_{stamp}")
+            previous = live.with_name(f"postgres.pre_pitr_{stamp}")
             user = _pg_user(self.settings)
             t = time.monotonic()
             _extract(fetched.path, staging, user)
@@ -217,7 +217,7 @@ class PhysicalBackupManager:
             _retire_wal_folder(wal_root(self.settings) / sysid, stamp)
             if fetched_wal.folder is not None:  # replayed: the fetched copy is not needed
                 shutil.rmtree(fetched_wal.folder, ignore_errors=True)
-            dropped = drop_old_clusters(self.settings.data_dir, self.settings.pre_restore_keep)
+            dropped = drop_old_clusters(live.parent, self.settings.pre_restore_keep)
             start = str(entry.extra.get("start_wal_file") or "0" * 24)
             gap = chain_gap([n for n in staged if _SEGMENT.match(n)  # what replay needs
                              and segment_number(n) >= segment_number(start)])
@@ -256,6 +256,12 @@ def _pg_user(settings: Settings) -> str | None:
     from autograph.stack.infra import postgres_os_user
 
     return postgres_os_user(settings)
+
+
+def _live_data_dir(settings: Settings) -> Path:
+    from autograph.stack.infra import postgres_data_dir
+
+    return postgres_data_dir(settings)
 
 
 def _chown_tree(root: Path, user: str | None) -> None:

@@ -197,7 +197,7 @@ class Recovery:
                           else ""), {"healthy_at": {}})
         moved = []
         if any(c.name == "postgres" for c in todo):
-            moved = _set_aside_broken_cluster(self.settings.data_dir, self.clock)
+            moved = _set_aside_broken_cluster(postgres_data_dir(self.settings), self.clock)
         started = start_components(self.stack, todo, self.clock)
         shown = ", ".join(f"{n} {s:.1f} s" for n, s in started.seconds.items())
         issues = [f"moved a broken data folder aside: {m}" for m in moved]
@@ -306,9 +306,8 @@ class Recovery:
         return Outcome(f"{len(found)} checks green{note}", data)
 
 
-def _set_aside_broken_cluster(data_dir: Path, clock: Clock) -> list[str]:
+def _set_aside_broken_cluster(folder: Path, clock: Clock) -> list[str]:
     """A PostgreSQL data folder without a cluster in it is renamed, never deleted."""
-    folder = data_dir / "postgres"
     if folder.exists() and not (folder / "PG_VERSION").exists() and any(folder.iterdir()):
         target = folder.with_name(f"postgres.lost-{clock():%Y%m%dT%H%M%SZ}")
         os.rename(folder, target)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,8 +15,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from psycopg.rows import class_row
 
-from autograph.errors import AutographError, Conflict, NotFound
+from autograph.errors import Conflict, NotFound
 from autograph.secrets import read_or_create
+from autograph.services.auth.throttle import LoginThrottle
 from autograph.services.common.migrations import migrate
 from autograph.services.common.resources import Resources
 from autograph.services.common.security import Unauthorized
@@ -26,16 +26,7 @@ log = logging.getLogger("autograph.auth")
 
 _HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters
 
-MAX_FAILED_LOGINS = 10
-FAILED_LOGIN_WINDOW_SECONDS = 900
-
 Pool = Any  # psycopg_pool.AsyncConnectionPool[AsyncConnection[Any]]
-
-
-class TooManyAttempts(AutographError):
-    """Too many failed logins for one e-mail address in the window."""
-
-    http_status = 429
 
 
 @dataclass(frozen=True)
@@ -119,21 +110,15 @@ def dummy_hash() -> str:
     return _HASHER.hash("autograph-timing-equaliser")
 
 
-def _failures_key(email: str) -> str:
-    return "autograph:login-failures:" + hashlib.sha256(email.lower().encode()).hexdigest()
-
-
-async def authenticate(resources: Resources, email: str, password: str) -> User:
-    """The user whose e-mail and password match.
+async def authenticate(resources: Resources, email: str, password: str,
+                       client: str = "") -> User:
+    """The user whose e-mail and password match, for a login from address ``client``.
 
     Unauthorized (401) otherwise (same answer and similar time for an unknown e-mail);
-    TooManyAttempts (429) after MAX_FAILED_LOGINS failures within the window.
+    TooManyAttempts (429 with Retry-After) while :mod:`throttle` makes this attempt wait.
     """
-    redis = resources.redis
-    key = _failures_key(email)
-    failures = await redis.get(key)
-    if failures is not None and int(failures) >= MAX_FAILED_LOGINS:
-        raise TooManyAttempts("too many failed logins for this account; try again later")
+    throttle = LoginThrottle(resources.redis, email, client)
+    await throttle.admit()
     pool = await resources.db()
     async with pool.connection() as conn:
         cursor = conn.cursor(row_factory=class_row(User))
@@ -143,12 +128,9 @@ async def authenticate(resources: Resources, email: str, password: str) -> User:
     expected = user.password_hash if user else await asyncio.to_thread(dummy_hash)
     matched = await verify_password(expected, password)
     if user is None or not matched:
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, FAILED_LOGIN_WINDOW_SECONDS)
-            await pipe.execute()
+        await throttle.failed()
         raise Unauthorized("invalid e-mail or password")
-    await redis.delete(key)
+    await throttle.succeeded()
     if _HASHER.check_needs_rehash(user.password_hash):
         new_hash = await hash_password(password)
         async with pool.connection() as conn:

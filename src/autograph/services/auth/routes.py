@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 
 from autograph.services.auth import accounts
 from autograph.services.auth.models import (
@@ -14,6 +14,7 @@ from autograph.services.auth.models import (
     UserRegister,
     UsersPublic,
 )
+from autograph.services.auth.throttle import client_address
 from autograph.services.common.deps import (
     AdminDep,
     CurrentUser,
@@ -42,10 +43,12 @@ async def register(body: UserRegister, pool: DbDep) -> UserPublic:
 
 
 @auth_router.post("/login")
-async def login(body: LoginRequest, resources: ResourcesDep,
-                settings: SettingsDep) -> TokenPublic:
-    """Exchange e-mail and password for a session token; 401 on a mismatch."""
-    user = await accounts.authenticate(resources, body.email, body.password)
+async def login(body: LoginRequest, resources: ResourcesDep, settings: SettingsDep,
+                request: Request) -> TokenPublic:
+    """Exchange e-mail and password for a session token; 401 on a mismatch, 429 (with
+    Retry-After) while failed attempts make this one wait."""
+    user = await accounts.authenticate(resources, body.email, body.password,
+                                       client_address(request))
     principal = Principal(user_id=user.id, email=user.email,
                           role=user.role)  # type: ignore[arg-type]
     token = await create_session(resources.redis, principal, settings.session_ttl_seconds)

@@ -2,7 +2,8 @@
 
 Every ``AutographError`` becomes ``{"detail": message}`` with its ``http_status``; bad input
 becomes 400 (malformed JSON) or 422 (validation) JSON; an unreachable PostgreSQL, Redis or
-S3 becomes 503; anything else is a 500 JSON without a traceback (the traceback is logged).
+S3 becomes 503; anything else is a 500 JSON without a traceback (logged once, by the
+``RequestContext`` middleware).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import redis.exceptions
 from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
 from autograph.config import Settings
 from autograph.errors import AutographError
 from autograph.services.common.middleware import RequestContext
+from autograph.services.common.openapi import document_errors
 from autograph.services.common.resources import Resources
 from autograph.services.common.security import Unauthorized
 
@@ -84,6 +87,15 @@ def create_app(
 
     for router in routers:
         app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        if not app.openapi_schema:
+            app.openapi_schema = document_errors(get_openapi(
+                title=app.title, version=app.version, description=app.description,
+                routes=app.routes))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
@@ -117,7 +129,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def autograph_error(_request: Request, exc: AutographError) -> JSONResponse:
         if isinstance(exc, Unauthorized):
             return _error(401, exc.message)
-        return _error(exc.http_status, exc.message)
+        answer = _error(exc.http_status, exc.message)
+        answer.headers.update(getattr(exc, "headers", None) or {})
+        return answer
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -137,6 +151,16 @@ def install_error_handlers(app: FastAPI) -> None:
     async def database_down(_request: Request, exc: Exception) -> JSONResponse:
         log.warning("PostgreSQL unavailable: %s", exc)
         return _error(503, "PostgreSQL is unavailable")
+
+    @app.exception_handler(psycopg.errors.UndefinedTable)
+    async def table_missing(request: Request, exc: Exception) -> JSONResponse:
+        resources: Resources = request.app.state.resources
+        healed = await resources.schema_lost()
+        answer = _error(503, "the database lacks a table this service needs (restored from "
+                        "an older backup?)" + ("; the schema was re-applied: retry" if healed
+                                               else ""))
+        answer.headers["Retry-After"] = "1"
+        return answer
 
     @app.exception_handler(psycopg.DataError)
     async def bad_value(_request: Request, exc: Exception) -> JSONResponse:
@@ -158,11 +182,3 @@ def install_error_handlers(app: FastAPI) -> None:
         code = exc.response.get("Error", {}).get("Code", "error")
         log.warning("S3 refused a request: %s", exc)
         return _error(502, f"S3 object storage refused the request ({code})")
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        request_id = getattr(request.state, "request_id", "-")
-        log.error("unhandled error (request %s)", request_id, exc_info=exc)
-        answer = _error(500, f"internal error (request id {request_id})")
-        answer.headers["x-request-id"] = request_id  # this answer bypasses the middleware
-        return answer

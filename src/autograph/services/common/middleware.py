@@ -26,7 +26,9 @@ class BodyTooLarge(AutographError):
 class RequestContext:
     """Give every request an ``X-Request-ID``, log one JSON line per request, and refuse
     bodies over ``max_body_bytes`` with 413 (declared length up front, streamed length
-    while it is read)."""
+    while it is read). An unhandled error is logged here once, with its traceback, and
+    answered with a 500 JSON naming the request id; it goes no further (the server would log
+    it again, and the access line would be lost)."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int, service: str) -> None:
         self.app = app
@@ -43,14 +45,17 @@ class RequestContext:
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
-        status = {"code": 500}
+        status: dict[str, Any] = {"code": 500}
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                status["started"] = True
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"],
-                                      (b"x-request-id", request_id.encode())]
+                extra = [(b"x-request-id", request_id.encode())]
+                if not any(k.lower() == b"x-content-type-options" for k, _ in message["headers"]):
+                    extra.append((b"x-content-type-options", b"nosniff"))
+                message["headers"] = [*message["headers"], *extra]
             await send(message)
 
         try:
@@ -62,7 +67,15 @@ class RequestContext:
                       if declared > 0 else "invalid Content-Length header")
             await _json_response(send_with_id, 413 if declared > 0 else 400, detail)
         else:
-            await self.app(scope, self._limited(receive), send_with_id)
+            try:
+                await self.app(scope, self._limited(receive), send_with_id)
+            except Exception as exc:
+                log.error("unhandled error (request %s)", request_id, exc_info=exc)
+                if status.get("started"):
+                    raise  # the answer is under way: only closing the connection is left
+                status["code"] = 500
+                await _json_response(send, 500, f"internal error (request id {request_id})",
+                                     request_id)
         log.info("request", extra={
             "service": self.service, "method": scope["method"], "path": scope["path"],
             "status": status["code"], "request_id": request_id,
@@ -85,10 +98,13 @@ class RequestContext:
         return wrapped
 
 
-async def _json_response(send: Send, status: int, detail: str) -> None:
+async def _json_response(send: Send, status: int, detail: str,
+                         request_id: str | None = None) -> None:
     body = json.dumps({"detail": detail}).encode()
     headers: list[Any] = [(b"content-type", b"application/json"),
                           (b"content-length", str(len(body)).encode()),
                           (b"connection", b"close")]
+    if request_id:
+        headers.append((b"x-request-id", request_id.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -89,6 +89,22 @@ class Resources:
         except Exception as exc:  # startup must not fail because a dependency is down
             log.warning("database not ready at start: %s", exc)
 
+    async def schema_lost(self) -> bool:
+        """A query met a missing table (the database was restored from a backup taken before
+        this service created it): prepare the database again now (migrations are idempotent).
+        True when that succeeded."""
+        if self._prepare is None:
+            return False
+        async with self._pool_lock:
+            self._prepared = False
+        try:
+            await self.db()
+        except Exception as exc:  # reported by the caller's answer; retried on next use
+            log.warning("re-applying the schema failed: %s", exc)
+            return False
+        log.warning("a table was missing: schema migrations re-applied")
+        return True
+
     @property
     def database_prepared(self) -> bool:
         """True once the database preparation (migrations) has succeeded."""

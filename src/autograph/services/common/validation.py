@@ -38,6 +38,21 @@ def clean_content_type(value: str | None) -> str:
     return media if _CONTENT_TYPE.match(media) else "application/octet-stream"
 
 
+# Served with their own type: formats a browser renders without running anything. Any other
+# (text/html, image/svg+xml, text/xml, JavaScript …) is served as application/octet-stream.
+SAFE_SERVED_TYPES = frozenset({
+    "image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "image/bmp",
+    "application/pdf", "text/plain", "text/csv", "application/json", "application/zip",
+    "audio/mpeg", "audio/ogg", "video/mp4", "video/webm",
+})
+
+
+def served_content_type(recorded: str) -> str:
+    """The content type an upload is served with: its recorded type when on the allowlist,
+    else application/octet-stream (an uploaded page must never run in our origin)."""
+    return recorded if recorded in SAFE_SERVED_TYPES else "application/octet-stream"
+
+
 def check_json_depth(value: object, what: str, max_depth: int) -> None:
     """ValueError when a JSON document nests deeper than ``max_depth`` (iterative walk)."""
     stack: list[tuple[object, int]] = [(value, 1)]

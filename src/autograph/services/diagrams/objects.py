@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from autograph.errors import IntegrityError, OperationFailed
+from autograph.errors import DependencyDown
 from autograph.services.common.resources import Resources
 
 log = logging.getLogger("autograph.diagrams")
@@ -35,6 +35,20 @@ _DROP_REFERENCED = """
        OR (q.bucket = %s AND EXISTS (
                SELECT 1 FROM uploads u WHERE u.object_key = q.object_key))
 """
+
+
+class ContentMissing(DependencyDown):
+    """A row references an object that object storage no longer holds (a bucket lost and not
+    yet restored): 503 naming the object, never a 500."""
+
+
+class ContentDamaged(DependencyDown):
+    """A stored object does not match the sha256 its row recorded: 503 naming the object."""
+
+
+def _gone(bucket: str, key: str) -> ContentMissing:
+    return ContentMissing(f"object {bucket}/{key} is missing from object storage (restore "
+                          f"the {bucket} bucket from its backup)")
 
 
 def _missing(exc: ClientError) -> bool:
@@ -58,29 +72,28 @@ async def put_file(s3: Any, bucket: str, key: str, stream: IO[bytes], content_ty
 async def get_verified(s3: Any, bucket: str, key: str, sha256: str) -> bytes:
     """The object's bytes, checked against the sha256 recorded in PostgreSQL.
 
-    OperationFailed when the object is missing, IntegrityError when it does not match.
+    ContentMissing when the object is missing, ContentDamaged when it does not match (503).
     """
     try:
         response = await asyncio.to_thread(s3.get_object, Bucket=bucket, Key=key)
         data: bytes = await asyncio.to_thread(response["Body"].read)
     except ClientError as exc:
         if _missing(exc):
-            raise OperationFailed(f"object {bucket}/{key} is missing from object storage") \
-                from None
+            raise _gone(bucket, key) from None
         raise
     if hashlib.sha256(data).hexdigest() != sha256.strip():
-        raise IntegrityError(f"object {bucket}/{key} does not match its recorded sha256")
+        raise ContentDamaged(f"object {bucket}/{key} does not match its recorded sha256")
     return data
 
 
 async def open_stream(s3: Any, bucket: str, key: str) -> tuple[Iterator[bytes], int]:
-    """A blocking chunk iterator over an object and its length; OperationFailed if missing."""
+    """A blocking chunk iterator over an object and its length; ContentMissing (503) if
+    missing."""
     try:
         response = await asyncio.to_thread(s3.get_object, Bucket=bucket, Key=key)
     except ClientError as exc:
         if _missing(exc):
-            raise OperationFailed(f"object {bucket}/{key} is missing from object storage") \
-                from None
+            raise _gone(bucket, key) from None
         raise
     body = response["Body"]
 

@@ -12,6 +12,7 @@ from starlette.concurrency import iterate_in_threadpool
 
 from autograph.services.common.deps import CurrentUser, ResourcesDep
 from autograph.services.common.security import Principal
+from autograph.services.common.validation import served_content_type
 from autograph.services.diagrams import store, uploads
 from autograph.services.diagrams.models import (
     DiagramCreate,
@@ -110,11 +111,14 @@ async def list_uploads(diagram_id: DiagramId, user: CurrentUser,
             responses={200: {"content": {"application/octet-stream": {}}}})
 async def download_upload(diagram_id: DiagramId, upload_id: UUID, user: CurrentUser,
                           resources: ResourcesDep) -> StreamingResponse:
-    """The bytes of an upload, with its content type and recorded sha256."""
+    """The bytes of an upload, with its recorded sha256, as an attachment; its content type
+    when on a safe allowlist, else application/octet-stream (always ``nosniff``)."""
     record, chunks = await uploads.open_upload(resources, _uid(user), diagram_id, upload_id)
     return StreamingResponse(
-        iterate_in_threadpool(chunks), media_type=record.content_type,
+        iterate_in_threadpool(chunks), media_type=served_content_type(record.content_type),
         headers={
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox; default-src 'none'",
             "Content-Length": str(record.size_bytes),
             "Content-Disposition": f"attachment; filename*=UTF-8''{quote(record.filename)}",
             "X-Checksum-SHA256": record.sha256,

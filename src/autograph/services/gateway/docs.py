@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from autograph.config import Settings
+from autograph.services.common.openapi import document_errors
 from autograph.services.gateway.routes import ROUTES
 
 log = logging.getLogger("autograph.gateway")
@@ -47,6 +48,7 @@ def merged_openapi(app: FastAPI, settings: Settings) -> Callable[[], dict[str, A
             components = schema.setdefault("components", {})
             for kind, entries in upstream.get("components", {}).items():
                 components.setdefault(kind, {}).update(entries)
+        document_errors(schema)
         if complete:
             app.openapi_schema = schema
         return schema

@@ -24,13 +24,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from autograph.config import Settings
 from autograph.errors import InvalidInput
 from autograph.services.common.resources import Resources
-from autograph.services.integrations.destinations import check_destination
+from autograph.services.integrations.destinations import check_destination, pinned_request
 
 log = logging.getLogger("autograph.integrations")
 
@@ -117,7 +118,7 @@ async def send_one(settings: Settings, client: httpx.AsyncClient,
     """POST one delivery; returns (outcome, HTTP status, error) with outcome
     ``delivered``, ``retry`` or ``failed``."""
     try:
-        await check_destination(delivery["url"], settings.webhook_destinations)
+        addresses = await check_destination(delivery["url"], settings.webhook_destinations)
     except InvalidInput as exc:
         return "failed", None, exc.message
     body = json.dumps(delivery["payload"], separators=(",", ":")).encode()
@@ -128,7 +129,8 @@ async def send_one(settings: Settings, client: httpx.AsyncClient,
                "X-Autograph-Timestamp": timestamp,
                "X-Autograph-Signature": sign(delivery["secret"], timestamp, body)}
     try:
-        response = await client.post(delivery["url"], content=body, headers=headers)
+        response = await client.send(
+            pinned_request(client, delivery["url"], addresses[0], body, headers))
     except httpx.HTTPError as exc:
         return "retry", None, f"{type(exc).__name__}: {str(exc)[:200]}"
     code = response.status_code
@@ -195,6 +197,8 @@ class DeliveryWorker:
             try:
                 if await watch_versions(self.resources):
                     self.wake()
+            except psycopg.errors.UndefinedTable:  # a restored, older database
+                await self.resources.schema_lost()
             except Exception as exc:  # PostgreSQL down or schema not ready: try again later
                 log.warning("event watcher pass failed: %s", exc)
             await asyncio.sleep(POLL_SECONDS)
@@ -205,6 +209,9 @@ class DeliveryWorker:
             try:
                 batch = await claim_due(self.resources)
                 await asyncio.gather(*(self._deliver(d) for d in batch))
+            except psycopg.errors.UndefinedTable:  # a restored, older database
+                batch = []
+                await self.resources.schema_lost()
             except Exception as exc:
                 batch = []
                 log.warning("webhook delivery pass failed: %s", exc)

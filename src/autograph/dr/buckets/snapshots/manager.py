@@ -172,16 +172,22 @@ class SnapshotManager:
 
     # Taking ----------------------------------------------------------------------------------
 
+    def check_source(self, bucket: str) -> str:
+        """An application bucket that may be snapshotted, else InvalidInput (the routes call
+        it before answering 202 for a job)."""
+        validate_bucket(bucket)
+        if bucket not in self.settings.app_buckets:
+            raise InvalidInput(f"{bucket} is not an application bucket "
+                               f"({', '.join(self.settings.app_buckets)})")
+        return bucket
+
     def take(self, bucket: str, *, accept_shrink: bool = False,
              progress: Progress = lambda _m: None,
              lock: locks.OperationLock | None = None) -> SnapshotResult:
         """Snapshot ``bucket`` now. Raises InvalidInput, Conflict, DependencyDown (the bucket's
         server unreachable), OperationFailed (local disk). Nothing is listed as a snapshot
         unless its index was written, after every blob it names."""
-        validate_bucket(bucket)
-        if bucket not in self.settings.app_buckets:
-            raise InvalidInput(f"{bucket} is not an application bucket "
-                               f"({', '.join(self.settings.app_buckets)})")
+        self.check_source(bucket)
         held = lock or self.acquire("snapshot", bucket)
         try:
             result = self._take(bucket, progress, accept_shrink)

@@ -144,8 +144,12 @@ def parse_name(name: str) -> tuple[str, datetime]:
         raise InvalidInput(f"invalid snapshot name {str(name)[:80]!r}: expected "
                            "snap_<bucket>_<YYYYMMDDTHHMMSSmmm>Z")
     stamp = match.group(2)
-    moment = datetime.strptime(stamp[:15], _STAMP).replace(
-        microsecond=int(stamp[15:]) * 1000, tzinfo=UTC)
+    try:
+        moment = datetime.strptime(stamp[:15], _STAMP).replace(
+            microsecond=int(stamp[15:]) * 1000, tzinfo=UTC)
+    except ValueError:
+        raise InvalidInput(f"invalid snapshot name {name[:80]!r}: {stamp} is not a "
+                           "real UTC time") from None
     return match.group(1), moment
 
 
