@@ -305,6 +305,8 @@ class Runtime:
                             self.settings.scheduler_poll_seconds, [kind])
         if self.settings.scheduler_enabled and self.settings.snapshot_interval_seconds > 0:
             self._spawn("dr-snapshots", self._snapshot_loop)
+        if self.settings.outbox_interval_seconds > 0:
+            self._spawn("dr-outbox", self._outbox_loop)
         if self.settings.monitor_enabled:
             self._spawn("dr-monitor", self._monitor_loop)
         log.info("DR runtime started (scheduler %s, monitor %s)",
@@ -356,6 +358,21 @@ class Runtime:
 
         manager = SnapshotManager(self.settings, self.creds, clock=self.clock)
         snapshot_schedule.loop(manager, self.settings.snapshot_interval_seconds, self._stop)
+
+    def _outbox_loop(self) -> None:
+        """Drain the object outbox every ``outbox_interval_seconds``; one gateway at a time
+        (the ``outbox`` lock), the others wait their turn."""
+        from autograph.dr.buckets.outbox import LOCK_KIND, Replicator
+
+        replicator = Replicator(self.settings, self.creds, clock=self.clock)
+        while not self._stop.wait(self.settings.outbox_interval_seconds):
+            try:
+                with locks.acquire(self.settings.backups_dir, LOCK_KIND, "replicate"):
+                    replicator.run_pass()
+            except Conflict:
+                continue  # another gateway is draining
+            except Exception:  # a pass failing (PostgreSQL down) must not end the loop
+                log.exception("outbox pass failed")
 
     def _s3_client(self) -> Any:
         from autograph.s3.boto import app_client

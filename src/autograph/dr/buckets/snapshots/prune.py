@@ -101,7 +101,10 @@ def prune(store: SnapshotStore, buckets: tuple[str, ...], now: datetime,
         count = 0
         try:
             for blob in tier.blobs.list():
-                if blob.key not in referenced:
+                # a blob the outbox replicator shipped lately may be named by no snapshot
+                # yet: recovery to a point in the keep-all window needs it
+                recent = blob.modified is not None and blob.modified >= now - policy.keep_all
+                if blob.key not in referenced and not recent:
                     tier.blobs.delete(blob.key)
                     count += 1
         except AutographError as exc:
