@@ -200,9 +200,9 @@ def _new_dangling(after: dict[str, Any] | None, before: dict[str, Any] | None,
     """References the failure and recovery left dangling, beyond those already dangling
     before the failure (an earlier loss is reported, not charged to this recovery).
 
-    A row naming an object the restored backup never held (written after it) is data lost
-    within the RPO, counted there and listed as ``lost_after_backup``; only an object the
-    backup held and the restore did not bring back is charged (``new_dangling``)."""
+    A row naming an object the restored backups never held (written after the snapshot and
+    not brought back from the outbox) is listed as ``lost_after_backup`` and is corruption
+    too: the database and the buckets were restored to different moments (issue 12)."""
     if after is None:
         return {"checked": False}
     if not any(isinstance(v, dict) and v.get("checked") for v in after.values()):
@@ -231,7 +231,14 @@ def _new_dangling(after: dict[str, Any] | None, before: dict[str, Any] | None,
         if len(fresh) - len(beyond) > 0:
             new[table] = len(fresh) - len(beyond)
     return {**_without_keys(after), "new_dangling": new, "lost_after_backup": lost,
-            "dangling_before_failure": earlier, "ok": not new}
+            "dangling_before_failure": earlier, "ok": not new and not lost}
+
+
+def _listed(refs: dict[str, Any]) -> str:
+    """The dangling rows' keys (samples), for the report."""
+    samples = {t: v.get("sample") for t, v in refs.items()
+               if isinstance(v, dict) and v.get("dangling")}
+    return f" ({samples})" if samples else ""
 
 
 def _without_keys(found: dict[str, Any]) -> dict[str, Any]:
@@ -280,11 +287,13 @@ def _corruption_verdict(ev: Evidence, integrity: dict[str, Any]) -> tuple[bool |
     refs = integrity["references"]
     if refs.get("ok") is not None:
         verdicts.append(bool(refs["ok"]))
-        parts.append("no object the restored backups held is missing" if refs["ok"] else
-                     f"rows naming missing objects: {refs['new_dangling']}")
+        parts.append("no row names a missing object" if refs["ok"] else
+                     f"rows naming missing objects: {refs['new_dangling']}"
+                     + _listed(refs))
         if refs.get("lost_after_backup"):
-            parts.append(f"rows naming objects written after the restored backup (lost, "
-                         f"counted in the objects RPO): {refs['lost_after_backup']}")
+            parts.append(f"rows naming objects the restored backups never held (database "
+                         f"and buckets restored to different moments): "
+                         f"{refs['lost_after_backup']}")
         if refs.get("dangling_before_failure"):
             parts.append(f"already missing before the failure: "
                          f"{refs['dangling_before_failure']}")
