@@ -38,6 +38,7 @@ from autograph.dr.monitor.status import (
     ALERT_STATE_NAME,
     DrStatus,
     SnapshotStatus,
+    consistent_point,
     overall,
     read_alert_state,
     snapshot_status,
@@ -247,6 +248,7 @@ def collect_status(settings: Settings, creds: Credentials, *, clock: Clock = utc
         level = worst([level, "warning"])
     return DrStatus(generated_at=now, status=level, offsite=offsite,
                     snapshots=snapshots,
+                    consistent_point=consistent_point(settings.dr_dir, now),
                     rpo_target_seconds=settings.rpo_target_seconds,
                     rto_target_seconds=settings.rto_target_seconds,
                     scheduler_enabled=settings.scheduler_enabled,

@@ -22,6 +22,7 @@ import json
 import logging
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,6 +41,7 @@ log = logging.getLogger("autograph.dr.outbox")
 
 LOCK_KIND = "outbox"
 BATCH = 200
+WORKERS = 8  # objects copied at once (each is a GET and a PUT per tier: latency-bound)
 COMPRESS_LEVEL = 3  # as the snapshots: the same bytes get the same blob name
 VISIBILITY_MARGIN = timedelta(seconds=1)
 PRUNE_AFTER = timedelta(hours=2)
@@ -142,15 +144,17 @@ class Replicator:
                     return None
                 stamp = conn.execute("SELECT statement_timestamp()").fetchone()
                 return stamp[0] if stamp else None
-            for row in rows:
-                done = self._ship_row(row, up, result)
-                if done is None:
-                    skipped.append(row[0])
-                    continue
-                conn.execute("UPDATE object_outbox SET shipped = ARRAY(SELECT DISTINCT "
-                             "unnest(shipped || %s::text[]) ORDER BY 1) WHERE id = %s",
-                             (done, row[0]))
-                result.rows += 1
+            with ThreadPoolExecutor(WORKERS, thread_name_prefix="outbox") as pool:
+                outcomes = list(pool.map(self._ship_row, rows, [up] * len(rows),
+                                         [result] * len(rows)))
+            marks = [(done, row[0]) for row, done in zip(rows, outcomes, strict=True)
+                     if done is not None]
+            skipped += [row[0] for row, done in zip(rows, outcomes, strict=True) if done is None]
+            with conn.cursor() as cursor:
+                cursor.executemany("UPDATE object_outbox SET shipped = ARRAY(SELECT DISTINCT "
+                                   "unnest(shipped || %s::text[]) ORDER BY 1) WHERE id = %s",
+                                   marks)
+            result.rows += len(marks)
 
     def _ship_row(self, row: tuple[Any, ...], up: list[Tier],
                   result: PassResult) -> list[str] | None:
