@@ -282,7 +282,8 @@ def _corruption_verdict(ev: Evidence, integrity: dict[str, Any]) -> tuple[bool |
                      f"{found['basis'] if kind == 'database' else 'expected'}"
                      + ("" if found["ok"] else f" ({', '.join(found['mismatched'])})"))
         if found.get("changed_during_backup"):
-            parts.append(f"not compared ({kind}, changed while the backup ran): "
+            parts.append(f"not compared ({kind}, changed while a backup ran or the writer "
+                         "wrote; see the RPO and the references): "
                          f"{', '.join(found['changed_during_backup'])}")
     refs = integrity["references"]
     if refs.get("ok") is not None:
