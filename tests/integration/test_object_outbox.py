@@ -232,3 +232,11 @@ def test_recovery_to_a_time_between_two_writes_brings_back_the_first_pair_only(
                                 object_fingerprints(s3, ["diagrams", "uploads"]))
     assert found["ok"], found
     assert orphans(stack.settings, stack.creds, s3)["diagrams"]["orphans"] == 0
+    # the second pair's object without its row (lost after the point): an orphan, reported
+    # and kept, removed only when asked
+    s3.put_object(Bucket="diagrams", Key=keys["second"], Body=b"{}")
+    assert orphans(stack.settings, stack.creds, s3)["diagrams"]["sample"] == [keys["second"]]
+    assert keys["second"] in object_fingerprints(s3, ["diagrams"])["diagrams"]
+    orphans(stack.settings, stack.creds, s3, clean=True)
+    assert keys["second"] not in object_fingerprints(s3, ["diagrams"])["diagrams"]
+    assert keys["first"] in object_fingerprints(s3, ["diagrams"])["diagrams"]
