@@ -53,3 +53,18 @@ def test_the_protected_point_never_moves_backwards(settings: Settings) -> None:
     write_watermark(tier, PROTECTED)
     write_watermark(tier, PROTECTED - timedelta(seconds=10))  # a slower gateway's late pass
     assert read_watermark(tier) == PROTECTED
+
+
+def test_dangling_rows_are_corruption_unless_their_objects_were_destroyed_before_protection(
+        ) -> None:
+    from autograph.dr.recovery.consistent import judge_dangling
+
+    dangling = {"diagram_versions": ["d1/a.json"], "uploads": ["d1/u1"]}
+    lost = ["diagrams/d1/a.json", "uploads/d1/u1"]
+    corrupt, said = judge_dangling(dangling, lost, buckets_only=True)
+    assert not corrupt and "destroyed before they were protected" in said and "d1/u1" in said
+    # the database was restored too: its point was chosen so that this cannot happen
+    corrupt, said = judge_dangling(dangling, lost, buckets_only=False)
+    assert corrupt and said.startswith("data corruption: 2 rows") and "d1/a.json" in said
+    corrupt, _said = judge_dangling(dangling, lost[:1], buckets_only=True)  # one unexplained
+    assert corrupt

@@ -234,6 +234,19 @@ def _new_dangling(after: dict[str, Any] | None, before: dict[str, Any] | None,
             "dangling_before_failure": earlier, "ok": not new and not lost}
 
 
+def _excused_by_recovery(ev: Evidence) -> str | None:
+    """The recovery's own finding when it judged the dangling rows not corruption (a --to
+    past the protected point, or objects destroyed before they were protected), else None."""
+    if ev.recovery is None:
+        return None
+    for step in ev.recovery.steps:
+        found = step.data.get("checks", {}).get("references", {}) if step.name == "verify" \
+            else {}
+        if found.get("corruption") is False:
+            return str(found.get("detail", ""))
+    return None
+
+
 def _listed(refs: dict[str, Any]) -> str:
     """The dangling rows' keys (samples), for the report."""
     samples = {t: v.get("sample") for t, v in refs.items()
@@ -286,8 +299,12 @@ def _corruption_verdict(ev: Evidence, integrity: dict[str, Any]) -> tuple[bool |
                          "wrote; see the RPO and the references): "
                          f"{', '.join(found['changed_during_backup'])}")
     refs = integrity["references"]
+    excused = _excused_by_recovery(ev)
     if refs.get("ok") is not None:
-        verdicts.append(bool(refs["ok"]))
+        verdicts.append(bool(refs["ok"]) or excused is not None)
+        if not refs["ok"] and excused is not None:
+            parts.append(f"not corruption, as the recovery said before or while it ran: "
+                         f"{excused}")
         parts.append("no row names a missing object" if refs["ok"] else
                      f"rows naming missing objects: {refs['new_dangling']}"
                      + _listed(refs))

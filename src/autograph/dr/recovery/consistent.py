@@ -23,11 +23,17 @@ from autograph.clock import isoformat
 from autograph.config import Settings
 from autograph.dr.buckets.snapshots.store import COMPRESSED_SUFFIX, SnapshotStore
 from autograph.dr.buckets.watermark import protected_points
-from autograph.dr.recovery.integrity import OBJECT_REFERENCES, connect
+from autograph.dr.recovery.integrity import (
+    OBJECT_REFERENCES,
+    connect,
+    dangling_references,
+    object_fingerprints,
+)
 from autograph.errors import AutographError, NotFound
 from autograph.secrets import Credentials
 
 SAMPLE = 20
+KEPT_KEYS = 1000
 
 
 class RecoveryPoint(BaseModel):
@@ -145,7 +151,34 @@ def replay_outbox(settings: Settings, creds: Credentials, buckets: list[str],
                       Metadata=metadata)
         restored[bucket] = restored.get(bucket, 0) + 1
     return {"recorded": len(rows), "restored": restored, "unprotected": len(missing),
-            "unprotected_sample": missing[:SAMPLE]}
+            "unprotected_sample": missing[:SAMPLE], "unprotected_keys": missing[:KEPT_KEYS]}
+
+
+def dangling_rows(settings: Settings, creds: Credentials, s3: Any) -> dict[str, list[str]]:
+    """Per reference table, the object keys its rows name that their bucket lacks (for the
+    report: the rows are listed, not only counted)."""
+    buckets = sorted({bucket for _t, _c, bucket in OBJECT_REFERENCES})
+    found = dangling_references(settings, creds, object_fingerprints(s3, buckets),
+                                keep_keys=True)
+    return {table: list(v["keys"]) for table, v in found.items()
+            if isinstance(v, dict) and v.get("keys")}
+
+
+def judge_dangling(dangling: dict[str, list[str]], unprotected: list[str],
+                   buckets_only: bool) -> tuple[bool, str]:
+    """``(corruption, what to say)`` for the rows naming missing objects after a recovery.
+
+    When only the buckets were restored (the database kept its later rows), rows whose
+    objects the outbox recorded but no tier received (destroyed within seconds of their
+    write, before the replicator copied them) are objects lost within the RPO, said so and
+    listed; any other dangling row is corruption."""
+    tables = {table: bucket for table, _c, bucket in OBJECT_REFERENCES}
+    named = {f"{tables[t]}/{k}" for t, keys in dangling.items() for k in keys}
+    listed = "; ".join(f"{t}: {', '.join(keys[:SAMPLE])}" for t, keys in dangling.items())
+    if buckets_only and named and named <= set(unprotected):
+        return False, (f"{len(named)} rows name objects destroyed before they were "
+                       f"protected (lost within the objects' RPO): {listed}")
+    return True, f"data corruption: {len(named)} rows name missing objects: {listed}"
 
 
 def orphans(settings: Settings, creds: Credentials, s3: Any, *,

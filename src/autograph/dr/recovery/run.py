@@ -330,15 +330,31 @@ class Recovery:
         asked_inconsistent = point.get("consistent") is False and self.options.to is not None
         data: dict[str, Any] = {"checks": found, "issues": [], "point": point}
         data["orphans"] = self._orphans()
+        excused = asked_inconsistent
         if "references" in failed:
-            found["references"]["corruption"] = not asked_inconsistent
+            corrupt, said = self._judge_references(ctx)
+            excused = excused or not corrupt
+            found["references"].update(corruption=not excused, detail=said)
             if asked_inconsistent:  # said before the recovery started
-                data["issues"].append(f"{found['references']['detail']} (expected: --to is "
-                                      "after the newest protected point)")
-        blocking = [name for name in failed if name != "references" or not asked_inconsistent]
+                data["issues"].append(f"{said} (expected: --to is after the newest "
+                                      "protected point)")
+            elif not corrupt:
+                data["issues"].append(said)
+        blocking = [name for name in failed if name != "references" or not excused]
         if blocking:
             raise OperationFailed("; ".join(f"{n}: {found[n]['detail']}" for n in blocking))
         return Outcome(f"{len(found)} checks green", data)
+
+    def _judge_references(self, ctx: StepContext) -> tuple[bool, str]:
+        """Whether the dangling rows are corruption, and the rows, listed."""
+        try:
+            dangling = consistent.dangling_rows(self.settings, self.stack.creds,
+                                                app_client(self.settings, self.stack.creds))
+        except AutographError as exc:
+            return True, f"data corruption (rows could not be listed: {exc.message})"
+        outbox = (ctx.data("restore_buckets") or {}).get("outbox") or {}
+        return consistent.judge_dangling(dangling, outbox.get("unprotected_keys", []),
+                                         buckets_only=self.options.scenario == "objects")
 
     def _orphans(self) -> dict[str, Any]:
         """Objects whose rows were lost (written after the point): reported, cleaned only
