@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import zlib
 from collections.abc import Callable
@@ -32,7 +31,12 @@ import psycopg
 from autograph.clock import Clock, utc_now
 from autograph.config import Settings
 from autograph.dr.buckets.snapshots.store import COMPRESSED_SUFFIX, SnapshotStore, Tier
-from autograph.dr.buckets.watermark import OutboxState, write_state, write_watermark
+from autograph.dr.buckets.watermark import (
+    OutboxState,
+    read_state,
+    write_state,
+    write_watermark,
+)
 from autograph.errors import AutographError, DependencyDown, NotFound
 from autograph.s3.bulk import ObjectMissing, S3Client, S3Endpoint
 from autograph.secrets import Credentials
@@ -209,8 +213,6 @@ class Replicator:
             result.pending, result.oldest_pending_at = int(row[0]), row[1]
 
     def _save_state(self, result: PassResult) -> None:
-        from autograph.dr.buckets.watermark import read_state
-
         previous = read_state(self.settings.dr_dir)
         protected = dict(previous.protected) if previous else {}
         protected.update(result.protected)
@@ -225,8 +227,3 @@ def _has_outbox(conn: psycopg.Connection[Any]) -> bool:
     row = conn.execute("SELECT to_regclass('public.object_outbox') IS NOT NULL").fetchone()
     return bool(row and row[0])
 
-
-def describe(result: PassResult) -> str:
-    """One line for logs."""
-    return json.dumps({"rows": result.rows, "sent": result.sent, "gone": result.gone,
-                       "failed": result.failed, "pending": result.pending})
