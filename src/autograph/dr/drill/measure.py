@@ -118,6 +118,7 @@ def restored_backups(ev: Evidence) -> dict[str, Any]:
     """Which backups the recovery restored, and the ones it refused."""
     database = ev.step("restore_database")
     buckets = ev.step("restore_buckets")
+    assess = ev.step("assess")
     refused = []
     for step in (database, buckets):
         if step is not None:
@@ -131,6 +132,7 @@ def restored_backups(ev: Evidence) -> dict[str, Any]:
         "buckets": {b: v.get("backup") for b, v in
                     (buckets.data.get("buckets", {}) if buckets else {}).items()},
         "refused": refused,
+        "point": assess.data.get("point") if assess is not None else None,
     }
 
 
