@@ -100,6 +100,10 @@ class Settings(BaseSettings):
                                   "after restores (<db>__pre_restore_<ts>), newest first")
     snapshot_interval_seconds: float = Field(
         default=120.0, ge=0, description="incremental bucket snapshots (SPEC §7); 0: off")
+    outbox_interval_seconds: float = Field(
+        default=1.0, ge=0, description="object outbox replication to the backup tiers; 0: off")
+    outbox_alert_seconds: float = Field(
+        default=60.0, gt=0, description="alert when a tier's protected point is this old")
     snapshot_keep_all_seconds: int = Field(default=3600, ge=0,
                                            description="every snapshot kept this long")
     snapshot_keep_hourly: int = Field(default=48, ge=0, description="then one per hour")

@@ -53,7 +53,11 @@ def recover(
         "--backup", help="a database or bucket backup to use (repeatable); default: the "
                          "newest verified")] = None,
     to: Annotated[str | None, typer.Option(
-        "--to", help="use the newest backups created at or before this ISO 8601 time")] = None,
+        "--to", help="recover the database and the buckets to this ISO 8601 time (one "
+                     "point for both)")] = None,
+    clean_orphans: Annotated[bool, typer.Option(
+        "--clean-orphans", help="delete objects whose rows were lost (written after the "
+                                "recovery point); default: report and keep them")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
     = False,
     fresh: Annotated[bool, typer.Option(
@@ -72,7 +76,8 @@ def recover(
     from autograph.stack.lifecycle import Stack
 
     settings = load_settings()
-    options = RecoveryOptions(scenario, tuple(backup or ()), _parse_time(to))  # type: ignore[arg-type]
+    options = RecoveryOptions(scenario, tuple(backup or ()), _parse_time(to),  # type: ignore[arg-type]
+                              clean_orphans=clean_orphans)
     if (scenario == "machine") != (kit is not None):
         raise InvalidInput("--scenario machine needs --kit FILE (and --kit goes only with it)")
     if kit is not None:

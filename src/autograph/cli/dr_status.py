@@ -69,6 +69,11 @@ def render(status: DrStatus) -> None:
                   f"{verified}")
         for problem in item.problems:
             out.print(f"  - {problem}")
+    point = status.consistent_point
+    if point is not None:
+        out.print(f"consistent point (database + objects): {_stamp(point.at)}, "
+                  f"{_ago(point.age_seconds)}; {point.pending_objects} objects waiting"
+                  + "".join(f"; [yellow]{t} failing[/]: {why}" for t, why in point.failing.items()))
     for snap in status.snapshots:
         rpo = "[green]met[/]" if snap.within_rpo else "[yellow]missed[/]"
         newest = (f"{snap.latest}, {_ago(snap.age_seconds)} (RPO {rpo})" if snap.latest

@@ -38,6 +38,7 @@ from autograph.dr.monitor.status import (
     ALERT_STATE_NAME,
     DrStatus,
     SnapshotStatus,
+    consistent_point,
     overall,
     read_alert_state,
     snapshot_status,
@@ -247,6 +248,7 @@ def collect_status(settings: Settings, creds: Credentials, *, clock: Clock = utc
         level = worst([level, "warning"])
     return DrStatus(generated_at=now, status=level, offsite=offsite,
                     snapshots=snapshots,
+                    consistent_point=consistent_point(settings.dr_dir, now),
                     rpo_target_seconds=settings.rpo_target_seconds,
                     rto_target_seconds=settings.rto_target_seconds,
                     scheduler_enabled=settings.scheduler_enabled,
@@ -305,6 +307,8 @@ class Runtime:
                             self.settings.scheduler_poll_seconds, [kind])
         if self.settings.scheduler_enabled and self.settings.snapshot_interval_seconds > 0:
             self._spawn("dr-snapshots", self._snapshot_loop)
+        if self.settings.outbox_interval_seconds > 0:
+            self._spawn("dr-outbox", self._outbox_loop)
         if self.settings.monitor_enabled:
             self._spawn("dr-monitor", self._monitor_loop)
         log.info("DR runtime started (scheduler %s, monitor %s)",
@@ -356,6 +360,21 @@ class Runtime:
 
         manager = SnapshotManager(self.settings, self.creds, clock=self.clock)
         snapshot_schedule.loop(manager, self.settings.snapshot_interval_seconds, self._stop)
+
+    def _outbox_loop(self) -> None:
+        """Drain the object outbox every ``outbox_interval_seconds``; one gateway at a time
+        (the ``outbox`` lock), the others wait their turn."""
+        from autograph.dr.buckets.outbox import LOCK_KIND, Replicator
+
+        replicator = Replicator(self.settings, self.creds, clock=self.clock)
+        while not self._stop.wait(self.settings.outbox_interval_seconds):
+            try:
+                with locks.acquire(self.settings.backups_dir, LOCK_KIND, "replicate"):
+                    replicator.run_pass()
+            except Conflict:
+                continue  # another gateway is draining
+            except Exception:  # a pass failing (PostgreSQL down) must not end the loop
+                log.exception("outbox pass failed")
 
     def _s3_client(self) -> Any:
         from autograph.s3.boto import app_client

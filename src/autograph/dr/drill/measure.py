@@ -118,6 +118,7 @@ def restored_backups(ev: Evidence) -> dict[str, Any]:
     """Which backups the recovery restored, and the ones it refused."""
     database = ev.step("restore_database")
     buckets = ev.step("restore_buckets")
+    assess = ev.step("assess")
     refused = []
     for step in (database, buckets):
         if step is not None:
@@ -131,6 +132,7 @@ def restored_backups(ev: Evidence) -> dict[str, Any]:
         "buckets": {b: v.get("backup") for b, v in
                     (buckets.data.get("buckets", {}) if buckets else {}).items()},
         "refused": refused,
+        "point": assess.data.get("point") if assess is not None else None,
     }
 
 
@@ -200,9 +202,9 @@ def _new_dangling(after: dict[str, Any] | None, before: dict[str, Any] | None,
     """References the failure and recovery left dangling, beyond those already dangling
     before the failure (an earlier loss is reported, not charged to this recovery).
 
-    A row naming an object the restored backup never held (written after it) is data lost
-    within the RPO, counted there and listed as ``lost_after_backup``; only an object the
-    backup held and the restore did not bring back is charged (``new_dangling``)."""
+    A row naming an object the restored backups never held (written after the snapshot and
+    not brought back from the outbox) is listed as ``lost_after_backup`` and is corruption
+    too: the database and the buckets were restored to different moments (issue 12)."""
     if after is None:
         return {"checked": False}
     if not any(isinstance(v, dict) and v.get("checked") for v in after.values()):
@@ -231,7 +233,27 @@ def _new_dangling(after: dict[str, Any] | None, before: dict[str, Any] | None,
         if len(fresh) - len(beyond) > 0:
             new[table] = len(fresh) - len(beyond)
     return {**_without_keys(after), "new_dangling": new, "lost_after_backup": lost,
-            "dangling_before_failure": earlier, "ok": not new}
+            "dangling_before_failure": earlier, "ok": not new and not lost}
+
+
+def _excused_by_recovery(ev: Evidence) -> str | None:
+    """The recovery's own finding when it judged the dangling rows not corruption (a --to
+    past the protected point, or objects destroyed before they were protected), else None."""
+    if ev.recovery is None:
+        return None
+    for step in ev.recovery.steps:
+        found = step.data.get("checks", {}).get("references", {}) if step.name == "verify" \
+            else {}
+        if found.get("corruption") is False:
+            return str(found.get("detail", ""))
+    return None
+
+
+def _listed(refs: dict[str, Any]) -> str:
+    """The dangling rows' keys (samples), for the report."""
+    samples = {t: v.get("sample") for t, v in refs.items()
+               if isinstance(v, dict) and v.get("dangling")}
+    return f" ({samples})" if samples else ""
 
 
 def _without_keys(found: dict[str, Any]) -> dict[str, Any]:
@@ -275,16 +297,23 @@ def _corruption_verdict(ev: Evidence, integrity: dict[str, Any]) -> tuple[bool |
                      f"{found['basis'] if kind == 'database' else 'expected'}"
                      + ("" if found["ok"] else f" ({', '.join(found['mismatched'])})"))
         if found.get("changed_during_backup"):
-            parts.append(f"not compared ({kind}, changed while the backup ran): "
+            parts.append(f"not compared ({kind}, changed while a backup ran or the writer "
+                         "wrote; see the RPO and the references): "
                          f"{', '.join(found['changed_during_backup'])}")
     refs = integrity["references"]
+    excused = _excused_by_recovery(ev)
     if refs.get("ok") is not None:
-        verdicts.append(bool(refs["ok"]))
-        parts.append("no object the restored backups held is missing" if refs["ok"] else
-                     f"rows naming missing objects: {refs['new_dangling']}")
+        verdicts.append(bool(refs["ok"]) or excused is not None)
+        if not refs["ok"] and excused is not None:
+            parts.append(f"not corruption, as the recovery said before or while it ran: "
+                         f"{excused}")
+        parts.append("no row names a missing object" if refs["ok"] else
+                     f"rows naming missing objects: {refs['new_dangling']}"
+                     + _listed(refs))
         if refs.get("lost_after_backup"):
-            parts.append(f"rows naming objects written after the restored backup (lost, "
-                         f"counted in the objects RPO): {refs['lost_after_backup']}")
+            parts.append(f"rows naming objects the restored backups never held (database "
+                         f"and buckets restored to different moments): "
+                         f"{refs['lost_after_backup']}")
         if refs.get("dangling_before_failure"):
             parts.append(f"already missing before the failure: "
                          f"{refs['dangling_before_failure']}")

@@ -208,11 +208,14 @@ def check_dataset(api: ApiClient, s3: Any, data: Dataset, *, exports_bucket: str
 # The writer --------------------------------------------------------------------------------
 
 class Writer:
-    """Commits continuously in a thread: a diagram through the API, then an object into S3,
-    and so on; each acknowledged write is appended (and flushed) to ``log_path``."""
+    """Commits continuously in a thread, row + object pairs through the API: a diagram (its
+    row and its canvas object), then an upload to the writer's own diagram (its row and its
+    bytes), and so on; each acknowledged write is appended (and flushed) to ``log_path``.
+    The uploads are the object writes the objects' RPO is measured on: like every object the
+    services write, each is recorded in the outbox with its row (issue 12)."""
 
     def __init__(self, api: ApiClient, s3: Any, account: Account, log_path: Path, *,
-                 bucket: str = "exports", run_id: str = "", interval: float = 0.05,
+                 bucket: str = "uploads", run_id: str = "", interval: float = 0.05,
                  clock: Clock = utc_now) -> None:
         self.api, self.s3, self.account = api, s3, account
         self.log_path = log_path
@@ -229,10 +232,14 @@ class Writer:
         self._idle = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="drill-writer", daemon=True)
         self._seq = 0
+        self._home = ""
 
     def start(self) -> None:
-        """Start committing."""
+        """Make the diagram the uploads go to, then start committing."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._home = str(self.api.create_diagram(self.account.token, "writer uploads",
+                                                 {"writer": "uploads"})["id"])
+        self.prefix = f"{self._home}/"
         self._thread.start()
 
     def pause(self, timeout: float = 30.0) -> None:
@@ -268,11 +275,12 @@ class Writer:
             self._record(AckedWrite("database", str(made["id"]), self.clock(),
                                     made.get("sha256")))
         else:
-            key = f"{self.prefix}{self._seq:06d}.json"
-            answer = self.s3.put_object(Bucket=self.bucket, Key=key,
-                                        Body=json.dumps({"seq": self._seq}).encode(),
-                                        ContentType="application/json")
-            self._record(AckedWrite("object", key, self.clock(), answer["ETag"].strip('"')))
+            made = self.api.upload(self.account.token, self._home, f"w{self._seq:06d}.json",
+                                   json.dumps({"seq": self._seq}).encode(),
+                                   "application/json")
+            # the key is the upload's object key; presence is the survival test (its bytes
+            # are checked against the row's sha256 by the service on every read)
+            self._record(AckedWrite("object", f"{self.prefix}{made['id']}", self.clock()))
 
     def _loop(self) -> None:
         while not self._stop.is_set():

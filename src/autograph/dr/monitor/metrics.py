@@ -80,6 +80,15 @@ def families(status: DrStatus) -> Iterator[Metric]:
                 age.add_metric([snap.bucket], snap.age_seconds)
         yield age
         yield kept
+    if status.consistent_point is not None:
+        point = status.consistent_point
+        yield GaugeMetricFamily("autograph_consistent_point_age_seconds",
+                                "Seconds since the newest point the database and every object "
+                                "it references can be recovered to together",
+                                value=point.age_seconds)
+        yield GaugeMetricFamily("autograph_outbox_pending_objects",
+                                "Objects written but not yet in every backup tier",
+                                value=float(point.pending_objects))
 
     active = GaugeMetricFamily("autograph_alerts_active", "Alerts firing now",
                                labels=["rule", "severity"])

@@ -113,8 +113,8 @@ class Monitor:
     def run_once(self) -> None:
         """Process journaled events, then check backups, health, storage and quotas."""
         steps: tuple[Callable[[], None], ...] = (
-            self.process_journal, self.check_backups, self.check_snapshots, self.check_health,
-            self.check_storage, self.check_quotas, self.check_offsite)
+            self.process_journal, self.check_backups, self.check_snapshots, self.check_outbox,
+            self.check_health, self.check_storage, self.check_quotas, self.check_offsite)
         self._listings = {}
         try:
             for step in steps:
@@ -314,6 +314,33 @@ class Monitor:
                   + ", ".join(f"{k.kind} {k.lag_seconds:.0f} s" for k in late)
                   + f" > {self.settings.rpo_target_seconds} s)",
                   kinds=[k.kind for k in late])
+
+    def check_outbox(self) -> None:
+        """Object protection: a tier whose protected point (every object written before it is
+        in the tier) is older than ``outbox_alert_seconds`` — the backup store is down, or the
+        replicator stopped (then every tier ages). Resolved when the tier catches up."""
+        if self.settings.outbox_interval_seconds <= 0:
+            return
+        from autograph.dr.buckets.watermark import read_state
+
+        state = read_state(self.settings.dr_dir)
+        if state is None:
+            return
+        now = self.clock()
+        limit = timedelta(seconds=self.settings.outbox_alert_seconds)
+        for tier, protected in state.protected.items():
+            key = f"object_protection:{tier}"
+            age = now - protected
+            if age <= limit:
+                self.alerts.resolve(key)
+                continue
+            why = state.failed.get(tier) or ("the replicator has not run since "
+                                             f"{isoformat(state.at)}" if now - state.at > limit
+                                             else "objects are still being copied")
+            self.fire(key, "object_protection_lag", "critical",
+                      f"objects written in the last {age.total_seconds():.0f} s are not in the "
+                      f"{tier} backup tier ({state.pending} waiting in the outbox): {why}",
+                      tier=tier, protected_at=isoformat(protected), pending=state.pending)
 
     # Health ------------------------------------------------------------------------------------
 

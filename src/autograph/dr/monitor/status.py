@@ -77,6 +77,29 @@ class SnapshotStatus(BaseModel):
     within_rpo: bool = Field(description="the newest snapshot is younger than the RPO target")
 
 
+class ConsistentPoint(BaseModel):
+    """Where a recovery of the database and the buckets together would land now."""
+
+    at: datetime
+    age_seconds: float
+    tiers: dict[str, datetime]
+    pending_objects: int
+    failing: dict[str, str] = Field(default_factory=dict)
+
+
+def consistent_point(dr_dir: Path, now: datetime) -> ConsistentPoint | None:
+    """The newest protected point over the tiers, from the replicator's state file."""
+    from autograph.dr.buckets.watermark import read_state
+
+    state = read_state(dr_dir)
+    if state is None or not state.protected:
+        return None
+    newest = max(state.protected.values())
+    return ConsistentPoint(at=newest, age_seconds=round((now - newest).total_seconds(), 1),
+                           tiers=state.protected, pending_objects=state.pending,
+                           failing=state.failed)
+
+
 class DrStatus(BaseModel):
     """The whole picture."""
 
@@ -91,6 +114,10 @@ class DrStatus(BaseModel):
     sources: list[SourceStatus]
     snapshots: list[SnapshotStatus] = Field(default_factory=list,
                                             description="empty when snapshots are off")
+    consistent_point: ConsistentPoint | None = Field(
+        default=None, description="the newest moment the database and every object it "
+                                  "references can be recovered to together (None: the "
+                                  "object outbox replicator has not run here)")
     active_alerts: list[Alert]
     drills: DrillSchedule
     unreachable: dict[str, str] = Field(default_factory=dict,

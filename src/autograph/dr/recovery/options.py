@@ -19,6 +19,7 @@ class RecoveryOptions:
     backups: tuple[str, ...] = ()  # named backups (database and/or bucket ones)
     to: datetime | None = None     # use the newest backups created at or before this time
     timeouts: dict[str, float] = field(default_factory=dict)
+    clean_orphans: bool = False    # delete objects whose rows were lost (after the point)
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:

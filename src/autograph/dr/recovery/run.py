@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import Future
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,11 @@ from pydantic import BaseModel, Field
 from autograph.clock import Clock, isoformat, utc_now
 from autograph.dr.models import WHOLE_STACK
 from autograph.dr.ops.steps import Operation, Outcome, Progress, Skip, Step, StepContext, StepResult
-from autograph.dr.recovery import accounts, backups, checks, offsite
+from autograph.dr.recovery import accounts, backups, checks, consistent, offsite
 from autograph.dr.recovery.options import RecoveryOptions
 from autograph.dr.recovery.start import start_components
-from autograph.errors import InvalidInput, OperationFailed
+from autograph.errors import AutographError, InvalidInput, OperationFailed
+from autograph.s3.boto import app_client
 from autograph.stack.components import Component
 from autograph.stack.infra import postgres_data_dir
 from autograph.stack.lifecycle import Stack
@@ -133,7 +135,14 @@ class Recovery:
         if self.options.scenario == "machine":
             data["offsite"] = offsite.probe(self.stack.settings)
         data["postgres_cluster"] = (postgres_data_dir(self.settings) / "PG_VERSION").exists()
-        plan = backups.plan(self.stack, self.options, s3_up="s3" not in down)
+        point = consistent.choose_point(self.settings, self.stack.creds, self.options.to,
+                                        with_s3="s3" not in down
+                                        or bool(self.settings.backup_s3_endpoint))
+        data["point"] = point.model_dump(mode="json")
+        if point.consistent is not True and self.options.scenario != "database":
+            data["issues"].append(f"not a consistent point: {point.note}")
+        plan = backups.plan(self.stack, replace(self.options, to=point.point),
+                            s3_up="s3" not in down)
         plan["method"] = self._database_method(plan)
         data["plan"] = plan
         wanted = plan["base"] if plan["method"] == "physical" else plan["database"]
@@ -148,6 +157,7 @@ class Recovery:
         if self.options.scenario == "objects" and "postgres" in down:
             data["issues"].append("PostgreSQL is down too: consider --scenario complete")
         detail = (f"down: {', '.join(down)}" if down else "every component healthy")
+        detail += f"; {point.summary()}"
         chosen = wanted[:1] if self.options.scenario != "objects" else []
         chosen += [v[0] for v in plan["buckets"].values() if v]
         return Outcome(f"{detail}; backups: {', '.join(chosen) or 'none'}", data)
@@ -228,8 +238,7 @@ class Recovery:
         if plan["method"] == "physical":
             had_cluster = (postgres_data_dir(self.settings) / "PG_VERSION").exists()
             try:
-                outcome = backups.recover_physical(self.stack, plan["base"], self.options.to,
-                                                   self.clock)
+                outcome = self._recover_to_point(plan["base"], ctx.data("assess")["point"])
                 gap = outcome["result"].get("wal_gap")
                 outcome["issues"] = [*outcome["issues"], *([gap] if gap else []),
                                      *self._usable_with_current_secrets()]
@@ -257,6 +266,21 @@ class Recovery:
         done = accounts.reset_lost_admin_password(self.settings, self.stack.creds)
         return [done] if done else []
 
+    def _recover_to_point(self, bases: list[str], point: dict[str, Any]) -> dict[str, Any]:
+        """Replay to the recovery point. When the point is the protected one (no ``--to``)
+        and the WAL ends before it (nothing was written after it), replay to the end: every
+        commit it holds is then before the protected point, so still consistent."""
+        target = datetime.fromisoformat(point["point"]) if point.get("point") else None
+        try:
+            return backups.recover_physical(self.stack, bases, target, self.clock)
+        except OperationFailed as exc:
+            if self.options.to is not None or target is None:
+                raise
+            outcome = backups.recover_physical(self.stack, bases, None, self.clock)
+            outcome["issues"] = [*outcome["issues"], f"replay to the protected point failed "
+                                 f"({exc.message}); replayed to the end of the WAL"]
+            return outcome
+
     def _ready_for_dump(self, had_cluster: bool) -> None:
         """After a failed physical recovery: a data folder that was not there before is set
         aside, and PostgreSQL (an empty cluster if need be) is started for the dump."""
@@ -274,10 +298,20 @@ class Recovery:
             raise Skip("scenario database: buckets are not restored")
         plan = ctx.data("assess")["plan"]
         outcome = backups.restore_buckets(self.stack, plan["buckets"])
-        if not outcome["buckets"]:
+        try:
+            outcome["outbox"] = consistent.replay_outbox(
+                self.settings, self.stack.creds, list(self.settings.app_buckets),
+                app_client(self.settings, self.stack.creds))
+        except AutographError as exc:  # the reference scan then shows what is missing
+            outcome["outbox"] = {"restored": {}, "error": exc.message}
+            outcome["issues"].append(f"objects written since the snapshots were not put "
+                                     f"back from the outbox: {exc.message}")
+        replayed = sum(outcome["outbox"]["restored"].values())
+        if not outcome["buckets"] and not replayed:
             raise Skip("no bucket backup to restore", outcome)
         counts = ", ".join(f"{b} {v['restored']}+{v['skipped']} skipped"
                            for b, v in outcome["buckets"].items())
+        counts += f"; {replayed} objects from the outbox"
         return Outcome(f"{counts} in {outcome['restore_seconds']:.1f} s", outcome)
 
     # 6. services ------------------------------------------------------------------------
@@ -297,13 +331,45 @@ class Recovery:
         scan, self._reference_scan = self._reference_scan, None
         found = checks.verify(self.stack, self.clock, scan)
         failed = [name for name, check in found.items() if not check["ok"]]
-        data = {"checks": found, "issues": [found[n]["detail"] for n in failed
-                                            if n == "references"]}
-        blocking = [name for name in failed if name != "references"]
+        point = ctx.data("assess").get("point") or {}
+        asked_inconsistent = point.get("consistent") is False and self.options.to is not None
+        data: dict[str, Any] = {"checks": found, "issues": [], "point": point}
+        data["orphans"] = self._orphans()
+        excused = asked_inconsistent
+        if "references" in failed:
+            corrupt, said = self._judge_references(ctx)
+            excused = excused or not corrupt
+            found["references"].update(corruption=not excused, detail=said)
+            if asked_inconsistent:  # said before the recovery started
+                data["issues"].append(f"{said} (expected: --to is after the newest "
+                                      "protected point)")
+            elif not corrupt:
+                data["issues"].append(said)
+        blocking = [name for name in failed if name != "references" or not excused]
         if blocking:
             raise OperationFailed("; ".join(f"{n}: {found[n]['detail']}" for n in blocking))
-        note = f" (warning: {found['references']['detail']})" if "references" in failed else ""
-        return Outcome(f"{len(found)} checks green{note}", data)
+        return Outcome(f"{len(found)} checks green", data)
+
+    def _judge_references(self, ctx: StepContext) -> tuple[bool, str]:
+        """Whether the dangling rows are corruption, and the rows, listed."""
+        try:
+            dangling = consistent.dangling_rows(self.settings, self.stack.creds,
+                                                app_client(self.settings, self.stack.creds))
+        except AutographError as exc:
+            return True, f"data corruption (rows could not be listed: {exc.message})"
+        outbox = (ctx.data("restore_buckets") or {}).get("outbox") or {}
+        return consistent.judge_dangling(dangling, outbox.get("unprotected_keys", []),
+                                         buckets_only=self.options.scenario == "objects")
+
+    def _orphans(self) -> dict[str, Any]:
+        """Objects whose rows were lost (written after the point): reported, cleaned only
+        when asked."""
+        try:
+            return consistent.orphans(self.settings, self.stack.creds,
+                                      app_client(self.settings, self.stack.creds),
+                                      clean=self.options.clean_orphans)
+        except AutographError as exc:
+            return {"checked": False, "why": exc.message}
 
 
 def _set_aside_broken_cluster(folder: Path, clock: Clock) -> list[str]:

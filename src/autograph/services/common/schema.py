@@ -79,4 +79,21 @@ ALTER TABLE object_deletions ADD COLUMN not_before timestamptz NOT NULL DEFAULT 
 CREATE INDEX object_deletions_due ON object_deletions (not_before);
 CREATE INDEX diagram_versions_object_key ON diagram_versions (object_key);
 """),
+    Migration(2001, "object outbox: every object write, recorded with its row", """
+-- Each object written (canvas, upload, export) gets a row here in the transaction that
+-- inserts the row referencing it; the DR replicator copies the object into every backup
+-- tier and adds the tier to ``shipped``. Numbered in a block of its own (2001-).
+CREATE TABLE object_outbox (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    bucket        text NOT NULL,
+    object_key    text NOT NULL,
+    sha256        char(64) NOT NULL,
+    size_bytes    bigint NOT NULL CHECK (size_bytes >= 0),
+    content_type  text NOT NULL,
+    metadata      jsonb NOT NULL DEFAULT '{}',
+    written_at    timestamptz NOT NULL DEFAULT now(),
+    shipped       text[] NOT NULL DEFAULT '{}'
+);
+CREATE INDEX object_outbox_key ON object_outbox (bucket, object_key);
+"""),
 )

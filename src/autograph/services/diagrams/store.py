@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 
 from autograph.errors import InvalidInput, NotFound
 from autograph.services.common.resources import Resources
-from autograph.services.diagrams import objects
+from autograph.services.diagrams import objects, outbox
 from autograph.services.diagrams.models import (
     DiagramDetail,
     DiagramPublic,
@@ -74,6 +74,8 @@ async def create_diagram(resources: Resources, owner_id: int, name: str,
     try:
         async with pool.connection() as conn, conn.transaction():
             await objects.release(conn, objects.DIAGRAMS_BUCKET, key)
+            await outbox.record(conn, objects.DIAGRAMS_BUCKET, key, sha256, len(data),
+                                CANVAS_TYPE)
             await conn.execute(
                 "INSERT INTO diagrams (id, owner_id, name, current_version) "
                 "VALUES (%s, %s, %s, 1)", (diagram_id, owner_id, name))
@@ -144,6 +146,8 @@ async def update_diagram(resources: Resources, owner_id: int, diagram_id: uuid.U
         async with pool.connection() as conn, conn.transaction():
             if key is not None:
                 await objects.release(conn, objects.DIAGRAMS_BUCKET, key)
+                await outbox.record(conn, objects.DIAGRAMS_BUCKET, key, sha256, len(data),
+                                    CANVAS_TYPE)
             cursor = conn.cursor(row_factory=dict_row)
             await cursor.execute(
                 _DIAGRAM + " WHERE d.id = %s AND d.owner_id = %s FOR UPDATE OF d",

@@ -15,7 +15,7 @@ from autograph.errors import NotFound
 from autograph.services.common.middleware import BodyTooLarge
 from autograph.services.common.resources import Resources
 from autograph.services.common.validation import clean_content_type, clean_filename
-from autograph.services.diagrams import objects
+from autograph.services.diagrams import objects, outbox
 from autograph.services.diagrams.models import UploadPublic, UploadsPublic
 
 _UPLOAD = """
@@ -70,6 +70,7 @@ async def create_upload(resources: Resources, owner_id: int, diagram_id: uuid.UU
     try:
         async with pool.connection() as conn, conn.transaction():
             await objects.release(conn, objects.UPLOADS_BUCKET, key)
+            await outbox.record(conn, objects.UPLOADS_BUCKET, key, sha256, size, media)
             cursor = conn.cursor(row_factory=dict_row)
             await cursor.execute(
                 "INSERT INTO uploads (id, diagram_id, owner_id, filename, content_type, "

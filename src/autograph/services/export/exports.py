@@ -21,6 +21,8 @@ from botocore.exceptions import ClientError
 from autograph.clock import Clock, isoformat, utc_now
 from autograph.config import Settings
 from autograph.errors import DependencyDown, IntegrityError, InvalidInput, NotFound
+from autograph.services.common.resources import Resources
+from autograph.services.diagrams import outbox
 from autograph.services.export.diagram_api import DiagramAPI
 
 EXPORTS_BUCKET = "exports"
@@ -81,8 +83,10 @@ async def render(settings: Settings, token: str, canvas: dict[str, Any], fmt: st
 
 async def create_export(settings: Settings, s3: Any, token: str, owner_id: int,
                         diagram_id: uuid.UUID, fmt: str, version: int | None = None,
-                        clock: Clock = utc_now) -> ExportRecord:
-    """Render the diagram (its current version, or ``version``) and store it with its record.
+                        clock: Clock = utc_now,
+                        resources: Resources | None = None) -> ExportRecord:
+    """Render the diagram (its current version, or ``version``) and store it with its record
+    (recorded in the object outbox too when ``resources`` is given).
 
     Raises NotFound for a missing or foreign diagram/version, InvalidInput for an unknown
     format, DependencyDown when the diagram service, renderer or S3 is unavailable.
@@ -102,6 +106,10 @@ async def create_export(settings: Settings, s3: Any, token: str, owner_id: int,
     await asyncio.to_thread(
         s3.put_object, Bucket=EXPORTS_BUCKET, Key=object_key(owner_id, export_id, fmt),
         Body=data, ContentType=record.content_type, Metadata=_metadata(record))
+    if resources is not None:  # the replicator ships it within seconds
+        await outbox.record_alone(resources, EXPORTS_BUCKET,
+                                  object_key(owner_id, export_id, fmt), record.sha256,
+                                  record.size_bytes, record.content_type, _metadata(record))
     return record
 
 

@@ -71,7 +71,8 @@ async def create_export(body: ExportCreate, user: CurrentUser, token: TokenDep,
                         settings: SettingsDep, resources: ResourcesDep) -> ExportPublic:
     """Render one of your diagrams as SVG, PNG or PDF and store it in ``exports``."""
     record = await exports.create_export(settings, resources.s3, token, _uid(user),
-                                         body.diagram_id, body.format, body.version)
+                                         body.diagram_id, body.format, body.version,
+                                         resources=resources)
     return _public(record)
 
 

@@ -100,8 +100,14 @@ def prune(store: SnapshotStore, buckets: tuple[str, ...], now: datetime,
     for tier in store.tiers():
         count = 0
         try:
+            # a blob stored after the newest index (the outbox replicator's) is named by no
+            # snapshot yet: recovery to the protected point needs it
+            newest = max((o.modified for o in tier.index.list("snap_") if o.modified),
+                         default=None)
             for blob in tier.blobs.list():
-                if blob.key not in referenced:
+                recent = (newest is not None and blob.modified is not None
+                          and blob.modified > newest)
+                if blob.key not in referenced and not recent:
                     tier.blobs.delete(blob.key)
                     count += 1
         except AutographError as exc:
