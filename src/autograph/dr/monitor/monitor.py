@@ -38,6 +38,7 @@ from autograph.dr.catalog import Catalog
 from autograph.dr.models import BackupEntry, Kind
 from autograph.dr.ops import journal
 from autograph.dr.ops.hooks import BackupEvent
+from autograph.dr.proof import alerts as proof_alerts
 from autograph.dr.scheduler import is_scheduled
 from autograph.errors import AutographError
 from autograph.stack.health import Health
@@ -114,7 +115,8 @@ class Monitor:
         """Process journaled events, then check backups, health, storage and quotas."""
         steps: tuple[Callable[[], None], ...] = (
             self.process_journal, self.check_backups, self.check_snapshots, self.check_health,
-            self.check_storage, self.check_quotas, self.check_offsite)
+            self.check_storage, self.check_quotas, self.check_offsite,
+            self.check_proofs)
         self._listings = {}
         try:
             for step in steps:
@@ -314,6 +316,11 @@ class Monitor:
                   + ", ".join(f"{k.kind} {k.lag_seconds:.0f} s" for k in late)
                   + f" > {self.settings.rpo_target_seconds} s)",
                   kinds=[k.kind for k in late])
+
+    def check_proofs(self) -> None:
+        """Restore tests and drills: failed, refused, stale, overdue
+        (:mod:`autograph.dr.proof.alerts`)."""
+        proof_alerts.check(self.settings, self.alerts, self.clock(), self.started_at)
 
     # Health ------------------------------------------------------------------------------------
 

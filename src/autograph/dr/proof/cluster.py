@@ -1,0 +1,144 @@
+"""Restore test of a base backup + streamed WAL: a scratch cluster replayed to a point whose
+row counts were taken on the live database, then compared table by table.
+
+The live counts are taken in one REPEATABLE READ snapshot whose first statement reads the WAL
+position; a WAL record is then written after it (``pg_logical_emit_message``) so that replay can
+reach it, and the receiver is waited on until it holds it. The scratch cluster (the backup
+unpacked into ``DATA/postgres.proof_scratch_<ts>``, the WAL staged, ``recovery_target_lsn`` with
+``inclusive = false``) replays exactly the transactions committed before that position and is
+promoted; its counts must equal the live ones. It runs on its own port, without a unix socket,
+as the server's unprivileged user when we are root, niced; its folder is removed afterwards
+(after a SIGKILL: at the next start, :func:`autograph.dr.proof.scratch.clean_leftovers`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import psycopg
+
+from autograph import commands
+from autograph.config import Settings
+from autograph.dr.models import BackupEntry
+from autograph.dr.postgres import physical
+from autograph.dr.postgres.server import PgServer, row_counts
+from autograph.dr.proof import scratch
+from autograph.errors import DependencyDown, IntegrityError, OperationFailed
+from autograph.stack.infra import WALSTREAM_APPLICATION_NAME
+
+REPLAY_TIMEOUT = 1800
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def live_point(server: PgServer) -> tuple[str, dict[str, int]]:
+    """``(lsn, counts)``: every table's rows in one snapshot and the WAL position it saw;
+    then a WAL record written after it, and the receiver waited on until it holds it."""
+    with server.connect(server.live_database, autocommit=False) as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        lsn = str(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])
+        counts = row_counts(conn, parallel=False)
+        conn.rollback()
+    with server.connect() as conn:
+        after = str(conn.execute("SELECT pg_logical_emit_message(false, 'autograph-proof', "
+                                 "'restore test')::text").fetchone()[0])
+        conn.execute("SELECT pg_switch_wal()")
+        deadline = time.monotonic() + 60
+        while True:
+            row = conn.execute("SELECT flush_lsn > %s::pg_lsn FROM pg_stat_replication "
+                               "WHERE application_name = %s",
+                               (after, WALSTREAM_APPLICATION_NAME)).fetchone()
+            if row is not None and row[0]:
+                return lsn, counts
+            if time.monotonic() > deadline:
+                raise OperationFailed(f"the WAL receiver does not hold {after} after 60 s "
+                                      "(is walstream running?)")
+            time.sleep(0.2)
+
+
+def _recovery_conf(folder: Path, lsn: str, user: str | None) -> None:
+    lines = ["restore_command = '/bin/false'", "recovery_target_timeline = 'latest'",
+             f"recovery_target_lsn = '{lsn}'", "recovery_target_inclusive = false",
+             "recovery_target_action = 'promote'"]
+    (folder / physical.RECOVERY_CONF).write_text("\n".join(lines) + "\n")
+    (folder / "recovery.signal").write_text("")
+    physical._chown_tree(folder, user)
+
+
+def _as_user(user: str | None, args: list[str]) -> list[str]:
+    return ["runuser", "-u", user, "--", *args] if user else args
+
+
+def _start(settings: Settings, folder: Path, port: int, user: str | None) -> None:
+    """Start the scratch postmaster detached (``pg_ctl``), wait until replayed and promoted."""
+    options = (f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
+               "-c hot_standby=off -c archive_mode=off -c max_connections=20 "
+               "-c shared_buffers=32MB -c max_wal_senders=0 -c max_replication_slots=0 "
+               "-c logging_collector=off -c autovacuum=off")
+    args = ["nice", "-n", "10", str(settings.pg_bin / "pg_ctl"), "-D", str(folder), "-l",
+            str(folder / "proof.log"), "-o", options, "-w", "-t", str(REPLAY_TIMEOUT), "start"]
+    result = commands.run(_as_user(user, args), what="pg_ctl start (scratch cluster)",
+                          timeout=REPLAY_TIMEOUT + 30, check=False)
+    if result.returncode != 0:
+        log = (folder / "proof.log").read_text(errors="replace") if \
+            (folder / "proof.log").exists() else ""
+        raise OperationFailed("the scratch cluster did not replay and promote: "
+                              + commands.tail(log or result.stderr, 3))
+
+
+def _counts(settings: Settings, server: PgServer, port: int) -> dict[str, int]:
+    try:
+        with psycopg.connect(host="127.0.0.1", port=port, user=server.user,
+                             password=server.password, dbname=server.live_database,
+                             autocommit=False, connect_timeout=10) as conn:
+            if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                raise OperationFailed("the scratch cluster is still in recovery")
+            return row_counts(conn, parallel=False)
+    except psycopg.OperationalError as exc:
+        raise DependencyDown(f"scratch cluster on port {port}: {exc}") from None
+
+
+def needed_bytes(settings: Settings, entry: BackupEntry) -> int:
+    """Room the scratch cluster takes: the unpacked backup and a copy of the streamed WAL."""
+    sysid = str(entry.extra.get("system_identifier", ""))
+    return entry.size_bytes + sum(scratch.tree_size(p) for p in
+                                  physical.wal_sources(settings, sysid))
+
+
+def prove_base(settings: Settings, server: PgServer, archive: Path, entry: BackupEntry,
+               stamp: str) -> str:
+    """Unpack ``archive`` (the checked copy of ``entry``) into a scratch cluster, replay the
+    streamed WAL to a point counted on the live database, compare; always remove it.
+
+    Raises IntegrityError (counts differ), OperationFailed, DependencyDown."""
+    folder = scratch.cluster_dir(settings, stamp)
+    user = physical._pg_user(settings)
+    lsn, live = live_point(server)
+    try:
+        physical._extract(archive, folder, user)
+        sysid = str(entry.extra["system_identifier"])
+        segments = physical._stage_wal(physical.wal_sources(settings, sysid),
+                                       folder / "pg_wal", user)
+        _recovery_conf(folder, lsn, user)
+        port = free_port()
+        _start(settings, folder, port, user)
+        restored = _counts(settings, server, port)
+    finally:
+        scratch.stop_cluster(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+    differ = [f"{t}: live {live.get(t)} vs restored {restored.get(t)}"
+              for t in sorted(set(live) | set(restored)) if live.get(t) != restored.get(t)]
+    if differ:
+        raise IntegrityError(f"{entry.name} + WAL replayed to {lsn}: row counts differ from "
+                             "the live database: " + "; ".join(differ[:5]))
+    return (f"{entry.name} + {segments} WAL segments replayed in a scratch cluster to {lsn}: "
+            f"{len(live)} tables, {sum(live.values())} rows, row counts equal the live "
+            "database's at that point")
