@@ -5,8 +5,8 @@ The live counts are taken in one REPEATABLE READ snapshot whose first statement 
 position; a WAL record is then written after it (``pg_logical_emit_message``) so that replay can
 reach it, and the receiver is waited on until it holds it. The scratch cluster (the backup
 unpacked into ``DATA/postgres.proof_scratch_<ts>``, the WAL staged, ``recovery_target_lsn`` with
-``inclusive = false``) replays exactly the transactions committed before that position and is
-promoted; its counts must equal the live ones. It runs on its own port, without a unix socket,
+``inclusive = false``) replays exactly the transactions committed before that position and
+pauses there as a hot standby; its counts must equal the live ones. It runs on its own port, without a unix socket,
 as the server's unprivileged user when we are root, niced; its folder is removed afterwards
 (after a SIGKILL: at the next start, :func:`autograph.dr.proof.scratch.clean_leftovers`).
 """
@@ -67,7 +67,7 @@ def live_point(server: PgServer) -> tuple[str, dict[str, int]]:
 def _recovery_conf(folder: Path, lsn: str, user: str | None) -> None:
     lines = ["restore_command = '/bin/false'", "recovery_target_timeline = 'latest'",
              f"recovery_target_lsn = '{lsn}'", "recovery_target_inclusive = false",
-             "recovery_target_action = 'promote'"]
+             "recovery_target_action = 'pause'"]
     (folder / physical.RECOVERY_CONF).write_text("\n".join(lines) + "\n")
     (folder / "recovery.signal").write_text("")
     physical._chown_tree(folder, user)
@@ -78,32 +78,54 @@ def _as_user(user: str | None, args: list[str]) -> list[str]:
 
 
 def _start(settings: Settings, folder: Path, port: int, user: str | None) -> None:
-    """Start the scratch postmaster detached (``pg_ctl``), wait until replayed and promoted."""
+    """Start the scratch postmaster detached (``pg_ctl``, so that it outlives a killed
+    verification and is found by its ``postmaster.pid`` at the next start)."""
     options = (f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
-               "-c hot_standby=off -c archive_mode=off -c max_connections=20 "
-               "-c shared_buffers=32MB -c max_wal_senders=0 -c max_replication_slots=0 "
-               "-c logging_collector=off -c autovacuum=off")
+               "-c hot_standby=on -c archive_mode=off -c shared_buffers=32MB "
+               "-c logging_collector=off")
     args = ["nice", "-n", "10", str(settings.pg_bin / "pg_ctl"), "-D", str(folder), "-l",
             str(folder / "proof.log"), "-o", options, "-w", "-t", str(REPLAY_TIMEOUT), "start"]
     result = commands.run(_as_user(user, args), what="pg_ctl start (scratch cluster)",
                           timeout=REPLAY_TIMEOUT + 30, check=False)
     if result.returncode != 0:
-        log = (folder / "proof.log").read_text(errors="replace") if \
-            (folder / "proof.log").exists() else ""
-        raise OperationFailed("the scratch cluster did not replay and promote: "
-                              + commands.tail(log or result.stderr, 3))
+        raise OperationFailed("the scratch cluster did not start: " + _log_tail(folder))
 
 
-def _counts(settings: Settings, server: PgServer, port: int) -> dict[str, int]:
-    try:
-        with psycopg.connect(host="127.0.0.1", port=port, user=server.user,
-                             password=server.password, dbname=server.live_database,
-                             autocommit=False, connect_timeout=10) as conn:
-            if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
-                raise OperationFailed("the scratch cluster is still in recovery")
-            return row_counts(conn, parallel=False)
-    except psycopg.OperationalError as exc:
-        raise DependencyDown(f"scratch cluster on port {port}: {exc}") from None
+def _connect(server: PgServer, folder: Path, port: int) -> psycopg.Connection:
+    """A connection to the scratch cluster once replay has paused at the target (a read-only
+    hot standby: no end-of-recovery checkpoint to pay for a throw-away copy). Raises
+    OperationFailed when it stopped (the target was never reached)."""
+    deadline = time.monotonic() + REPLAY_TIMEOUT
+    while True:
+        try:
+            conn = psycopg.connect(host="127.0.0.1", port=port, user=server.user,
+                                   password=server.password, dbname=server.live_database,
+                                   autocommit=False, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            if not (folder / "postmaster.pid").exists():
+                raise OperationFailed("the scratch cluster stopped during replay: "
+                                      + _log_tail(folder)) from None
+            if time.monotonic() > deadline:
+                raise DependencyDown(f"scratch cluster on port {port}: {exc}") from None
+            time.sleep(0.2)
+            continue
+        while conn.execute("SELECT pg_get_wal_replay_pause_state()").fetchone()[0] != "paused":
+            if time.monotonic() > deadline:
+                conn.close()
+                raise OperationFailed(f"the scratch cluster did not reach its target in "
+                                      f"{REPLAY_TIMEOUT} s")
+            time.sleep(0.1)
+        return conn
+
+
+def _log_tail(folder: Path) -> str:
+    log = folder / "proof.log"
+    return commands.tail(log.read_text(errors="replace"), 3) if log.exists() else "no log"
+
+
+def _counts(server: PgServer, folder: Path, port: int) -> dict[str, int]:
+    with _connect(server, folder, port) as conn:
+        return row_counts(conn, parallel=False)
 
 
 def needed_bytes(settings: Settings, entry: BackupEntry) -> int:
@@ -130,7 +152,7 @@ def prove_base(settings: Settings, server: PgServer, archive: Path, entry: Backu
         _recovery_conf(folder, lsn, user)
         port = free_port()
         _start(settings, folder, port, user)
-        restored = _counts(settings, server, port)
+        restored = _counts(server, folder, port)
     finally:
         scratch.stop_cluster(folder)
         shutil.rmtree(folder, ignore_errors=True)

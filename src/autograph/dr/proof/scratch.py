@@ -64,7 +64,8 @@ def tree_size(folder: Path) -> int:
 
 
 def stop_cluster(folder: Path, timeout: float = 20.0) -> None:
-    """Stop the postmaster running on ``folder`` (fast shutdown, then SIGKILL), if any.
+    """Stop the postmaster running on ``folder`` (immediate shutdown: the copy is thrown
+    away; then SIGKILL), if any.
 
     The pid comes from ``postmaster.pid`` and is signalled only when that process's command
     line names the folder (a recycled pid is left alone)."""
@@ -76,7 +77,7 @@ def stop_cluster(folder: Path, timeout: float = 20.0) -> None:
     if str(folder).encode() not in cmdline:
         return
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGINT)
+        os.kill(pid, signal.SIGQUIT)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
         _reap(pid)
