@@ -6,9 +6,9 @@ position; a WAL record is then written after it (``pg_logical_emit_message``) so
 reach it, and the receiver is waited on until it holds it. The scratch cluster (the backup
 unpacked into ``DATA/postgres.proof_scratch_<ts>``, the WAL staged, ``recovery_target_lsn`` with
 ``inclusive = false``) replays exactly the transactions committed before that position and
-pauses there as a hot standby; its counts must equal the live ones. It runs on its own port, without a unix socket,
-as the server's unprivileged user when we are root, niced; its folder is removed afterwards
-(after a SIGKILL: at the next start, :func:`autograph.dr.proof.scratch.clean_leftovers`).
+pauses there as a hot standby; its counts must equal the live ones. It runs on its own port,
+without a unix socket, as the server's unprivileged user when we are root, niced; its folder is
+removed afterwards (after a SIGKILL: at the next start, :func:`.scratch.clean_leftovers`).
 """
 
 from __future__ import annotations
@@ -109,13 +109,18 @@ def _connect(server: PgServer, folder: Path, port: int) -> psycopg.Connection:
                 raise DependencyDown(f"scratch cluster on port {port}: {exc}") from None
             time.sleep(0.2)
             continue
-        while conn.execute("SELECT pg_get_wal_replay_pause_state()").fetchone()[0] != "paused":
+        while _scalar(conn, "SELECT pg_get_wal_replay_pause_state()") != "paused":
             if time.monotonic() > deadline:
                 conn.close()
                 raise OperationFailed(f"the scratch cluster did not reach its target in "
                                       f"{REPLAY_TIMEOUT} s")
             time.sleep(0.1)
         return conn
+
+
+def _scalar(conn: psycopg.Connection, query: str) -> object:
+    row = conn.execute(query).fetchone()
+    return row[0] if row else None
 
 
 def _log_tail(folder: Path) -> str:

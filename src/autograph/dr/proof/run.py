@@ -87,14 +87,14 @@ class Prover:
             return self._snapshots(backups)
         if kind not in ("database", "basebackup", "bucket"):
             raise NotFound(f"no restore test for {kind}")
-        catalog = self.catalog(kind)  # type: ignore[arg-type]
-        entries = self._newest(catalog, kind)  # type: ignore[arg-type]
+        catalog = self.catalog(kind)
+        entries = self._newest(catalog, kind)
         backups.extend(e.name for e in entries)
         with locks.acquire(self.settings.backups_dir, kind, "restore test", backups[0]):
             parts = []
             for entry in entries:
                 with locks.mark_busy(self.settings.backups_dir, kind, entry.name, "verify"):
-                    parts.append(self._one(kind, catalog, entry, stamp))  # type: ignore[arg-type]
+                    parts.append(self._one(kind, catalog, entry, stamp))
             return "; ".join(parts)
 
     def _newest(self, catalog: Catalog, kind: Kind) -> list[BackupEntry]:
