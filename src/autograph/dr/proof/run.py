@@ -89,10 +89,10 @@ class Prover:
             raise NotFound(f"no restore test for {kind}")
         catalog = self.catalog(kind)
         entries = self._newest(catalog, kind)
-        backups.extend(e.name for e in entries)
-        with locks.acquire(self.settings.backups_dir, kind, "restore test", backups[0]):
+        with locks.acquire(self.settings.backups_dir, kind, "restore test", entries[0].name):
             parts = []
-            for entry in entries:
+            for entry in entries:  # the first failure ends the test: it names that backup last
+                backups.append(entry.name)
                 with locks.mark_busy(self.settings.backups_dir, kind, entry.name, "verify"):
                     parts.append(self._one(kind, catalog, entry, stamp))
             return "; ".join(parts)
