@@ -16,7 +16,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from autograph.cli.main import app
 from autograph.dr.alerts.dispatcher import AlertDispatcher
 from autograph.dr.alerts.file import FileChannel
 from autograph.dr.buckets.manager import MinIOBucketBackupManager
@@ -168,6 +170,11 @@ def test_the_disk_guard_refuses_a_scratch_restore_and_says_so(
             assert notices(dispatcher, log) == ["restore_test_refused:database firing"]
         finally:
             dispatcher.close()
+        result = CliRunner().invoke(app, ["dr", "prove", "database", "--json"],
+                                    env=settings_env(tight))
+        assert result.exit_code == 1
+        assert json.loads(result.stdout)[0]["status"] == "refused"
+        assert "must stay free" in result.stderr
 
 
 CHILD = """
