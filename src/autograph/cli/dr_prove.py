@@ -27,6 +27,7 @@ def prove_command(
     = False,
 ) -> None:
     """Restore-test the newest backups now (what the gateway does daily) and record it."""
+    from autograph.dr.ops import locks
     from autograph.dr.proof.models import ProofRecord
     from autograph.dr.proof.run import Prover
     from autograph.dr.proof.schedule import proven_kinds
@@ -37,15 +38,17 @@ def prove_command(
         raise InvalidInput(f"unknown or unconfigured kind {kind!r}: use one of "
                            f"{', '.join(kinds)} or all")
     prover = Prover(settings, load_credentials(settings))
-    prover.clean_leftovers()
     records: list[ProofRecord] = []
-    for one in kinds if kind == "all" else [kind]:
-        out.print(f"restore test of {one} …")
-        record = prover.prove(one)  # type: ignore[arg-type]
-        records.append(record)
-        colour = "green" if record.status == "passed" else "red"
-        out.print(f"  [{colour}]{record.status}[/] in {record.duration_seconds:.1f} s: "
-                  f"{record.compared or record.detail}")
+    # The gateway's lock: its restore tests and ours never share (or clean) scratch resources.
+    with locks.acquire(settings.backups_dir, "proof", "restore tests (CLI)"):
+        prover.clean_leftovers()
+        for one in kinds if kind == "all" else [kind]:
+            out.print(f"restore test of {one} …")
+            record = prover.prove(one)  # type: ignore[arg-type]
+            records.append(record)
+            colour = "green" if record.status == "passed" else "red"
+            out.print(f"  [{colour}]{record.status}[/] in {record.duration_seconds:.1f} s: "
+                      f"{record.compared or record.detail}")
     if json_output:
         emit_json([r.model_dump(mode="json") for r in records])
     if any(r.status != "passed" for r in records):
