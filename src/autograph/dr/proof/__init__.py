@@ -6,5 +6,6 @@ restore into scratch resources, compared with the live data) and scheduled sandb
 - :mod:`.database`, :mod:`.cluster`, :mod:`.objects` — one restore test per kind;
 - :mod:`.run` — picks the newest backup, guards, runs, records (manifest and history);
 - :mod:`.schedule` — when each runs, derived from the catalog and the drill history;
-- :mod:`.alerts` — the monitor's rules over that history.
+- :mod:`.alerts` — the monitor's rules over that history; :mod:`.status` — what ``dr status``
+  and ``/metrics`` show of it.
 """
