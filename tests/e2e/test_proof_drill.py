@@ -16,7 +16,7 @@ from autograph.clock import utc_now
 from autograph.dr.drill.report import load_history
 from autograph.dr.proof.models import ProofRecord, append
 from autograph.dr.proof.run import Prover
-from autograph.dr.proof.schedule import ProofScheduler
+from autograph.dr.proof.schedule import ProofScheduler, proven_kinds
 from autograph.stack.lifecycle import Stack
 from stackutil import make_home, remove_home
 
@@ -46,13 +46,13 @@ def test_the_scheduler_runs_one_real_niced_sandbox_drill_and_records_it(
         shutil.copytree(infra_stack.settings.secrets_dir, home / "secrets")
         settings = infra_stack.settings.model_copy(update={
             "home": home, "backup_dir": home / "backups", "services": SERVICES,
-            "app_buckets": (), "scheduler_enabled": True, "proof_enabled": True,
+            "scheduler_enabled": True, "proof_enabled": True,
             "health_timeout_seconds": 300.0,
             # The default is nice 19 + ionice idle; on this shared 2-core machine (load 20)
             # that starves the sandbox's health checks, so the test asks for a milder cap.
             "drill_nice_command": ("nice", "-n", "5", "ionice", "-c", "2", "-n", "7")})
         now = utc_now()
-        for kind in ("database", "basebackup"):  # proven just now: only the drill is due
+        for kind in proven_kinds(settings):  # proven just now: only the drill is due
             append(settings.dr_dir, ProofRecord(kind=kind, status="passed", started_at=now,
                                                 finished_at=now, duration_seconds=1.0))
         scheduler = ProofScheduler(settings, Prover(settings, infra_stack.creds),
