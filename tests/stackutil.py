@@ -52,7 +52,7 @@ def stack_settings(home: Path, **overrides: object) -> Settings:
         "s3_port": free_port_block(8),
         "services": (),
         "health_timeout_seconds": 60.0,
-        "scheduler_enabled": False, "snapshot_interval_seconds": 0,
+        "scheduler_enabled": False, "snapshot_interval_seconds": 0, "proof_enabled": False,
         "s3_stop_grace_seconds": 2,
     }
     for service in ("gateway", "auth", "diagram", "ai", "collaboration", "export", "git",

@@ -147,6 +147,18 @@ class Settings(BaseSettings):
     # Recovery objectives and drills.
     rto_target_seconds: int = 3600
     rpo_target_seconds: int = 300
+    proof_enabled: bool = Field(
+        default=True, description="the gateway deep-verifies backups and drills on a schedule")
+    proof_interval_seconds: int = Field(
+        default=24 * 3600, gt=0, description="deep verification of each kind's newest backup")
+    proof_retry_seconds: int = Field(default=3600, ge=0,
+                                     description="wait after a failed deep verification")
+    drill_interval_seconds: int = Field(
+        default=7 * 24 * 3600, gt=0, le=92 * 24 * 3600,
+        description="sandbox drill (complete) every …; the plan's quarterly is the maximum")
+    drill_nice_command: tuple[str, ...] = Field(
+        default=("nice", "-n", "19", "ionice", "-c", "3"),
+        description="prefix capping the scheduled drill's CPU and IO")
 
     # Alerting.
     alerts_log: Path | None = Field(default=None, description="default: HOME/log/alerts.log")

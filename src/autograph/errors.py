@@ -74,3 +74,10 @@ class KeyUnavailable(ConfigError):
 
     http_status = 500
     exit_code = 2
+
+
+class InsufficientSpace(OperationFailed):
+    """A scratch restore would bring free disk under the backup-storage threshold."""
+
+    http_status = 507
+    exit_code = 8

@@ -44,7 +44,7 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
                               "backup_overdue_margin_seconds": 7200,
                               "unreachable_alert_checks": 2, "unhealthy_alert_seconds": 300,
                               "disk_usage_alert_percent": 100.0,
-                              "backup_storage_min_free_bytes": 0}
+                              "backup_storage_min_free_bytes": 0, "proof_enabled": False}
     values.update(overrides)
     return load_settings(**values)
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from autograph.cli import dr_kit, dr_status
+from autograph.cli import dr_kit, dr_prove, dr_status
 from autograph.cli.output import console, emit_json
 from autograph.config import Settings, load_settings
 from autograph.errors import AutographError, InvalidInput, OperationFailed
@@ -206,6 +206,7 @@ def register(app: typer.Typer) -> None:
 
 
 dr_status.register(dr_app)  # ``dr status``, after the commands above (the help's order)
+dr_prove.register(dr_app)
 dr_app.add_typer(dr_kit.kit_app, name="kit")
 
 

@@ -99,6 +99,22 @@ def render(status: DrStatus) -> None:
               else "never")
     out.print(f"last DR drill: {tested}; next scheduled: {_stamp(drills.next_scheduled)}"
               + (" [yellow](overdue)[/]" if drills.overdue else ""))
+    _render_proofs(status)
+
+
+def _render_proofs(status: DrStatus) -> None:
+    for item in status.proven:
+        when = (f"{_stamp(item.last_proven_at)} ({item.method}, {item.duration_seconds:.1f} s;"
+                f" {item.evidence})" if item.last_proven_at else "never")
+        last = "" if item.last_status in (None, "passed") else \
+            f" [red]last attempt {item.last_status}: {item.last_detail}[/]"
+        out.print(f"proven restorable/{item.kind}: {when}{last}")
+    drill = status.last_drill
+    if drill is not None:
+        figures = [f"{name} {'not measured' if value is None else f'{value:.1f} s'}"
+                   for name, value in (("RTO", drill.rto_seconds), ("RPO", drill.rpo_seconds))]
+        out.print(f"last drill ({drill.scenario}, {'passed' if drill.passed else 'failed'}): "
+                  f"{', '.join(figures)}; report {drill.report}")
 
 
 def status_command(

@@ -48,6 +48,8 @@ from autograph.dr.monitor.status import (
 from autograph.dr.monitor.status import drills_of as drill_status
 from autograph.dr.offsite.status import offsite_status
 from autograph.dr.ops import hooks, jobstore, journal, leases, locks
+from autograph.dr.proof.schedule import proven_kinds
+from autograph.dr.proof.status import last_drill, proven
 from autograph.dr.retention.prune import PRUNED_KINDS, prune_kind
 from autograph.dr.scheduler import BackupFn, Schedule, Scheduler
 from autograph.errors import Conflict
@@ -241,7 +243,9 @@ def collect_status(settings: Settings, creds: Credentials, *, clock: Clock = utc
               for kind, names in sources(settings).items() for source in names]
     snapshots = snapshot_states(settings, creds, now, unreachable)
     active = alerts if alerts is not None else read_alert_state(settings.dr_dir)[0]
-    drills = drill_status(settings.dr_dir, now)
+    scheduled = settings.scheduler_enabled and settings.proof_enabled
+    drills = drill_status(settings.dr_dir, now,
+                          settings.drill_interval_seconds if scheduled else None)
     offsite = offsite_status(settings, catalogs)
     level = overall(states, active, drills, unreachable, snapshots)
     if offsite is not None and offsite.problems:
@@ -254,7 +258,9 @@ def collect_status(settings: Settings, creds: Credentials, *, clock: Clock = utc
                     scheduler_enabled=settings.scheduler_enabled,
                     scheduler_last_tick=scheduler.last_tick_at, sources=states,
                     active_alerts=active, drills=drills, unreachable=unreachable,
-                    infrastructure=infrastructure_health(settings, creds))
+                    infrastructure=infrastructure_health(settings, creds),
+                    proven=proven(settings.dr_dir, proven_kinds(settings)),
+                    last_drill=last_drill(settings.dr_dir))
 
 
 # The running part ----------------------------------------------------------------------------
@@ -309,6 +315,8 @@ class Runtime:
             self._spawn("dr-snapshots", self._snapshot_loop)
         if self.settings.outbox_interval_seconds > 0:
             self._spawn("dr-outbox", self._outbox_loop)
+        if self.settings.scheduler_enabled and self.settings.proof_enabled:
+            self._spawn("dr-proof", self._proof_loop)
         if self.settings.monitor_enabled:
             self._spawn("dr-monitor", self._monitor_loop)
         log.info("DR runtime started (scheduler %s, monitor %s)",
@@ -375,6 +383,14 @@ class Runtime:
                 continue  # another gateway is draining
             except Exception:  # a pass failing (PostgreSQL down) must not end the loop
                 log.exception("outbox pass failed")
+
+    def _proof_loop(self) -> None:
+        from autograph.dr.proof.run import Prover
+        from autograph.dr.proof.schedule import ProofScheduler
+
+        prover = Prover(self.settings, self.creds, clock=self.clock)
+        ProofScheduler(self.settings, prover, clock=self.clock).run(
+            self._stop, self.settings.scheduler_poll_seconds)
 
     def _s3_client(self) -> Any:
         from autograph.s3.boto import app_client

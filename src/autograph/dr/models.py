@@ -56,6 +56,8 @@ class Verification(BaseModel):
     method: str | None = Field(default=None, description="e.g. 'checksum+pg_restore --list'")
     detail: str | None = None
     checks: dict[str, str] = Field(default_factory=dict, description="check name -> result")
+    duration_seconds: float | None = Field(default=None, description="set by a restore test")
+    compared: str | None = Field(default=None, description="what a restore test compared")
 
 
 class Manifest(BaseModel):

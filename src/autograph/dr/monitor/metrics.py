@@ -110,6 +110,7 @@ def families(status: DrStatus) -> Iterator[Metric]:
                                 value=_timestamp(drills.last_tested))
         yield GaugeMetricFamily("autograph_drill_last_passed", "1 if the last DR drill passed",
                                 value=float(bool(drills.last_passed)))
+    yield from _proofs(status)
     yield GaugeMetricFamily("autograph_drill_next_timestamp_seconds",
                             "Unix time the next DR drill is due",
                             value=_timestamp(drills.next_scheduled))
@@ -136,6 +137,33 @@ def _offsite(status: DrStatus) -> Iterator[Metric]:
         if item.newest_offsite_at is not None:
             newest.add_metric([item.kind], _timestamp(item.newest_offsite_at))
     yield from (lag, backlog, newest)
+
+
+def _proofs(status: DrStatus) -> Iterator[Metric]:
+    """Per kind "last proven restorable" (time, duration, last attempt passed) and the last
+    drill's RTO and RPO."""
+    when = GaugeMetricFamily("autograph_proven_restorable_timestamp_seconds",
+                             "Unix time a backup of the kind last passed a restore test",
+                             labels=["kind", "method"])
+    took = GaugeMetricFamily("autograph_proven_restorable_duration_seconds",
+                             "How long that restore test took", labels=["kind", "method"])
+    ok = GaugeMetricFamily("autograph_proof_last_passed",
+                           "1 if the last restore test of the kind passed", labels=["kind"])
+    for item in status.proven:
+        if item.last_proven_at is not None:
+            labels = [item.kind, item.method or ""]
+            when.add_metric(labels, _timestamp(item.last_proven_at))
+            took.add_metric(labels, item.duration_seconds or 0.0)
+        if item.last_status is not None:
+            ok.add_metric([item.kind], float(item.last_status == "passed"))
+    yield from (when, took, ok)
+    drill = status.last_drill
+    if drill is not None:
+        for name, value in (("rto", drill.rto_seconds), ("rpo", drill.rpo_seconds)):
+            if value is not None:
+                yield GaugeMetricFamily(f"autograph_drill_last_{name}_seconds",
+                                        f"The {name.upper()} the last DR drill measured",
+                                        value=value)
 
 
 class StatusCollector(Collector):

@@ -38,6 +38,7 @@ from autograph.dr.catalog import Catalog
 from autograph.dr.models import BackupEntry, Kind
 from autograph.dr.ops import journal
 from autograph.dr.ops.hooks import BackupEvent
+from autograph.dr.proof import alerts as proof_alerts
 from autograph.dr.scheduler import is_scheduled
 from autograph.errors import AutographError
 from autograph.stack.health import Health
@@ -114,7 +115,8 @@ class Monitor:
         """Process journaled events, then check backups, health, storage and quotas."""
         steps: tuple[Callable[[], None], ...] = (
             self.process_journal, self.check_backups, self.check_snapshots, self.check_outbox,
-            self.check_health, self.check_storage, self.check_quotas, self.check_offsite)
+            self.check_health, self.check_storage, self.check_quotas, self.check_offsite,
+            self.check_proofs)
         self._listings = {}
         try:
             for step in steps:
@@ -341,6 +343,11 @@ class Monitor:
                       f"objects written in the last {age.total_seconds():.0f} s are not in the "
                       f"{tier} backup tier ({state.pending} waiting in the outbox): {why}",
                       tier=tier, protected_at=isoformat(protected), pending=state.pending)
+
+    def check_proofs(self) -> None:
+        """Restore tests and drills: failed, refused, stale, overdue
+        (:mod:`autograph.dr.proof.alerts`)."""
+        proof_alerts.check(self.settings, self.alerts, self.clock(), self.started_at)
 
     # Health ------------------------------------------------------------------------------------
 

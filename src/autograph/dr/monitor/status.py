@@ -22,6 +22,7 @@ from autograph.dr.drill.report import DrillSchedule, drill_schedule, load_histor
 from autograph.dr.models import BackupEntry, Kind, Tier, Verification
 from autograph.dr.monitor.infrastructure import InfrastructureHealth
 from autograph.dr.offsite.status import OffsiteStatus
+from autograph.dr.proof.status import LastDrill, ProvenKind
 from autograph.dr.scheduler import NextRun
 
 Level = Literal["ok", "warning", "critical"]
@@ -126,6 +127,9 @@ class DrStatus(BaseModel):
         default_factory=list, description="PostgreSQL, Redis and S3: ours or external, health")
     offsite: OffsiteStatus | None = Field(default=None, description="the off-site tier: lag "
                                           "per kind, reachability (None: not configured)")
+    proven: list[ProvenKind] = Field(default_factory=list,
+                                     description="per kind: last proven restorable")
+    last_drill: LastDrill | None = Field(default=None, description="with its RTO and RPO")
 
 
 def _summary(entry: BackupEntry) -> BackupSummary:
@@ -228,6 +232,11 @@ def overall(sources: Sequence[SourceStatus], alerts: Sequence[Alert],
     return worst(levels)
 
 
-def drills_of(dr_dir: Path, now: datetime) -> DrillSchedule:
-    """Last tested / next scheduled from the drill history."""
-    return drill_schedule(load_history(dr_dir), now)
+def drills_of(dr_dir: Path, now: datetime, interval: float | None = None) -> DrillSchedule:
+    """Last tested / next scheduled from the drill history (quarterly, or every ``interval``
+    seconds when the gateway schedules drills)."""
+    schedule = drill_schedule(load_history(dr_dir), now)
+    if interval is None or schedule.last_tested is None:
+        return schedule
+    upcoming = min(schedule.next_scheduled, schedule.last_tested + timedelta(seconds=interval))
+    return schedule.model_copy(update={"next_scheduled": upcoming, "overdue": now >= upcoming})

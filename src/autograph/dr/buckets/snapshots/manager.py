@@ -440,6 +440,20 @@ class SnapshotManager:
                                   f"into {target}: {next(iter(result.failed.items()))}")
         return result
 
+    def read_all(self, name: str) -> tuple[Snapshot, dict[str, int]]:
+        """Read every object of snapshot ``name`` from its blobs, each checked against its
+        sha256, as a restore would (a restore test with no target bucket). Returns the
+        snapshot and the blobs read per tier. Raises NotFound, IntegrityError, DependencyDown."""
+        snapshot, _ = self.store.load(name)
+        sources = self._locate(snapshot)
+        for _record, stream in self._items(snapshot, sources):
+            while stream.read(1 << 20):
+                pass
+        tiers: dict[str, int] = {}
+        for tier in sources.values():
+            tiers[tier] = tiers.get(tier, 0) + 1
+        return snapshot, tiers
+
     def _locate(self, snapshot: Snapshot) -> dict[str, str]:
         """``{sha256: tier}`` for every blob, local first. Raises IntegrityError naming the
         blobs no tier has (nothing is written then)."""

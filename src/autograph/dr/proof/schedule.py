@@ -1,0 +1,192 @@
+"""When restore tests and drills run: derived from the proof history and the drill history.
+
+Each proven kind is due one ``proof_interval_seconds`` after its last passed restore test
+(after a failure or a refusal: ``proof_retry_seconds`` after it), and soon after start when
+none is recorded. The sandbox drill is due one ``drill_interval_seconds`` after the last drill
+of its scenario in ``drills.jsonl`` (manual ones count), is retried after a run that crashed,
+and is skipped while a backup or restore holds any kind's lock. One run across gateways: a tick
+works only while it holds ``BACKUPS/.locks/proof.lock`` and re-reads both histories under it,
+so a second gateway finds the work done. The first tick of every process, and every tick that
+has work, first removes the scratch resources a killed run left.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel
+
+from autograph.clock import Clock, utc_now
+from autograph.config import Settings
+from autograph.dr.drill.report import load_history
+from autograph.dr.ops import locks
+from autograph.dr.proof.models import PROVEN_KINDS, ProofKind, ProofRecord, append, last_of, load
+from autograph.dr.proof.run import Prover
+from autograph.dr.scheduler import next_run
+from autograph.errors import Conflict
+
+log = logging.getLogger("autograph.dr.proof.schedule")
+
+DrillFn = Callable[[], ProofRecord]
+"""Runs one sandbox drill and returns its record (the drill writes its own report)."""
+BUSY_KINDS = ("database", "bucket", "basebackup", "snapshot")
+DRILL_SCENARIO = "complete"
+
+
+class ProofPlan(BaseModel):
+    """When one kind's restore test (or the drill) is due next."""
+
+    kind: ProofKind
+    next_run_at: datetime
+    last_passed_at: datetime | None = None
+    last_status: str | None = None
+
+
+def proven_kinds(settings: Settings) -> list[ProofKind]:
+    """The kinds this configuration backs up, hence restore-tests."""
+    kinds: list[ProofKind] = ["database", "basebackup"]
+    if settings.app_buckets:
+        kinds.append("bucket")
+        if settings.snapshot_interval_seconds > 0:
+            kinds.append("snapshot")
+    return [k for k in PROVEN_KINDS if k in kinds]
+
+
+def busy(settings: Settings) -> str | None:
+    """What backup or restore runs right now in any process (None: nothing)."""
+    for kind in BUSY_KINDS:
+        holder = locks.holder(settings.backups_dir, kind)
+        if holder is not None:
+            return f"{kind} {holder.get('operation', 'operation')}"
+    return None
+
+
+def run_sandbox_drill(settings: Settings, clock: Clock = utc_now) -> ProofRecord:
+    """``autograph dr drill --scenario complete`` in a sandbox, as a child process capped by
+    ``drill_nice_command`` (nice/ionice); its report and ``drills.jsonl`` line are its own."""
+    from autograph.stack.components import _service_environment
+
+    started, began = clock(), time.monotonic()
+    env = {**os.environ, **_service_environment(settings)}
+    args = [*settings.drill_nice_command, sys.executable, "-m", "autograph.cli.main", "dr",
+            "drill", "--scenario", DRILL_SCENARIO, "--json"]
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=4 * 3600,
+                          check=False)
+    try:
+        summary = json.loads(proc.stdout)[0]
+        rpo = summary.get("rpo") or {}
+        figures = [v for v in (rpo.get("database_seconds"), rpo.get("objects_seconds"))
+                   if v is not None]
+        passed, report = bool(summary["passed"]), str(summary["report"])
+        detail = None if passed else "failed criteria: " + ", ".join(summary.get("failed", []))
+        rto, rpo_s = summary.get("rto_seconds"), max(figures) if figures else None
+    except (ValueError, KeyError, IndexError, TypeError):
+        passed, report, rto, rpo_s = False, None, None, None
+        detail = f"the drill exited {proc.returncode} without a report: " + \
+            (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
+    return ProofRecord(kind="drill", status="passed" if passed else "failed",
+                       started_at=started, finished_at=clock(),
+                       duration_seconds=round(time.monotonic() - began, 3), method="drill",
+                       compared=f"sandbox drill {DRILL_SCENARIO}", detail=detail,
+                       evidence=report, rto_seconds=rto, rpo_seconds=rpo_s)
+
+
+class ProofScheduler:
+    """Runs due restore tests and drills; ``tick`` once or ``run`` in a thread."""
+
+    def __init__(self, settings: Settings, prover: Prover, *, clock: Clock = utc_now,
+                 drill: DrillFn | None = None, started_at: datetime | None = None,
+                 startup_delay: float | None = None) -> None:
+        self.settings = settings
+        self.prover = prover
+        self.clock = clock
+        self.drill = drill or (lambda: run_sandbox_drill(settings, clock))
+        self.started_at = started_at or clock()
+        delay = settings.scheduler_startup_delay_seconds if startup_delay is None \
+            else startup_delay
+        self.startup_delay = timedelta(seconds=delay)
+        self.kinds = proven_kinds(settings)
+        self._cleaned = False
+
+    def plan(self) -> list[ProofPlan]:
+        """When each kind, and the drill, is due (reads both histories; takes no lock)."""
+        history = load(self.settings.dr_dir)
+        every = timedelta(seconds=self.settings.proof_interval_seconds)
+        retry = timedelta(seconds=self.settings.proof_retry_seconds)
+        plans = []
+        for kind in self.kinds:
+            passed, last = last_of(history, kind, "passed"), last_of(history, kind)
+            failed_at = last.finished_at if last and last.status != "passed" else None
+            due = next_run(passed.started_at if passed else None, every,
+                           started_at=self.started_at, startup_delay=self.startup_delay,
+                           failed_at=failed_at, retry=retry)
+            plans.append(ProofPlan(kind=kind, next_run_at=due,
+                                   last_passed_at=passed.finished_at if passed else None,
+                                   last_status=last.status if last else None))
+        return [*plans, self._drill_plan(history, retry)]
+
+    def _drill_plan(self, history: list[ProofRecord], retry: timedelta) -> ProofPlan:
+        drills = [d for d in load_history(self.settings.dr_dir) if d.scenario == DRILL_SCENARIO]
+        last = max(drills, key=lambda d: d.started_at) if drills else None
+        attempt = last_of(history, "drill")
+        crashed = attempt is not None and attempt.evidence is None and \
+            (last is None or attempt.finished_at > last.finished_at)
+        due = next_run(last.started_at if last else None,
+                       timedelta(seconds=self.settings.drill_interval_seconds),
+                       started_at=self.started_at, startup_delay=self.startup_delay,
+                       failed_at=attempt.finished_at if crashed and attempt else None,
+                       retry=retry)
+        return ProofPlan(kind="drill", next_run_at=due,
+                         last_passed_at=last.finished_at if last and last.passed else None,
+                         last_status=("passed" if last.passed else "failed") if last else None)
+
+    def tick(self) -> list[ProofRecord]:
+        """Run what is due now, under the proof lock; return the records made."""
+        try:
+            lock = locks.acquire(self.settings.backups_dir, "proof", "restore tests")
+        except Conflict:
+            return []  # another gateway is proving right now
+        with lock:
+            now = self.clock()
+            due = [p.kind for p in self.plan() if p.next_run_at <= now]
+            if due or not self._cleaned:
+                self.prover.clean_leftovers()
+                self._cleaned = True
+            records = []
+            for kind in due:
+                record = self._run(kind)
+                if record is not None:
+                    records.append(record)
+            return records
+
+    def _run(self, kind: ProofKind) -> ProofRecord | None:
+        if kind == "drill":
+            running = busy(self.settings)
+            if running is not None:
+                log.info("scheduled drill skipped: a %s is running", running)
+                return None
+            record = self.drill()
+            append(self.settings.dr_dir, record)
+            return record
+        try:
+            return self.prover.prove(kind)
+        except Conflict as exc:
+            log.info("restore test of %s deferred: %s", kind, exc.message)
+            return None
+
+    def run(self, stop: threading.Event, poll_seconds: float) -> None:
+        """Tick every ``poll_seconds`` until ``stop`` is set (a daemon thread)."""
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                log.exception("proof scheduler tick failed")
+            stop.wait(poll_seconds)
