@@ -6,7 +6,10 @@ opened from the drill table, the audit log, log out."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -16,6 +19,7 @@ from playwright.sync_api import Page, expect
 from autograph.dr.postgres.physical import PhysicalBackupManager
 from autograph.s3.boto import app_client
 from autograph.stack.lifecycle import Stack
+from stackutil import settings_env
 
 KINDS = ("database", "bucket", "basebackup", "snapshot")
 
@@ -34,8 +38,14 @@ def operator_world(app_stack: Stack, gateway: httpx.Client, admin_key: str) -> I
         assert made.status_code == 201, made.text
     PhysicalBackupManager(app_stack.settings, app_stack.creds).create(None)
     key = {"Authorization": f"Bearer {admin_key}"}
-    failed = gateway.post("/api/admin/minio/backup/create?bucket=missing-ui-bucket", headers=key)
-    assert failed.status_code >= 400
+    # The API refuses a missing bucket before starting anything (404, no alert); the CLI runs the
+    # backup, which fails and is journaled: the gateway's monitor raises backup_failed from it.
+    failed = subprocess.run([sys.executable, "-m", "autograph.cli.main", "backup", "objects",
+                             "create", "missing-ui-bucket"], capture_output=True, text=True,
+                            env={**os.environ, **settings_env(app_stack.settings)}, timeout=120)
+    assert failed.returncode != 0, failed.stdout
+    assert gateway.post("/api/admin/minio/backup/create?bucket=missing-ui-bucket",
+                        headers=key).status_code == 404
     folder = app_stack.settings.dr_dir / "reports" / "20261001T000000Z-complete"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.html").write_text("<!doctype html><title>Drill report</title>"
