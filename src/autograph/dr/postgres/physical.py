@@ -12,6 +12,7 @@ back if anything fails, so a failed recovery leaves the cluster as it was.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pwd
 import re
@@ -45,6 +46,8 @@ KIND = "basebackup"
 FORMAT = "pg_basebackup tar"
 RECOVERY_CONF = "autograph-recovery.conf"
 _SEGMENT = re.compile(r"^[0-9A-F]{24}$")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -200,11 +203,7 @@ class PhysicalBackupManager:
                     live.rename(previous)
                     moved = True
                 staging.rename(live)
-                # Replay and promote privately, then give the roles the current passwords
-                # (the backup carries those of the machine that made it): see private.py.
-                with private_server(self.settings, live, user) as server:
-                    replayed = server.wait_promoted()
-                    server.set_password(self.settings.pg_user, self.creds.pg_password)
+                replayed, short = self._replay(live, user, target_time)
                 (live / RECOVERY_CONF).unlink(missing_ok=True)
                 (live / "recovery.signal").unlink(missing_ok=True)
                 start_server()
@@ -221,7 +220,7 @@ class PhysicalBackupManager:
             start = str(entry.extra.get("start_wal_file") or "0" * 24)
             gap = chain_gap([n for n in staged if _SEGMENT.match(n)  # what replay needs
                              and segment_number(n) >= segment_number(start)])
-            stopped = fetched_wal.stopped or (
+            stopped = fetched_wal.stopped or short or (
                 f"WAL chain gap between {gap[0]} and {gap[1]}" if gap else None)
             step("replay WAL and promote", t, f"replayed to {replayed}; role password set to "
                  "the current secret" + (
@@ -234,6 +233,30 @@ class PhysicalBackupManager:
                               source=fetched.location, wal_offsite=fetched_wal.segments,
                               last_segment=max(
                                   (n for n in staged if _SEGMENT.match(n)), default=None))
+
+    def _replay(self, live: Path, user: str | None,
+                target_time: datetime | None) -> tuple[str, str | None]:
+        """Replay and promote privately, then give the roles the current passwords (the backup
+        carries those of the machine that made it): see private.py. Returns the point replayed
+        to and, when ``target_time`` lies past the end of the WAL at hand (PostgreSQL refuses to
+        promote short of its target: after the loss of a machine the off-site WAL ends up to a
+        minute before the newest protected point), the note that the cluster was replayed again
+        to the end of that WAL instead."""
+        try:
+            with private_server(self.settings, live, user) as server:
+                replayed = server.wait_promoted()
+                server.set_password(self.settings.pg_user, self.creds.pg_password)
+            return replayed, None
+        except Exception:
+            if target_time is None:
+                raise
+            log.warning("replay to %s failed; replaying to the end of the WAL instead",
+                        isoformat(target_time))
+        _write_recovery_conf(live, None, user)
+        with private_server(self.settings, live, user) as server:
+            replayed = server.wait_promoted()
+            server.set_password(self.settings.pg_user, self.creds.pg_password)
+        return replayed, f"the WAL ends before {isoformat(target_time)}"
 
     def _put_back(self, live: Path, previous: Path | None, stop_server: Any,
                   start_server: Any) -> None:
