@@ -187,9 +187,9 @@ def test_wal_streaming_resumes_after_a_recovery_with_no_writes_since_the_base_ba
 def test_recovery_gives_the_restored_role_the_current_password(stack: Stack) -> None:
     """A new machine has new secrets: the cluster restored from a base backup (which carries
     the old role password) is given the current one before anything logs in (#11)."""
-    _insert(stack, 300, 302)
+    _insert(stack, 500, 502)
     PhysicalBackupManager(stack.settings, stack.creds).create()
-    _insert(stack, 303, 303)
+    _insert(stack, 503, 503)
     _wait_streamed(stack)
     secret_file = stack.settings.secrets_dir / "pg-password"
     old = stack.creds.pg_password
@@ -198,7 +198,7 @@ def test_recovery_gives_the_restored_role_the_current_password(stack: Stack) -> 
     rebuilt = Stack(stack.settings, new)
     try:
         _recover(rebuilt)
-        assert _ids(rebuilt)[-4:] == [300, 301, 302, 303]
+        assert _ids(rebuilt)[-4:] == [500, 501, 502, 503]
         with pytest.raises(psycopg.OperationalError, match="password"):
             _connect(stack).close()  # the old password no longer works
     finally:
