@@ -158,7 +158,7 @@ def test_a_restored_database_without_a_service_s_tables_heals(
         app_stack: Stack, gateway: httpx.Client, user: dict[str, str]) -> None:
     # What a dump taken before the hub migrated looks like once restored.
     _sql(app_stack, "DROP TABLE webhook_deliveries, webhooks, integration_cursors")
-    # the hub's own block (1001–1999): later blocks (2001-: the object outbox) keep their tables
+    # the hub's own block (1001-1999): later blocks (2001-: the object outbox) keep their tables
     _sql(app_stack, "DELETE FROM schema_migrations WHERE version BETWEEN 1001 AND 1999")
     first = gateway.get("/api/integrations/webhooks", headers=user)
     assert first.status_code in (200, 503), first.text
