@@ -4,8 +4,6 @@ jobs accepted (202) for input they would refuse."""
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -14,27 +12,6 @@ from autograph.logs import redact
 from autograph.stack.lifecycle import Stack
 
 PASSWORD = "Sturdy-Pass-42"
-
-
-@pytest.fixture(scope="module")
-def gateway(app_stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=app_stack.settings.service_url("gateway"), timeout=30,
-                      trust_env=False) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def user(gateway: httpx.Client) -> dict[str, str]:
-    email = f"holes-{uuid.uuid4().hex[:10]}@example.com"
-    assert gateway.post("/api/auth/register",
-                        json={"email": email, "password": PASSWORD}).status_code == 201
-    token = gateway.post("/api/auth/login", json={"email": email, "password": PASSWORD})
-    return {"Authorization": f"Bearer {token.json()['access_token']}"}
-
-
-@pytest.fixture(scope="module")
-def admin(app_stack: Stack) -> dict[str, str]:
-    return {"Authorization": f"Bearer {app_stack.creds.admin_api_key}"}
 
 
 @pytest.mark.parametrize(("sent", "served"), [
