@@ -23,8 +23,10 @@ class Completed:
     stderr: str
 
 
-def _environment(env: Mapping[str, str] | None) -> dict[str, str]:
-    merged = dict(os.environ)
+def _environment(env: Mapping[str, str] | None, drop_prefix: str | None = None
+                 ) -> dict[str, str]:
+    merged = {name: value for name, value in os.environ.items()
+              if drop_prefix is None or not name.startswith(drop_prefix)}
     if env:
         merged.update(env)
     return merged
@@ -39,8 +41,11 @@ def run(
     what: str | None = None,
     input_text: str | None = None,
     cwd: os.PathLike[str] | str | None = None,
+    drop_inherited: str | None = None,
 ) -> Completed:
     """Run a command to completion and return its output.
+
+    ``drop_inherited``: variables of this process whose names start with it are not passed on.
 
     Raises OperationFailed naming ``what`` (default: the program) with the tail of stderr when
     the command fails (and ``check``), times out, or cannot be started.
@@ -49,7 +54,7 @@ def run(
     try:
         proc = subprocess.run(
             list(args),
-            env=_environment(env),
+            env=_environment(env, drop_inherited),
             capture_output=True,
             text=True,
             timeout=timeout,

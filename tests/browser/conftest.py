@@ -21,13 +21,15 @@ CHROMIUM = os.environ.get("AUTOGRAPH_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync driver is open its event loop runs on the
+# main thread, and every later test that calls ``asyncio.run`` would fail.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: run scripts/install.sh (apt chromium)"
     chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])

@@ -163,8 +163,11 @@ class Supervisor:
         os.close(os.open(own_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640))
         os.chmod(own_log, 0o640)
         program = find_program("supervisord") or "supervisord"
+        # No AUTOGRAPH_* of the caller reaches the programs: each gets this stack's settings in
+        # its own environment, and a setting this stack leaves unset must stay unset (a drill's
+        # sandbox started by a gateway would otherwise write into the gateway's backup folder).
         commands.run([program, "-c", str(config_path(self.settings))], what="supervisord",
-                     timeout=30)
+                     timeout=30, drop_inherited="AUTOGRAPH_")
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.running():

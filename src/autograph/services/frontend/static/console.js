@@ -238,9 +238,13 @@ export async function startConsole() {
   await refresh();
 }
 
+// Stops the polling; the promise settles once a load in flight has ended (log out waits for it,
+// so no request of the ended session is answered 401).
 export function stopConsole() {
   view.running = false;
+  view.again = false;
   if (view.timer) { clearInterval(view.timer); view.timer = null; }
+  return view.loading || Promise.resolve();
 }
 
 async function prunePlan() {

@@ -92,6 +92,7 @@ async function onApiKey(event) {
 }
 
 async function onLogout() {
+  await stopConsole();
   if (state.operator) await api("DELETE", "/api/admin/session", { quiet401: true });
   if (state.token) {
     const result = await api("POST", "/api/auth/logout", { quiet401: true });
