@@ -5,6 +5,7 @@ Settings are built once at an entry point (CLI, service app factory) and passed 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -286,17 +287,63 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build the settings from the environment (and ``.env``), with explicit overrides.
+    """Build the settings from the environment (and ``.env``), with explicit overrides; the
+    off-site store a machine recovery saved (:func:`save_offsite`) fills the off-site settings
+    that neither names.
 
     Raises ConfigError with a one-line message naming the setting when a value is invalid.
     """
+    settings = _build(overrides)
+    if "offsite_s3_endpoint" not in settings.model_fields_set:
+        saved = {name: value for name, value in _saved_offsite(settings).items()
+                 if name not in settings.model_fields_set}
+        if saved:
+            settings = _build({**overrides, **saved})
+    return settings
+
+
+def _build(values: dict[str, object]) -> Settings:
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**values)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "settings"
         env = f"AUTOGRAPH_{field.upper()}"
         raise ConfigError(f"invalid setting {env}: {first['msg']}") from None
+
+
+SAVED_OFFSITE = "offsite.json"
+"""HOME/secrets file with the off-site store's settings, left by a machine recovery so the
+next ``up`` keeps shipping there without AUTOGRAPH_OFFSITE_* being set again."""
+OFFSITE_FIELDS = ("offsite_s3_endpoint", "offsite_s3_region", "offsite_s3_bucket",
+                  "offsite_s3_prefix", "offsite_s3_access_key", "offsite_s3_secret_key",
+                  "offsite_encryption", "offsite_key")
+
+
+def save_offsite(settings: Settings) -> Path:
+    """Write the settings' off-site store into ``HOME/secrets/offsite.json`` (0600)."""
+    values: dict[str, object] = {}
+    for name in OFFSITE_FIELDS:
+        value = getattr(settings, name)
+        values[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
+    path = settings.secrets_dir / SAVED_OFFSITE
+    temporary = path.with_name(f".{SAVED_OFFSITE}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(values, handle)
+    os.replace(temporary, path)
+    return path
+
+
+def _saved_offsite(settings: Settings) -> dict[str, object]:
+    """The saved off-site settings, or nothing (no file, or one that cannot be read)."""
+    try:
+        saved = json.loads((settings.secrets_dir / SAVED_OFFSITE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(saved, dict) or not saved.get("offsite_s3_endpoint"):
+        return {}
+    return {name: saved[name] for name in OFFSITE_FIELDS if saved.get(name) is not None}
 
 
 def ensure_home(settings: Settings) -> None:

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from autograph.cli.main import app
-from autograph.config import Settings
+from autograph.config import SAVED_OFFSITE, Settings, load_settings
 from autograph.dr.kit.check import build_kit, install_kit, verify_kit
 from autograph.dr.kit.document import KitKey, read_kit, seal, write_kit
 from autograph.dr.postgres import DatabaseBackupManager
@@ -176,3 +176,24 @@ def test_recover_machine_needs_a_kit_and_refuses_a_bad_one_before_writing(
                                 str(kit_file), "--yes"], env=env)
     assert wrong.exit_code == 2 and "wrong passphrase" in wrong.output, wrong.output
     assert not (bare / "secrets").exists()
+
+
+def test_a_machine_prepared_from_the_kit_keeps_its_off_site_store_for_later_starts(
+        deployment: Settings, kit_file: Path, tmp_path: Path) -> None:
+    """After the machine recovery, a plain start (no AUTOGRAPH_OFFSITE_* in its environment)
+    ships to the same off-site store with the same key: the next disaster is covered too."""
+    bare = deployment.model_copy(update={"home": tmp_path / "new-machine"})
+    settings, prepared = prepare_machine(read_kit(kit_file, PASSPHRASE), bare)
+    saved = tmp_path / "new-machine" / "secrets" / SAVED_OFFSITE
+    assert SAVED_OFFSITE in prepared.secrets_written
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    later = load_settings(home=tmp_path / "new-machine")
+    assert later.offsite_s3_endpoint == deployment.offsite_s3_endpoint
+    assert later.offsite_s3_prefix == deployment.offsite_s3_prefix
+    assert later.offsite_key is not None and settings.offsite_key is not None
+    assert later.offsite_key.get_secret_value() == settings.offsite_key.get_secret_value()
+    # What the operator sets explicitly still wins, and an unreadable file is ignored.
+    assert load_settings(home=tmp_path / "new-machine",
+                         offsite_s3_endpoint=None).offsite_s3_endpoint is None
+    saved.write_text("{not json")
+    assert load_settings(home=tmp_path / "new-machine").offsite_s3_endpoint is None

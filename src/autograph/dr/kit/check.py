@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from autograph.clock import Clock, utc_now
-from autograph.config import Settings
+from autograph.config import Settings, save_offsite
 from autograph.dr.kit.document import KitKey, OffsiteStore, RecoveryKit, RestoredData
 from autograph.dr.kit.offsite import (
     endpoint,
@@ -154,7 +154,8 @@ def verify_kit(kit: RecoveryKit, base: Settings) -> KitCheck:
 
 
 def install_kit(kit: RecoveryKit, settings: Settings) -> list[str]:
-    """Write the kit's secrets into the home's ``secrets/`` (0600); return the files written.
+    """Write the kit's secrets, and its off-site store's settings (``offsite.json``, read by
+    later starts), into the home's ``secrets/`` (0600); return the files written.
 
     Raises InvalidInput, writing nothing, when the home belongs to another deployment or a
     secret's name is not a plain file name.
@@ -178,4 +179,6 @@ def install_kit(kit: RecoveryKit, settings: Settings) -> list[str]:
             handle.write(value + "\n")
         os.replace(temporary, folder / name)
         written.append(name)
+    if settings.offsite_s3_endpoint:  # later starts ship there without AUTOGRAPH_OFFSITE_*
+        written.append(save_offsite(settings).name)
     return written
