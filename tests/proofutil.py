@@ -76,10 +76,10 @@ def stand_in_drill(settings: Settings, clock: Clock, calls: list[datetime]):  # 
     """A drill that records itself as a real one does (``drills.jsonl``), instantly; the
     real sandbox drill is covered by tests/e2e/test_proof_drill.py."""
 
-    def drill() -> ProofRecord:
+    def drill(scenario: str) -> ProofRecord:
         calls.append(clock())
-        report = str(settings.dr_dir / "reports" / f"{clock():%Y%m%dT%H%M%S}-complete")
-        entry = HistoryEntry(scenario="complete", mode="sandbox", started_at=clock(),
+        report = str(settings.dr_dir / "reports" / f"{clock():%Y%m%dT%H%M%S}-{scenario}")
+        entry = HistoryEntry(scenario=scenario, mode="sandbox", started_at=clock(),
                              finished_at=clock(), passed=True, rto_seconds=30.0,
                              rpo_seconds=1.0, report=report)
         settings.dr_dir.mkdir(parents=True, exist_ok=True)

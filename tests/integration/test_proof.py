@@ -74,6 +74,9 @@ def test_a_simulated_week_proves_each_kind_daily_and_drills_once_with_two_schedu
         assert Counter(kind for kind, _day in per_day) == {
             "database": 7, "basebackup": 7, "bucket": 7, "snapshot": 7}
         assert drills == [T0]
+        # The weekly drills take the scheduled scenarios in turn: the machine loss is next.
+        drill_plan = next(p for p in schedulers[0].plan() if p.kind == "drill")
+        assert drill_plan.scenario == "machine" and drill_plan.next_run_at == T0 + 7 * DAY
 
         dump = open_catalog(settings, creds, "database").list().backups[0]
         assert dump.verification.method == "restore"

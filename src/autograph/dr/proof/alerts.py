@@ -17,7 +17,7 @@ from autograph.config import Settings
 from autograph.dr.alerts.dispatcher import AlertDispatcher
 from autograph.dr.drill.report import load_history
 from autograph.dr.proof.models import ProofRecord, last_of, load
-from autograph.dr.proof.schedule import DRILL_SCENARIO, proven_kinds
+from autograph.dr.proof.schedule import DRILL_SCENARIOS, proven_kinds
 
 
 def check(settings: Settings, alerts: AlertDispatcher, now: datetime,
@@ -81,7 +81,7 @@ def _drills(settings: Settings, alerts: AlertDispatcher, history: list[ProofReco
                                        "evidence": last.report})
     elif last is not None:
         alerts.resolve("drill_failed")
-    complete = [d for d in drills if d.scenario == DRILL_SCENARIO]
+    complete = [d for d in drills if d.scenario in DRILL_SCENARIOS]
     since = max((d.started_at for d in complete), default=started_at)
     limit = timedelta(seconds=settings.drill_interval_seconds
                       + settings.backup_overdue_margin_seconds)
@@ -89,7 +89,8 @@ def _drills(settings: Settings, alerts: AlertDispatcher, history: list[ProofReco
         alerts.resolve("drill_overdue")
         return
     alerts.fire("drill_overdue", "drill_overdue", "warning",
-                f"no {DRILL_SCENARIO} DR drill for {(now - since) / timedelta(days=1):.1f} days "
+                f"no scheduled DR drill ({' or '.join(DRILL_SCENARIOS)}) for "
+                f"{(now - since) / timedelta(days=1):.1f} days "
                 f"(one every {settings.drill_interval_seconds / 86400:g} days is scheduled)",
                 {"last_drill": isoformat(since) if complete else None,
                  "evidence": max(complete, key=lambda d: d.started_at).report

@@ -3,7 +3,8 @@
 Each proven kind is due one ``proof_interval_seconds`` after its last passed restore test
 (after a failure or a refusal: ``proof_retry_seconds`` after it), and soon after start when
 none is recorded. The sandbox drill is due one ``drill_interval_seconds`` after the last drill
-of its scenario in ``drills.jsonl`` (manual ones count), is retried after a run that crashed,
+of a scheduled scenario in ``drills.jsonl`` (manual ones count) and runs the scheduled scenario
+run least recently (``complete``, then ``machine``, in turn), is retried after a run that crashed,
 and is skipped while a backup or restore holds any kind's lock. One run across gateways: a tick
 works only while it holds ``BACKUPS/.locks/proof.lock`` and re-reads both histories under it,
 so a second gateway finds the work done. The first tick of every process, and every tick that
@@ -22,7 +23,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from autograph.clock import Clock, utc_now
 from autograph.config import Settings
@@ -35,10 +36,13 @@ from autograph.errors import Conflict
 
 log = logging.getLogger("autograph.dr.proof.schedule")
 
-DrillFn = Callable[[], ProofRecord]
-"""Runs one sandbox drill and returns its record (the drill writes its own report)."""
+DrillFn = Callable[[str], ProofRecord]
+"""Runs one sandbox drill of a scenario and returns its record (the drill writes its own
+report)."""
 BUSY_KINDS = ("database", "bucket", "basebackup", "snapshot")
-DRILL_SCENARIO = "complete"
+DRILL_SCENARIOS = ("complete", "machine")
+"""The scheduled drills, in turn: the whole stack lost, then the whole machine (off-site + kit)."""
+DRILL_SCENARIO = DRILL_SCENARIOS[0]
 
 
 class ProofPlan(BaseModel):
@@ -48,6 +52,7 @@ class ProofPlan(BaseModel):
     next_run_at: datetime
     last_passed_at: datetime | None = None
     last_status: str | None = None
+    scenario: str | None = Field(default=None, description="the drill's scenario (drill only)")
 
 
 def proven_kinds(settings: Settings) -> list[ProofKind]:
@@ -69,15 +74,16 @@ def busy(settings: Settings) -> str | None:
     return None
 
 
-def run_sandbox_drill(settings: Settings, clock: Clock = utc_now) -> ProofRecord:
-    """``autograph dr drill --scenario complete`` in a sandbox, as a child process capped by
+def run_sandbox_drill(settings: Settings, scenario: str = DRILL_SCENARIO,
+                      clock: Clock = utc_now) -> ProofRecord:
+    """``autograph dr drill --scenario SCENARIO`` in a sandbox, as a child process capped by
     ``drill_nice_command`` (nice/ionice); its report and ``drills.jsonl`` line are its own."""
     from autograph.stack.components import _service_environment
 
     started, began = clock(), time.monotonic()
     env = {**os.environ, **_service_environment(settings)}
     args = [*settings.drill_nice_command, sys.executable, "-m", "autograph.cli.main", "dr",
-            "drill", "--scenario", DRILL_SCENARIO, "--json"]
+            "drill", "--scenario", scenario, "--json"]
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=4 * 3600,
                           check=False)
     try:
@@ -95,7 +101,7 @@ def run_sandbox_drill(settings: Settings, clock: Clock = utc_now) -> ProofRecord
     return ProofRecord(kind="drill", status="passed" if passed else "failed",
                        started_at=started, finished_at=clock(),
                        duration_seconds=round(time.monotonic() - began, 3), method="drill",
-                       compared=f"sandbox drill {DRILL_SCENARIO}", detail=detail,
+                       compared=f"sandbox drill {scenario}", detail=detail,
                        evidence=report, rto_seconds=rto, rpo_seconds=rpo_s)
 
 
@@ -108,7 +114,7 @@ class ProofScheduler:
         self.settings = settings
         self.prover = prover
         self.clock = clock
-        self.drill = drill or (lambda: run_sandbox_drill(settings, clock))
+        self.drill = drill or (lambda scenario: run_sandbox_drill(settings, scenario, clock))
         self.started_at = started_at or clock()
         delay = settings.scheduler_startup_delay_seconds if startup_delay is None \
             else startup_delay
@@ -134,8 +140,11 @@ class ProofScheduler:
         return [*plans, self._drill_plan(history, retry)]
 
     def _drill_plan(self, history: list[ProofRecord], retry: timedelta) -> ProofPlan:
-        drills = [d for d in load_history(self.settings.dr_dir) if d.scenario == DRILL_SCENARIO]
+        drills = [d for d in load_history(self.settings.dr_dir) if d.scenario in DRILL_SCENARIOS]
         last = max(drills, key=lambda d: d.started_at) if drills else None
+        newest = {d.scenario: d.started_at for d in sorted(drills, key=lambda d: d.started_at)}
+        scenario = min(DRILL_SCENARIOS, key=lambda name: (
+            name in newest, newest.get(name), DRILL_SCENARIOS.index(name)))
         attempt = last_of(history, "drill")
         crashed = attempt is not None and attempt.evidence is None and \
             (last is None or attempt.finished_at > last.finished_at)
@@ -144,7 +153,7 @@ class ProofScheduler:
                        started_at=self.started_at, startup_delay=self.startup_delay,
                        failed_at=attempt.finished_at if crashed and attempt else None,
                        retry=retry)
-        return ProofPlan(kind="drill", next_run_at=due,
+        return ProofPlan(kind="drill", next_run_at=due, scenario=scenario,
                          last_passed_at=last.finished_at if last and last.passed else None,
                          last_status=("passed" if last.passed else "failed") if last else None)
 
@@ -156,24 +165,25 @@ class ProofScheduler:
             return []  # another gateway is proving right now
         with lock:
             now = self.clock()
-            due = [p.kind for p in self.plan() if p.next_run_at <= now]
+            due = [p for p in self.plan() if p.next_run_at <= now]
             if due or not self._cleaned:
                 self.prover.clean_leftovers()
                 self._cleaned = True
             records = []
-            for kind in due:
-                record = self._run(kind)
+            for plan in due:
+                record = self._run(plan)
                 if record is not None:
                     records.append(record)
             return records
 
-    def _run(self, kind: ProofKind) -> ProofRecord | None:
+    def _run(self, plan: ProofPlan) -> ProofRecord | None:
+        kind = plan.kind
         if kind == "drill":
             running = busy(self.settings)
             if running is not None:
                 log.info("scheduled drill skipped: a %s is running", running)
                 return None
-            record = self.drill()
+            record = self.drill(plan.scenario or DRILL_SCENARIO)
             append(self.settings.dr_dir, record)
             return record
         try:
