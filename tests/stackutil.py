@@ -9,16 +9,19 @@ import tempfile
 from pathlib import Path
 
 from autograph.config import Settings, load_settings
-from autograph.stack.health import port_free
+from autograph.stack.health import port_free, private_port_range
 
 _used: set[int] = set()
 
 
-def free_port_block(size: int = 1, start: int = 20000, end: int = 60000) -> int:
-    """The first port of ``size`` consecutive free ports not handed out before in this run."""
+def free_port_block(size: int = 1) -> int:
+    """The first port of ``size`` consecutive free ports not handed out before in this run,
+    outside the kernel's ephemeral range (see ``private_port_range``)."""
+    ports = private_port_range()
+    start, end = ports.start, ports.stop
     probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    candidate = max(start, probe.getsockname()[1] % end)
+    probe.bind(("127.0.0.1", 0))  # a different starting point in every test process
+    candidate = start + probe.getsockname()[1] % (end - start)
     probe.close()
     while True:
         if candidate + size >= end:

@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 Probe = Callable[[], "Health"]
 
@@ -38,6 +39,20 @@ def port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return not port_open(host, port, timeout=0.2)
+
+
+def private_port_range() -> range:
+    """Ports to pick for a stack on free ports: below the kernel's ephemeral range (an
+    outgoing connection can take a free port of that range between our check and our bind),
+    from 20000; above it when the range starts too low to leave room."""
+    try:
+        low, high = (int(v) for v in
+                     Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    if low >= 22000:
+        return range(20000, low)
+    return range(min(high + 1, 63000), 65000)
 
 
 def postgres_probe(host: str, port: int, user: str, password: str, dbname: str,

@@ -48,7 +48,7 @@ from autograph.dr.recovery.options import RecoveryOptions
 from autograph.dr.recovery.run import Recovery
 from autograph.errors import InvalidInput, OperationFailed
 from autograph.s3.boto import app_client
-from autograph.stack.health import port_free
+from autograph.stack.health import port_free, private_port_range
 from autograph.stack.lifecycle import Stack
 
 Progress = Callable[[str], None]
@@ -88,16 +88,17 @@ def _free_ports(avoid: set[int], singles: int, block: int) -> tuple[list[int], i
     """``singles`` free ports and the first of ``block`` consecutive free ones."""
     rng = random.Random()
     chosen: list[int] = []
+    ports = private_port_range()
 
     def usable(port: int) -> bool:
         return port not in avoid and port not in chosen and port_free("127.0.0.1", port)
 
     while len(chosen) < singles:
-        port = rng.randrange(20000, 60000)
+        port = rng.randrange(ports.start, ports.stop)
         if usable(port):
             chosen.append(port)
     while True:
-        first = rng.randrange(20000, 60000 - block)
+        first = rng.randrange(ports.start, ports.stop - block)
         if all(usable(p) for p in range(first, first + block)):
             return chosen, first
 
