@@ -96,6 +96,9 @@ def _service_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+KEEP_ALIVE_SECONDS = 30
+
+
 def service_component(settings: Settings, spec: ServiceSpec) -> Component:
     """The component that runs one application service under uvicorn."""
     port = settings.service_port(spec.name)
@@ -108,6 +111,9 @@ def service_component(settings: Settings, spec: ServiceSpec) -> Component:
             sys.executable, "-m", "uvicorn", spec.module, "--factory",
             "--host", settings.host, "--port", str(port), "--no-access-log",
             "--log-level", "warning",
+            # Longer than any client's pooled keep-alive (httpx: 5 s, the gateway's: 2 s): a
+            # server closing an idle connection as a client reuses it fails that request.
+            "--timeout-keep-alive", str(KEEP_ALIVE_SECONDS),
         ),
         health=http_probe(f"{settings.service_url(spec.name)}/health"),
         environment=_service_environment(settings),

@@ -45,7 +45,10 @@ def make_client(settings: Settings) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         cookies=_no_cookies(),
         timeout=httpx.Timeout(connect=2.0, read=60.0, write=60.0, pool=5.0),
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        # Idle connections are dropped well before the services' keep-alive timeout ends:
+        # reusing one the service is closing would fail the request (a 502).
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50,
+                            keepalive_expiry=2.0),
         follow_redirects=False,
         trust_env=False,
     )
