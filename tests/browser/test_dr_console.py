@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -87,7 +89,7 @@ def test_operator_console_end_to_end(page: Page, admin_key: str, app_stack: Stac
     assert admin_key not in held and "ags_" not in held
 
     tiles = page.locator("#dr-tiles .tile")
-    expect(tiles.filter(has_text="Database")).to_have_count(1)
+    expect(tiles.filter(has_text=re.compile(r"^Database "))).to_have_count(1)
     expect(tiles.filter(has_text="WAL stream")).to_have_count(1)
     expect(tiles.filter(has_text="Bucket diagrams")).to_have_count(1)
 
@@ -178,3 +180,83 @@ def test_the_console_fits_390_pixels(page: Page, admin_key: str) -> None:
     _open_console(page, admin_key)
     expect(page.locator("#dr-backups tbody tr").first).to_be_visible(timeout=90_000)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def _cli(app_stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "autograph.cli.main", *args],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **settings_env(app_stack.settings)})
+
+
+def _no_drill_left(gateway: httpx.Client, admin_key: str) -> None:
+    """Stop a drill this test started, and wait until it has ended (never leave one running)."""
+    key = {"Authorization": f"Bearer {admin_key}"}
+    gateway.delete("/api/admin/drills/run", headers=key)  # 404 when none runs: fine
+    for _ in range(240):
+        if not gateway.get("/api/admin/drills/run", headers=key).json()["running"]:
+            return
+        time.sleep(1)
+    raise AssertionError("a drill is still running")
+
+
+def test_overview_tiles_for_offsite_and_restore_tests(page: Page, admin_key: str,
+                                                      app_stack: Stack,
+                                                      operator_world: str) -> None:
+    made = _cli(app_stack, "backup", "db", "create")
+    assert made.returncode == 0, made.stderr
+    proved = _cli(app_stack, "dr", "prove", "database")
+    assert proved.returncode == 0, proved.stderr
+    _open_console(page, admin_key)
+    offsite = page.locator("#dr-tiles .tile", has_text="Off-site copy")
+    expect(offsite).to_contain_text("not configured")
+    expect(offsite).to_contain_text("every copy dies with this machine")
+    expect(offsite).to_have_attribute("data-level", "warning")
+    proofs = page.locator("#dr-tiles .tile", has_text="Restore tests")
+    database = proofs.locator("p[data-kind=database]")
+    expect(database).to_contain_text("database: proven")
+    expect(database).to_have_attribute("data-level", "ok")
+    base = proofs.locator("p[data-kind=basebackup]")
+    expect(base).to_have_text("basebackup: never proven")
+    expect(base).to_have_attribute("data-level", "critical")
+    expect(proofs).to_have_attribute("data-level", "critical")  # the worst kind colours it
+    expect(proofs).to_contain_text("(not scheduled here)")
+
+
+def test_drill_chart_and_a_sandbox_drill_run_and_stopped(page: Page, admin_key: str,
+                                                         gateway: httpx.Client,
+                                                         operator_world: str) -> None:
+    _open_console(page, admin_key)
+    rto = page.locator("#dr-drill-chart figure[data-metric=rto_seconds]")
+    expect(rto.locator("circle.point").first).to_be_attached()
+    titles = rto.locator("circle.point title").all_text_contents()
+    assert any("RTO 41 s (complete, passed)" in t for t in titles), titles
+    expect(rto.locator("line.target")).to_have_count(1)
+    expect(rto.locator("figcaption")).to_contain_text("target 1 h")
+    rpo = page.locator("#dr-drill-chart figure[data-metric=rpo_seconds]")
+    expect(rpo.locator("figcaption")).to_contain_text("target 5 min")
+    assert any("RPO 1 s" in t for t in rpo.locator("circle.point title").all_text_contents())
+
+    try:
+        page.click("#dr-drill-run")
+        dialog = page.locator("#confirm")
+        expect(dialog).to_contain_text("Production is not touched")
+        expect(page.locator("#confirm-ok")).to_be_disabled()
+        page.fill("#confirm-input", "drill")
+        page.click("#confirm-ok")
+        job = page.locator("#dr-jobs li", has_text="sandbox drill").first
+        steps = re.compile(r"sandbox in |starting |healthy|load_dataset|start_writer")
+        expect(job.locator("span")).to_contain_text(steps, timeout=120_000)  # the drill's own
+        assert float(job.locator("progress").get_attribute("value") or 0) > 0
+        expect(page.locator("#dr-drill-running")).to_contain_text("A sandbox drill is running")
+        expect(page.locator("#dr-drill-run")).to_be_disabled()
+        page.click("#dr-drill-stop")
+        expect(page.locator("#flash")).to_contain_text("Stopping the drill")
+        expect(job.locator("span")).to_contain_text("failed: drill stopped by request",
+                                                    timeout=180_000)
+        expect(page.locator("#dr-drill-run")).to_be_enabled(timeout=30_000)
+    finally:
+        _no_drill_left(gateway, admin_key)
+    page.click("#dr-refresh")
+    audit = page.locator("#dr-audit tbody")
+    expect(audit).to_contain_text("POST /api/admin/drills/run")
+    expect(audit).to_contain_text("DELETE /api/admin/drills/run")

@@ -103,6 +103,15 @@ def test_status_alerts_and_metrics_through_the_gateway(settings: Settings, histo
         ("bucket", "uploads"), ("basebackup", "cluster")}
     table = CliRunner().invoke(cli_app, ["dr", "status"], env=settings_env(settings))
     assert "backup_failed:database" in table.stdout and "scheduled_backup_a" in table.stdout
+    # Each kind against its own schedule, the RPO once against the continuous protection.
+    assert cli["rpo"]["met"] is False and cli["rpo"]["parts"][0]["protected_by"] == "newest dump"
+    lines = table.stdout.splitlines()
+    dump = next(line for line in lines if "scheduled_backup_a" in line)
+    assert "every 1 d: on time" in dump and "RPO" not in dump
+    flat = " ".join(table.stdout.split())  # rich wraps long lines
+    assert flat.count("missed") == 1 and flat.count("RPO (continuous protection)") == 1
+    assert "RPO (continuous protection): missed, no protection for a part" in flat
+    assert "database: newest dump 3 h" in flat and "objects: no copy of exports (over)" in flat
 
 
 def test_metrics_can_be_public_by_configuration(settings: Settings) -> None:

@@ -42,6 +42,27 @@ def _when(moment: datetime | None, now: datetime) -> str:
     return f"{_stamp(moment)} (in {_ago((moment - now).total_seconds())[:-4]})"
 
 
+def _schedule(on_time: bool, interval: float) -> str:
+    every = human_age(interval)
+    return f"every {every}: [green]on time[/]" if on_time else f"every {every}: [red]overdue[/]"
+
+
+def _render_rpo(status: DrStatus) -> None:
+    """The RPO once, against the continuous protection (each kind keeps its own schedule)."""
+    rpo = status.rpo
+    if rpo is None:
+        return
+    verdict = "[green]met[/]" if rpo.met else "[red]missed[/]"
+    worst = "no protection for a part" if rpo.exposure_seconds is None else \
+        f"worst {human_age(rpo.exposure_seconds)}"
+    parts = "; ".join(
+        f"{p.name}: {p.protected_by}"
+        + ("" if p.age_seconds is None else f" {human_age(p.age_seconds)}")
+        + ("" if p.met else " [red](over)[/]") for p in rpo.parts)
+    out.print(f"RPO (continuous protection): {verdict}, {worst} against "
+              f"{human_age(rpo.target_seconds)} ({parts})")
+
+
 def render(status: DrStatus) -> None:
     """Print the status: one block per backup source, then alerts and drills."""
     now = status.generated_at
@@ -49,6 +70,7 @@ def render(status: DrStatus) -> None:
     out.print(f"DR status: [{COLOURS[level]}]{level}[/]   RPO target "
               f"{status.rpo_target_seconds}s, RTO target {status.rto_target_seconds}s, "
               f"scheduler {'on' if status.scheduler_enabled else 'off'}")
+    _render_rpo(status)
     for infra in status.infrastructure:
         health = "[green]healthy[/]" if infra.healthy else f"[red]down[/] {infra.detail[:60]}"
         out.print(f"{infra.name} ({'external' if infra.external else 'ours'}, "
@@ -59,9 +81,9 @@ def render(status: DrStatus) -> None:
         if last is None:
             out.print("  last success: never")
         else:
-            rpo = "[green]met[/]" if item.within_rpo else "[yellow]missed[/]"
             out.print(f"  last success: {last.name}, {_ago(item.age_seconds)}, "
-                      f"{human_size(last.size_bytes)}, {', '.join(last.locations)} (RPO {rpo})")
+                      f"{human_size(last.size_bytes)}, {', '.join(last.locations)} "
+                      f"({_schedule(item.within_schedule, item.interval_seconds)})")
         verified = item.last_verified.name if item.last_verified else "none"
         if item.verification_failed:
             verified += f"; failed: {', '.join(item.verification_failed)}"
@@ -75,9 +97,7 @@ def render(status: DrStatus) -> None:
                   f"{_ago(point.age_seconds)}; {point.pending_objects} objects waiting"
                   + "".join(f"; [yellow]{t} failing[/]: {why}" for t, why in point.failing.items()))
     for snap in status.snapshots:
-        rpo = "[green]met[/]" if snap.within_rpo else "[yellow]missed[/]"
-        newest = (f"{snap.latest}, {_ago(snap.age_seconds)} (RPO {rpo})" if snap.latest
-                  else "none")
+        newest = (f"{snap.latest}, {_ago(snap.age_seconds)}" if snap.latest else "none")
         out.print(f"snapshots/{snap.bucket}  [{COLOURS[snap.status]}]{snap.status}[/]  "
                   f"newest: {newest}; {snap.snapshots} kept, every "
                   f"{snap.interval_seconds:g}s")

@@ -41,6 +41,7 @@ from autograph.dr.monitor.status import (
     consistent_point,
     overall,
     read_alert_state,
+    rpo_of,
     snapshot_status,
     source_status,
     worst,
@@ -247,12 +248,16 @@ def collect_status(settings: Settings, creds: Credentials, *, clock: Clock = utc
     drills = drill_status(settings.dr_dir, now,
                           settings.drill_interval_seconds if scheduled else None)
     offsite = offsite_status(settings, catalogs)
+    point = consistent_point(settings.dr_dir, now)
+    rpo = rpo_of(settings, states, snapshots, point, offsite)
     level = overall(states, active, drills, unreachable, snapshots)
+    if not rpo.met:  # a recovery now would lose more than the target
+        level = worst([level, "warning"])
     if offsite is not None and offsite.problems:
         level = worst([level, "warning"])
     return DrStatus(generated_at=now, status=level, offsite=offsite,
                     snapshots=snapshots,
-                    consistent_point=consistent_point(settings.dr_dir, now),
+                    consistent_point=point, rpo=rpo,
                     rpo_target_seconds=settings.rpo_target_seconds,
                     rto_target_seconds=settings.rto_target_seconds,
                     scheduler_enabled=settings.scheduler_enabled,
@@ -260,6 +265,8 @@ def collect_status(settings: Settings, creds: Credentials, *, clock: Clock = utc
                     active_alerts=active, drills=drills, unreachable=unreachable,
                     infrastructure=infrastructure_health(settings, creds),
                     proven=proven(settings.dr_dir, proven_kinds(settings)),
+                    proof_interval_seconds=settings.proof_interval_seconds if scheduled
+                    else None,
                     last_drill=last_drill(settings.dr_dir))
 
 

@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from autograph.dr.api import audit, backups, buckets, console, metrics, monitoring, snapshots
+from autograph.dr.api import (
+    audit,
+    backups,
+    buckets,
+    console,
+    drill_runs,
+    metrics,
+    monitoring,
+    snapshots,
+)
 from autograph.services.common.deps import get_admin
 
 admin_router = APIRouter(prefix="/api/admin", dependencies=[Depends(get_admin)])
@@ -15,6 +24,7 @@ admin_router.include_router(backups.router)
 admin_router.include_router(buckets.router)
 admin_router.include_router(snapshots.router)
 admin_router.include_router(monitoring.router)
+admin_router.include_router(drill_runs.router)
 admin_router.include_router(console.router)
 admin_router.include_router(audit.router)
 

@@ -27,7 +27,9 @@ _SERVERS: dict[str, Stack] = {}  # sandbox home -> its off-site server's stack
 def start_offsite(base: Settings, sandbox_home: Path, s3_port: int) -> dict[str, Any]:
     """Start an S3-only stack in a folder beside ``sandbox_home`` on ``s3_port`` (a block of
     8 free ports); return the settings that point a sandbox's backups at it."""
-    home = Path(tempfile.mkdtemp(prefix="autograph-drill-offsite-"))
+    # named after the sandbox (its path is a prefix of this one), beside it, never inside it
+    home = Path(tempfile.mkdtemp(prefix=f"{sandbox_home.name}-offsite-",
+                                 dir=sandbox_home.parent))
     values = {name: getattr(base, name) for name in type(base).model_fields}
     values.update({"home": home, "s3_port": s3_port, "backup_dir": None, "s3_endpoint": None,
                    "s3_access_key": None, "s3_secret_key": None, "backup_s3_endpoint": None,
@@ -36,7 +38,7 @@ def start_offsite(base: Settings, sandbox_home: Path, s3_port: int) -> dict[str,
     stack = Stack(load_settings(**values))
     try:
         stack.up(only=["s3"])
-    except Exception:
+    except BaseException:  # an interrupted drill (stopped from the console) too
         stop_offsite(stack)
         raise
     _SERVERS[str(sandbox_home)] = stack

@@ -144,11 +144,14 @@ def make_sandbox(base: Settings) -> Stack:
     _, offsite_port = _free_ports(used, 0, 8)
     try:
         extra = offsite.start_offsite(base, home, offsite_port)
-    except Exception:
+        values = {name: getattr(settings, name) for name in type(settings).model_fields}
+        return Stack(load_settings(**{**values, **extra}))
+    except BaseException:  # an interrupted drill (stopped from the console) too
+        server = offsite.offsite_of(home)
+        if server is not None:
+            offsite.stop_offsite(server)
         shutil.rmtree(home, ignore_errors=True)
         raise
-    values = {name: getattr(settings, name) for name in type(settings).model_fields}
-    return Stack(load_settings(**{**values, **extra}))
 
 
 def remove_sandbox(stack: Stack) -> None:
@@ -537,10 +540,10 @@ def run_drills(settings: Settings, options: DrillOptions, *, clock: Clock = utc_
                                   "start it with `autograph up` first")
     else:
         stack = make_sandbox(settings)
-        progress(f"sandbox in {stack.settings.home_dir}")
     reports: list[tuple[DrillReport, Path]] = []
     try:
         if not options.live:
+            progress(f"sandbox in {stack.settings.home_dir}")
             stack.up(progress=progress)
         for scenario in options.scenarios:
             progress(f"drill {scenario}")

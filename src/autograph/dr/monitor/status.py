@@ -17,10 +17,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from autograph.config import Settings
 from autograph.dr.alerts.models import Alert
 from autograph.dr.drill.report import DrillSchedule, drill_schedule, load_history
 from autograph.dr.models import BackupEntry, Kind, Tier, Verification
 from autograph.dr.monitor.infrastructure import InfrastructureHealth
+from autograph.dr.monitor.rpo import RpoStatus, judge_rpo
 from autograph.dr.offsite.status import OffsiteStatus
 from autograph.dr.proof.status import LastDrill, ProvenKind
 from autograph.dr.scheduler import NextRun
@@ -129,6 +131,10 @@ class DrStatus(BaseModel):
                                           "per kind, reachability (None: not configured)")
     proven: list[ProvenKind] = Field(default_factory=list,
                                      description="per kind: last proven restorable")
+    rpo: RpoStatus | None = Field(default=None, description="the RPO judged once, against "
+                                  "the continuous protection (WAL, snapshots, off-site lag)")
+    proof_interval_seconds: int | None = Field(
+        default=None, description="restore tests are due this often (None: not scheduled here)")
     last_drill: LastDrill | None = Field(default=None, description="with its RTO and RPO")
 
 
@@ -240,3 +246,24 @@ def drills_of(dr_dir: Path, now: datetime, interval: float | None = None) -> Dri
         return schedule
     upcoming = min(schedule.next_scheduled, schedule.last_tested + timedelta(seconds=interval))
     return schedule.model_copy(update={"next_scheduled": upcoming, "overdue": now >= upcoming})
+
+
+def rpo_of(settings: Settings, states: list[SourceStatus], snapshots: list[SnapshotStatus],
+           point: ConsistentPoint | None, offsite: OffsiteStatus | None) -> RpoStatus:
+    """The RPO once, from the continuous protection (see :mod:`autograph.dr.monitor.rpo`)."""
+    from autograph.dr.postgres.physical import wal_summary
+
+    def ages(kind: str) -> list[float]:
+        return [s.age_seconds for s in states if s.kind == kind and s.age_seconds is not None]
+
+    wal = [c["newest_age_seconds"] for c in wal_summary(settings).values()
+           if c.get("newest_age_seconds") is not None]
+    snap = {s.bucket: s.age_seconds for s in snapshots}
+    return judge_rpo(
+        settings.rpo_target_seconds, wal_age=min(wal, default=None),
+        base_backup=bool(ages("basebackup")), dump_age=min(ages("database"), default=None),
+        buckets=[(s.source, snap.get(s.source), s.age_seconds) for s in states
+                 if s.kind == "bucket"],
+        consistent_age=point.age_seconds if point else None,
+        offsite_lag=offsite.max_lag_seconds if offsite else None,
+        offsite_configured=offsite is not None)

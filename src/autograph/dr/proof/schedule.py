@@ -13,13 +13,8 @@ has work, first removes the scratch resources a killed run left.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -31,6 +26,7 @@ from autograph.dr.drill.report import load_history
 from autograph.dr.ops import locks
 from autograph.dr.proof.models import PROVEN_KINDS, ProofKind, ProofRecord, append, last_of, load
 from autograph.dr.proof.run import Prover
+from autograph.dr.proof.sandbox_drill import run_sandbox_drill
 from autograph.dr.scheduler import next_run
 from autograph.errors import Conflict
 
@@ -72,37 +68,6 @@ def busy(settings: Settings) -> str | None:
         if holder is not None:
             return f"{kind} {holder.get('operation', 'operation')}"
     return None
-
-
-def run_sandbox_drill(settings: Settings, scenario: str = DRILL_SCENARIO,
-                      clock: Clock = utc_now) -> ProofRecord:
-    """``autograph dr drill --scenario SCENARIO`` in a sandbox, as a child process capped by
-    ``drill_nice_command`` (nice/ionice); its report and ``drills.jsonl`` line are its own."""
-    from autograph.stack.components import _service_environment
-
-    started, began = clock(), time.monotonic()
-    env = {**os.environ, **_service_environment(settings)}
-    args = [*settings.drill_nice_command, sys.executable, "-m", "autograph.cli.main", "dr",
-            "drill", "--scenario", scenario, "--json"]
-    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=4 * 3600,
-                          check=False)
-    try:
-        summary = json.loads(proc.stdout)[0]
-        rpo = summary.get("rpo") or {}
-        figures = [v for v in (rpo.get("database_seconds"), rpo.get("objects_seconds"))
-                   if v is not None]
-        passed, report = bool(summary["passed"]), str(summary["report"])
-        detail = None if passed else "failed criteria: " + ", ".join(summary.get("failed", []))
-        rto, rpo_s = summary.get("rto_seconds"), max(figures) if figures else None
-    except (ValueError, KeyError, IndexError, TypeError):
-        passed, report, rto, rpo_s = False, None, None, None
-        detail = f"the drill exited {proc.returncode} without a report: " + \
-            (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
-    return ProofRecord(kind="drill", status="passed" if passed else "failed",
-                       started_at=started, finished_at=clock(),
-                       duration_seconds=round(time.monotonic() - began, 3), method="drill",
-                       compared=f"sandbox drill {scenario}", detail=detail,
-                       evidence=report, rto_seconds=rto, rpo_seconds=rpo_s)
 
 
 class ProofScheduler:

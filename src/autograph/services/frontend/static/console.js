@@ -5,65 +5,11 @@
 
 import { ago, api, button, bytes, cells, duration, el, when } from "./api.js";
 import { acknowledge, actionsFor, onChange, wireActions } from "./console_actions.js";
+import { renderDrillChart, renderDrillRun, wireDrills } from "./console_drills.js";
+import { renderTiles } from "./console_tiles.js";
 
 const REFRESH_MS = 15000;
 const view = { backups: [], timer: null, loading: null, again: false, loadedAt: 0, running: false };
-
-function level(age, rpo, serverLevel) {
-  if (age === null || age === undefined || serverLevel === "critical") return "critical";
-  if (age <= rpo) return "ok";
-  return "warning";
-}
-
-function tile(title, age, rpo, lvl, lines) {
-  const box = el("div", null, "tile " + lvl);
-  box.append(el("h4", title), el("p", age === null ? "no copy" : ago(new Date(Date.now() - age * 1000).toISOString()), "age"));
-  box.append(el("p", age === null ? "nothing to recover from" :
-    (lvl === "ok" ? "within" : "outside") + " the RPO of " + duration(rpo), "hint"));
-  for (const line of lines) if (line) box.append(el("p", line, "detail"));
-  box.dataset.level = lvl;
-  return box;
-}
-
-function minAge(...ages) {
-  const known = ages.filter((a) => typeof a === "number");
-  return known.length ? Math.min(...known) : null;
-}
-
-function renderTiles(status, wal) {
-  const box = document.getElementById("dr-tiles");
-  box.replaceChildren();
-  if (!status) return;
-  const rpo = status.rpo_target_seconds;
-  const walAges = Object.values((wal && wal.clusters) || {}).map((c) => c.newest_age_seconds);
-  const walAge = minAge(...walAges);
-  const dumps = status.sources.filter((s) => s.kind === "database");
-  const bases = status.sources.filter((s) => s.kind === "basebackup");
-  const baseOk = bases.some((s) => s.last_success);
-  for (const dump of dumps) {
-    const age = minAge(dump.age_seconds, baseOk ? walAge : null);
-    box.append(tile("Database " + dump.source, age, rpo, level(age, rpo, dump.status), [
-      "dump: " + (dump.last_success ? ago(dump.last_success.finished_at) : "none"),
-      "base backup: " + (bases[0] && bases[0].last_success ? ago(bases[0].last_success.finished_at) : "none"),
-      "WAL: " + (walAge === null ? "not streamed" : "newest segment " + duration(walAge) + " old"),
-      ...dump.problems]));
-  }
-  box.append(tile("WAL stream", walAge, rpo, level(walAge, rpo, walAge === null ? "critical" : "ok"),
-                  [walAges.length + " cluster(s)"]));
-  const snaps = new Map((status.snapshots || []).map((s) => [s.bucket, s]));
-  for (const bucket of status.sources.filter((s) => s.kind === "bucket")) {
-    const snap = snaps.get(bucket.source);
-    const age = minAge(bucket.age_seconds, snap ? snap.age_seconds : null);
-    const worst = bucket.status === "critical" && !(snap && snap.status === "ok") ? "critical" : "ok";
-    box.append(tile("Bucket " + bucket.source, age, rpo, level(age, rpo, worst), [
-      "archive: " + (bucket.last_success ? ago(bucket.last_success.finished_at) : "none"),
-      "snapshot: " + (snap && snap.taken_at ? ago(snap.taken_at) : "none"),
-      ...bucket.problems]));
-  }
-  const overall = document.getElementById("dr-overall");
-  overall.textContent = "overall: " + status.status;
-  overall.className = "badge " + status.status;
-}
 
 function renderAlerts(alerts, acks) {
   const list = document.getElementById("dr-alerts");
@@ -192,8 +138,11 @@ async function load() {
     }),
     Promise.all([get("/api/admin/alerts"), api("GET", "/api/admin/alerts/acks")]).then(([a, k]) =>
       renderAlerts(a.ok ? a.data : null, k.ok ? k.data : {})),
-    Promise.all([get("/api/admin/drills"), status]).then(([d, s]) =>
-      renderDrills(d.ok ? d.data : [], s.ok ? s.data : null)),
+    Promise.all([get("/api/admin/drills"), status]).then(([d, s]) => {
+      renderDrills(d.ok ? d.data : [], s.ok ? s.data : null);
+      renderDrillChart(d.ok ? d.data : [], s.ok ? s.data : null);
+    }),
+    get("/api/admin/drills/run").then((r) => renderDrillRun(r.ok ? r.data : null)),
     get("/api/admin/audit?limit=30").then((a) => renderAudit(a.ok ? a.data : [])),
     get("/api/admin/backups").then((b) => {
       if (!b.ok) return;
@@ -274,5 +223,6 @@ export function wireConsole() {
   });
   document.addEventListener("visibilitychange", tick);
   onChange(refresh);
+  wireDrills(refresh);
   wireActions(() => document.getElementById("act-bucket").value);
 }

@@ -10,7 +10,7 @@ export function onChange(fn) { afterChange = fn; }
 const q = encodeURIComponent;
 
 // Start a wait=false call and follow its job until it ends, showing the step and progress.
-export async function runJob(label, method, path) {
+export async function runJob(label, method, path, onStarted) {
   const list = document.getElementById("dr-jobs");
   const placeholder = list.querySelector(":scope > li.hint");
   if (placeholder) placeholder.remove();
@@ -36,6 +36,8 @@ export async function runJob(label, method, path) {
     return started.data;
   }
   const t0 = Date.now();
+  item.dataset.jobId = started.data.job_id;
+  if (onStarted) onStarted(started.data);
   for (;;) {
     await new Promise((resolve) => setTimeout(resolve, 500));
     const job = await api("GET", "/api/admin/jobs/" + q(started.data.job_id));
@@ -54,7 +56,7 @@ export async function runJob(label, method, path) {
 }
 
 // The confirmation dialog: says what will change and asks to type a name before it runs.
-function confirmTyped({ title, text, expected, target }) {
+export function confirmTyped({ title, text, expected, target }) {
   const dialog = document.getElementById("confirm");
   const input = document.getElementById("confirm-input");
   const ok = document.getElementById("confirm-ok");
