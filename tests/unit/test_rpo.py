@@ -42,3 +42,30 @@ def test_the_offsite_lag_is_a_part_when_configured() -> None:
     assert not late.met and late.exposure_seconds == 900.0
     unknown = judge(wal_age=1.0, base_backup=True, offsite_configured=True, offsite_lag=None)
     assert not unknown.met and unknown.parts[-1].protected_by.startswith("unknown")
+
+
+def test_an_idle_database_whose_wal_receiver_is_caught_up_loses_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An idle database writes no WAL, so its newest segment ages; while the receiver holds
+    everything the server flushed, the database part is not exposed at all."""
+    import os
+    import time
+
+    from autograph.config import load_settings
+    from autograph.dr.monitor.status import SourceStatus, rpo_of
+
+    settings = load_settings(home=tmp_path)
+    folder = settings.backups_dir / "wal" / "7300000000000000001"
+    folder.mkdir(parents=True)
+    segment = folder / "000000010000000000000003.partial"
+    segment.write_bytes(b"\0")
+    hour_ago = time.time() - 3600
+    os.utime(segment, (hour_ago, hour_ago))
+    base = SourceStatus(kind="basebackup", source="cluster", status="ok", backups=1,
+                        age_seconds=7200.0, rpo_target_seconds=300, within_rpo=False,
+                        interval_seconds=86400.0, within_schedule=True)
+    idle = rpo_of(settings, [base], [], None, None)
+    assert not idle.met and idle.parts[0].age_seconds is not None
+    assert idle.parts[0].age_seconds >= 3600
+    live = rpo_of(settings, [base], [], None, None, wal_streaming=True)
+    assert live.met and live.parts[0].age_seconds == 0.0
+    assert live.parts[0].protected_by == "WAL stream"

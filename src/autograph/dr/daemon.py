@@ -249,7 +249,8 @@ def collect_status(settings: Settings, creds: Credentials, *, clock: Clock = utc
                           settings.drill_interval_seconds if scheduled else None)
     offsite = offsite_status(settings, catalogs)
     point = consistent_point(settings.dr_dir, now)
-    rpo = rpo_of(settings, states, snapshots, point, offsite)
+    rpo = rpo_of(settings, states, snapshots, point, offsite, wal_streaming=_wal_caught_up(
+        settings, creds))
     level = overall(states, active, drills, unreachable, snapshots)
     if not rpo.met:  # a recovery now would lose more than the target
         level = worst([level, "warning"])
@@ -268,6 +269,17 @@ def collect_status(settings: Settings, creds: Credentials, *, clock: Clock = utc
                     proof_interval_seconds=settings.proof_interval_seconds if scheduled
                     else None,
                     last_drill=last_drill(settings.dr_dir))
+
+
+def _wal_caught_up(settings: Settings, creds: Credentials) -> bool:
+    """The WAL receiver streams and holds everything the server flushed (within one page)."""
+    from autograph.stack.infra import streaming_lag_bytes
+
+    try:
+        lag = streaming_lag_bytes(settings, creds)
+    except Exception:  # PostgreSQL down: nothing is streaming
+        return False
+    return lag is not None and lag <= 8192
 
 
 # The running part ----------------------------------------------------------------------------

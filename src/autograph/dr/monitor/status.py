@@ -249,15 +249,19 @@ def drills_of(dr_dir: Path, now: datetime, interval: float | None = None) -> Dri
 
 
 def rpo_of(settings: Settings, states: list[SourceStatus], snapshots: list[SnapshotStatus],
-           point: ConsistentPoint | None, offsite: OffsiteStatus | None) -> RpoStatus:
-    """The RPO once, from the continuous protection (see :mod:`autograph.dr.monitor.rpo`)."""
+           point: ConsistentPoint | None, offsite: OffsiteStatus | None,
+           wal_streaming: bool = False) -> RpoStatus:
+    """The RPO once, from the continuous protection (see :mod:`autograph.dr.monitor.rpo`).
+    ``wal_streaming``: the WAL receiver is caught up with the server now, so nothing committed
+    is unprotected however old its newest segment (an idle database writes no WAL)."""
     from autograph.dr.postgres.physical import wal_summary
 
     def ages(kind: str) -> list[float]:
         return [s.age_seconds for s in states if s.kind == kind and s.age_seconds is not None]
 
-    wal = [c["newest_age_seconds"] for c in wal_summary(settings).values()
-           if c.get("newest_age_seconds") is not None]
+    wal = [0.0] if wal_streaming else [
+        c["newest_age_seconds"] for c in wal_summary(settings).values()
+        if c.get("newest_age_seconds") is not None]
     snap = {s.bucket: s.age_seconds for s in snapshots}
     return judge_rpo(
         settings.rpo_target_seconds, wal_age=min(wal, default=None),
