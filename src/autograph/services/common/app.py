@@ -155,11 +155,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(psycopg.errors.UndefinedTable)
     async def table_missing(request: Request, exc: Exception) -> JSONResponse:
         resources: Resources = request.app.state.resources
-        healed = await resources.schema_lost()
-        answer = _error(503, "the database lacks a table this service needs (restored from "
-                        "an older backup?)" + ("; the schema was re-applied: retry" if healed
-                                               else ""))
-        answer.headers["Retry-After"] = "1"
+        answer = _error(503, await resources.schema_lost())
+        answer.headers["Retry-After"] = "5"
         return answer
 
     @app.exception_handler(psycopg.DataError)
