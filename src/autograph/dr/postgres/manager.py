@@ -385,6 +385,7 @@ class DatabaseBackupManager:
                            + (f" named {previous}" if previous else ""))
         live = self.server.live_database
         with self._locked("rollback", chosen, lock):
+            self.server.allow_connections(chosen)  # a swap killed halfway left it refusing
             migrate(self.server.conninfo(chosen))  # kept before an upgrade: current first
             displaced = self.server.unused_name(live, "rolled_back",
                                                 f"{self.clock():%Y%m%d%H%M%S}")
