@@ -184,6 +184,9 @@ class Settings(BaseSettings):
     bucket_quota_bytes: dict[str, int] = Field(
         default_factory=dict, description='per-bucket quota, JSON: {"uploads": 10737418240}')
     quota_check_seconds: float = 600.0
+    reference_check_seconds: float = Field(
+        default=3600.0, ge=0, description="how often the monitor checks that every row naming "
+        "an object (a diagram's canvas, an upload) has it in its bucket; 0: never")
     alert_retry_attempts: int = 3
     alert_backoff_seconds: float = 2.0
     metrics_public: bool = Field(

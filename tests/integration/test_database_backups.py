@@ -197,7 +197,7 @@ def test_restore_swaps_in_the_backup_keeps_the_previous_database_and_can_roll_ba
             assert conn.execute("SELECT count(*) FROM items").fetchone()[0] == 500
         result = manager.restore("before_changes")
         assert result.previous and result.previous.startswith(f"{live}__pre_restore_")
-        assert [s.name for s in result.steps] == ["pg_restore", "row counts", "swap"]
+        assert [s.name for s in result.steps] == ["pg_restore", "row counts", "migrate", "swap"]
         with pool.connection() as conn:  # the pool's old session was terminated: it reconnects
             assert conn.execute("SELECT count(*) FROM items").fetchone()[0] == 1000
     finally:

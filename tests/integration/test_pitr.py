@@ -207,3 +207,22 @@ def test_recovery_gives_the_restored_role_the_current_password(stack: Stack) -> 
             conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
                 sql.Identifier(stack.settings.pg_user), sql.Literal(old)))
         stack.restart("walstream")
+
+
+def test_a_cluster_recovered_to_before_a_migration_is_migrated_before_it_listens(
+        stack: Stack) -> None:
+    with _connect(stack) as conn:  # the state a base backup taken before the hub migrated has
+        conn.execute("DROP TABLE webhook_deliveries, webhooks, integration_cursors")
+        conn.execute("DELETE FROM schema_migrations WHERE version = 1001")
+    PhysicalBackupManager(stack.settings, stack.creds).create()
+    _wait_streamed(stack)
+    result = _recover(stack)
+    # Done on the private socket, in the replay step (before `start_server` opens TCP).
+    replay = next(s for s in result.steps  # type: ignore[attr-defined]
+                  if s["name"] == "replay WAL and promote")
+    assert "(applied 1001)" in replay["detail"]
+    with _connect(stack) as conn:
+        assert conn.execute("SELECT to_regclass('webhook_deliveries') IS NOT NULL"
+                            ).fetchone() == (True,)
+        assert conn.execute("SELECT count(*) FROM schema_migrations WHERE version = 1001"
+                            ).fetchone() == (1,)

@@ -1,10 +1,11 @@
 """The shared service pieces against real (or really unreachable) servers: the admin
-dependency with PostgreSQL and Redis down, the JSON error edge, concurrent migrations."""
+dependency with PostgreSQL and Redis down, the JSON error edge, concurrent migrations (the
+runner itself: autograph.schema; its CLI, the restore paths and the services' check are in
+test_migrations.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,12 @@ from fastapi.testclient import TestClient
 
 from autograph.config import load_settings
 from autograph.errors import Conflict, OperationFailed
+from autograph.schema.runner import MigrationRun, migrate
+from autograph.schema.versions import MIGRATIONS, Migration
 from autograph.services.common.app import create_app
 from autograph.services.common.checks import standard_checks
 from autograph.services.common.deps import AdminDep, CurrentUser
-from autograph.services.common.migrations import migrate
 from autograph.services.common.resources import Resources
-from autograph.services.common.schema import MIGRATIONS
-from autograph.stack.lifecycle import Stack
 from stackutil import free_port_block
 
 API_KEY = "break-glass-key-for-tests-0123456789"
@@ -118,39 +118,54 @@ def test_unexpected_errors_are_500_json_without_internals(
     assert answer.json()["detail"].endswith(f"{answer.headers['x-request-id']})")
 
 
-@pytest.fixture
-def scratch_database(app_stack: Stack) -> Iterator[dict[str, Any]]:
-    settings = app_stack.settings
-    name = f"migrations_{uuid.uuid4().hex[:8]}"
-    admin = {"host": settings.host, "port": settings.pg_port, "user": settings.pg_user,
-             "password": app_stack.creds.pg_password}
-    with psycopg.connect(**admin, dbname="postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield {**admin, "dbname": name}
-    finally:
-        with psycopg.connect(**admin, dbname="postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
 def test_concurrent_migrations_apply_each_version_once(scratch_database: dict[str, Any]
                                                        ) -> None:
-    async def three_at_once() -> list[list[int]]:
-        return list(await asyncio.gather(*(migrate(scratch_database) for _ in range(3))))
+    runs: list[MigrationRun] = []
+    start = threading.Barrier(4)
 
-    results = asyncio.run(three_at_once())
-    applied = sorted(v for result in results for v in result)
-    assert applied == [m.version for m in MIGRATIONS]
+    def run() -> None:
+        start.wait()
+        runs.append(migrate(scratch_database))
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(runs) == 4
+    applied = sorted(v for one in runs for v in one.applied_now)
+    assert applied == sorted(m.version for m in MIGRATIONS)  # each version once, in all
+    assert all(not one.status.behind for one in runs)
     with psycopg.connect(**scratch_database) as conn:
         rows = conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
     assert [row[0] for row in rows] == applied
-    assert asyncio.run(migrate(scratch_database)) == []
+    assert migrate(scratch_database).applied_now == []
+
+
+def test_migrations_apply_in_version_order(scratch_database: dict[str, Any]) -> None:
+    migrate(scratch_database)
+    with psycopg.connect(**scratch_database) as conn:
+        rows = conn.execute("SELECT version FROM schema_migrations "
+                            "ORDER BY applied_at, version").fetchall()
+    assert [row[0] for row in rows] == sorted(m.version for m in MIGRATIONS)
 
 
 def test_an_edited_migration_is_refused(scratch_database: dict[str, Any]) -> None:
-    asyncio.run(migrate(scratch_database))
+    migrate(scratch_database)
     with psycopg.connect(**scratch_database) as conn:
         conn.execute("UPDATE schema_migrations SET checksum = repeat('0', 64) "
                      "WHERE version = 1")
     with pytest.raises(OperationFailed, match="differs from the one applied"):
-        asyncio.run(migrate(scratch_database))
+        migrate(scratch_database)
+
+
+def test_a_failing_migration_is_rolled_back_and_named(scratch_database: dict[str, Any]) -> None:
+    broken = Migration(9999, "broken on purpose", "CREATE TABLE half_done (id int);\n"
+                                                  "SELECT 1 / 0;")
+    with pytest.raises(OperationFailed, match=r"9999 \(broken on purpose\) failed: division"):
+        migrate(scratch_database, (*MIGRATIONS, broken))
+    with psycopg.connect(**scratch_database) as conn:
+        versions = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        table = conn.execute("SELECT to_regclass('half_done')").fetchone()
+    assert versions == {m.version for m in MIGRATIONS}  # those before it stay applied
+    assert table == (None,)

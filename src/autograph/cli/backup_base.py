@@ -164,7 +164,7 @@ def _recover_into(folder: Path, port: int, backup: str | None, target: datetime 
         return
     console.print(f"recovered {result.backup_name} into {result.data_dir} in "
                   f"{result.duration_seconds:.1f} s ({result.wal_segments} WAL segments, at "
-                  f"{result.replayed_to})")
+                  f"{result.replayed_to}; {result.schema})")
     print(result.instructions)
 
 

@@ -29,6 +29,7 @@ class AutographGroup(LazyGroup):
         "serve": Lazy("autograph.cli.serve", "register", "serve"),
         "probe": Lazy("autograph.cli.serve", "register", "probe"),
         "bootstrap": Lazy("autograph.cli.serve", "register", "bootstrap"),
+        "migrate": Lazy("autograph.cli.migrate", "register", "migrate"),
     }
 
     def invoke(self, ctx: Any) -> object:  # typer vendors click: its Context type is private

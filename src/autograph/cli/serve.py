@@ -15,7 +15,7 @@ import typer
 
 from autograph.cli.output import console
 from autograph.config import Settings, ensure_home, load_settings
-from autograph.errors import DependencyDown, NotFound, OperationFailed
+from autograph.errors import AutographError, DependencyDown, NotFound, OperationFailed
 from autograph.secrets import load_credentials
 from autograph.stack.components import APPLICATION_SERVICES, Component, build_components
 from autograph.stack.health import Health, http_probe
@@ -72,8 +72,10 @@ def _health(settings: Settings, name: str) -> Health:
 
 
 def bootstrap() -> None:
-    """Prepare infrastructure run by others for the services: the application database and
-    the application and backup buckets exist (idempotent: an init container or job)."""
+    """Prepare infrastructure run by others: the database, its schema and the buckets.
+
+    The application database exists with its schema migrated, and the application and backup
+    buckets exist (idempotent: an init container or job)."""
     from autograph.stack import infra
 
     settings = load_settings()
@@ -85,13 +87,15 @@ def bootstrap() -> None:
             if not health.healthy:
                 raise DependencyDown(f"{component.name} unhealthy: {health.detail}")
     try:
-        infra.ensure_database(settings, creds)
+        run = infra.prepare_database(settings, creds)
         infra.ensure_s3_buckets(settings, creds)
+    except AutographError:
+        raise
     except Exception as exc:  # e.g. no CREATEDB right on a managed server: one line, no trace
         first = str(exc).strip().splitlines()
         raise OperationFailed(f"bootstrap: {first[0] if first else type(exc).__name__}"
                               ) from None
-    console.print("database and buckets ready")
+    console.print(f"database (schema version {run.status.version}) and buckets ready")
 
 
 def register(app: typer.Typer) -> None:

@@ -377,7 +377,7 @@ class Runtime:
             self.settings, self.dispatcher, self.catalogs, expected=expected_sources(
                 self.settings), watched=build_watched(self.settings, self.creds),
             clock=self.clock, journal_path=self.journal_path, s3_client=self._s3_client,
-            scheduled_only=self.settings.scheduler_enabled)
+            scheduled_only=self.settings.scheduler_enabled, creds=self.creds)
         log.info("this process now runs the DR monitor")
         return True
 

@@ -38,7 +38,7 @@ class Component:
     user: str | None = None
     depends_on: tuple[str, ...] = ()
     prepare: Callable[[], None] | None = None
-    after_healthy: Callable[[], None] | None = None
+    after_healthy: Callable[[], object] | None = None
     stop_signal: str = "TERM"
     stop_wait_seconds: int = 10
     cwd: str | None = None  # default: the home (a server run as another user needs its own)
@@ -136,7 +136,7 @@ def build_components(settings: Settings, creds: Credentials) -> list[Component]:
             user=pg_user,
             prepare=None if settings.pg_external
             else lambda: infra.prepare_postgres(settings, creds),
-            after_healthy=lambda: infra.ensure_database(settings, creds),
+            after_healthy=lambda: infra.prepare_database(settings, creds),  # migrated
             stop_signal="INT",
             stop_wait_seconds=30,
             cwd=str(infra.postgres_home(settings)),

@@ -16,6 +16,7 @@ from autograph import commands
 from autograph.config import Settings
 from autograph.errors import ConfigError
 from autograph.s3.boto import app_client, backup_client, ensure_buckets
+from autograph.schema.runner import MigrationRun, migrate
 from autograph.secrets import Credentials
 from autograph.stack.health import Health, Probe
 
@@ -201,6 +202,18 @@ def ensure_database(settings: Settings, creds: Credentials) -> None:
                               (settings.pg_database,)).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{settings.pg_database}"')
+
+
+def prepare_database(settings: Settings, creds: Credentials) -> MigrationRun:
+    """The application database exists and its schema is current: run once PostgreSQL is
+    healthy, before any service starts (``up``, ``bootstrap``).
+
+    Raises OperationFailed (a migration failed), DependencyDown (PostgreSQL unreachable).
+    """
+    from autograph.connections import pg_kwargs
+
+    ensure_database(settings, creds)
+    return migrate(pg_kwargs(settings, creds))
 
 
 # Redis -------------------------------------------------------------------------------------

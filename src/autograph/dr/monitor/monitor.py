@@ -9,7 +9,8 @@ and ``s3_unreachable`` after a few failed probes in a row, ``service_unhealthy:<
 unhealthy for longer than ``unhealthy_alert_seconds``. Storage: ``disk_usage:<path>`` over
 ``disk_usage_alert_percent``, ``backup_storage_low`` (free space under the configured minimum
 or under the size of one more round of backups), ``bucket_quota:<bucket>`` for the buckets with
-a configured quota.
+a configured quota. Data: ``dangling_references`` while rows name objects missing from their
+bucket (every ``reference_check_seconds``; each row confirmed again before it counts).
 
 The monitor decides; the :class:`~autograph.dr.alerts.dispatcher.AlertDispatcher` remembers
 what fires and delivers. Every check's failure is logged and never stops the others.
@@ -36,11 +37,13 @@ from autograph.dr.alerts.dispatcher import AlertDispatcher
 from autograph.dr.alerts.models import Severity
 from autograph.dr.catalog import Catalog
 from autograph.dr.models import BackupEntry, Kind
+from autograph.dr.monitor import references
 from autograph.dr.ops import journal
 from autograph.dr.ops.hooks import BackupEvent
 from autograph.dr.proof import alerts as proof_alerts
 from autograph.dr.scheduler import is_scheduled
 from autograph.errors import AutographError
+from autograph.secrets import Credentials
 from autograph.stack.health import Health
 
 log = logging.getLogger("autograph.dr.monitor.monitor")
@@ -88,7 +91,7 @@ class Monitor:
                  catalogs: Mapping[Kind, Catalog], *, expected: Sequence[Expected] = (),
                  watched: Sequence[Watched] = (), clock: Clock = utc_now,
                  journal_path: Path | None = None, s3_client: Callable[[], Any] | None = None,
-                 scheduled_only: bool = True) -> None:
+                 scheduled_only: bool = True, creds: Credentials | None = None) -> None:
         self.settings = settings
         self.alerts = dispatcher
         self.catalogs = dict(catalogs)
@@ -98,10 +101,12 @@ class Monitor:
         self.journal_path = journal_path
         self.s3_client = s3_client
         self.scheduled_only = scheduled_only
+        self.creds = creds
         self.started_at = clock()
         self._failures: dict[str, int] = {}
         self._unhealthy_since: dict[str, datetime] = {}
         self._quotas_checked: datetime | None = None
+        self._references_checked: datetime | None = None
         self._listings: dict[Kind, list[BackupEntry]] | None = None
 
     def fire(self, key: str, rule: str, severity: Severity, message: str,
@@ -116,7 +121,7 @@ class Monitor:
         steps: tuple[Callable[[], None], ...] = (
             self.process_journal, self.check_backups, self.check_snapshots, self.check_outbox,
             self.check_health, self.check_storage, self.check_quotas, self.check_offsite,
-            self.check_proofs)
+            self.check_proofs, self.check_references)
         self._listings = {}
         try:
             for step in steps:
@@ -461,6 +466,21 @@ class Monitor:
                           quota_bytes=quota)
             else:
                 self.alerts.resolve(key)
+
+    # Data ------------------------------------------------------------------------------------
+
+    def check_references(self) -> None:
+        """Every ``reference_check_seconds``: ``dangling_references`` while rows name objects
+        missing from their bucket (:mod:`.references`)."""
+        interval = self.settings.reference_check_seconds
+        now = self.clock()
+        if interval <= 0 or self.creds is None or self.s3_client is None:
+            return
+        if self._references_checked is not None and \
+                (now - self._references_checked).total_seconds() < interval:
+            return
+        self._references_checked = now
+        references.check(self.settings, self.creds, self.s3_client(), self.alerts)
 
 
 def bucket_usage(client: Any, bucket: str) -> tuple[int, int]:

@@ -30,6 +30,7 @@ from autograph.dr.postgres.physical import (
 )
 from autograph.dr.postgres.server import PgServer, row_counts
 from autograph.errors import AutographError, InvalidInput, OperationFailed
+from autograph.schema.runner import migrate
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,14 @@ class LocalRecovery:
     table_rows: dict[str, int]
     duration_seconds: float
     instructions: str
+    schema: str = ""
 
 
 def recover_into(manager: PhysicalBackupManager, data_dir: Path, port: int, *,
                  name: str | None = None, target_time: datetime | None = None,
                  progress: ProgressFn = no_progress) -> LocalRecovery:
-    """Build the recovered cluster in ``data_dir`` (new or empty), start it on 127.0.0.1:``port``
-    and wait until it has replayed the WAL and promoted.
+    """Build the recovered cluster in ``data_dir`` (new or empty), start it on 127.0.0.1:``port``,
+    wait until it has replayed the WAL and promoted, and migrate its application database.
 
     Raises InvalidInput (folder not empty), NotFound (no base backup), IntegrityError (no
     intact copy), OperationFailed (the cluster did not start or promote; it is stopped and its
@@ -77,7 +79,9 @@ def recover_into(manager: PhysicalBackupManager, data_dir: Path, port: int, *,
         try:
             replayed = _wait_promoted(local)
             rows: dict[str, int] = {}
+            schema = f"no database {settings.pg_database} to migrate"
             if local.database_exists(settings.pg_database):
+                schema = migrate(local.conninfo(settings.pg_database)).summary()
                 with local.connect(settings.pg_database) as conn:
                     rows = row_counts(conn)
         except AutographError as exc:
@@ -88,7 +92,7 @@ def recover_into(manager: PhysicalBackupManager, data_dir: Path, port: int, *,
         backup_name=entry.name, target_time=isoformat(target_time) if target_time else None,
         wal_segments=len(segments), replayed_to=replayed, data_dir=str(data_dir), port=port,
         table_rows=rows, duration_seconds=round(time.monotonic() - began, 3),
-        instructions=instructions(manager, data_dir, port))
+        instructions=instructions(manager, data_dir, port), schema=schema)
 
 
 def instructions(manager: PhysicalBackupManager, data_dir: Path, port: int) -> str:

@@ -1,8 +1,9 @@
 """``DatabaseBackupManager``: the plan's PostgreSQL backups (SPEC §5, §6).
 
-create · verify [deep] · restore (into a new database, checked, then swapped; the previous
-database kept for rollback) · rollback · list · delete · sync. One operation of the database kind
-at a time (:mod:`autograph.dr.ops.locks`); outcomes go to :mod:`autograph.dr.ops.hooks`.
+create · verify [deep] · restore (into a new database, checked, migrated, then swapped; the
+previous database kept for rollback) · rollback · list · delete · sync. One operation of the
+database kind at a time (:mod:`autograph.dr.ops.locks`); outcomes go to
+:mod:`autograph.dr.ops.hooks`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from autograph.dr.postgres.server import PgServer, derived_name
 from autograph.dr.postgres.verify import verify_dump
 from autograph.dr.storage import sha256_of
 from autograph.errors import AutographError, IntegrityError, NotFound, OperationFailed
+from autograph.schema.runner import migrate
 from autograph.secrets import Credentials
 
 KIND: Kind = "database"
@@ -303,6 +305,10 @@ class DatabaseBackupManager:
                     raise
                 step("row counts", f"{tables} tables match the manifest", t)
                 t = time.monotonic()
+                progress("migrating the schema", None)
+                migrated = self._migrate(scratch)
+                step("migrate", migrated, t)
+                t = time.monotonic()
                 progress("swapping databases", None)
                 previous = None
                 if self.server.database_exists(target):
@@ -332,6 +338,15 @@ class DatabaseBackupManager:
                                      f"restored into {target}",
                                      data={"duration_seconds": result.duration_seconds}))
         return result
+
+    def _migrate(self, scratch: str) -> str:
+        """Bring the restored database's schema up to date before it goes live (a dump taken
+        before a migration lacks its tables); dropped on failure. Returns what was done."""
+        try:
+            return migrate(self.server.conninfo(scratch)).summary()
+        except BaseException:
+            self.server.drop_database(scratch)
+            raise
 
     def _drop_leftovers(self, target: str) -> None:
         """Drop scratch databases an interrupted restore or deep verify left behind (the kind
@@ -370,6 +385,8 @@ class DatabaseBackupManager:
                            + (f" named {previous}" if previous else ""))
         live = self.server.live_database
         with self._locked("rollback", chosen, lock):
+            self.server.allow_connections(chosen)  # a swap killed halfway left it refusing
+            migrate(self.server.conninfo(chosen))  # kept before an upgrade: current first
             displaced = self.server.unused_name(live, "rolled_back",
                                                 f"{self.clock():%Y%m%d%H%M%S}")
             self.server.swap(live, chosen, displaced)

@@ -35,7 +35,12 @@ from autograph.dr.models import (
     no_progress,
 )
 from autograph.dr.ops import hooks, locks
-from autograph.dr.postgres.private import chain_gap, private_server, segment_number
+from autograph.dr.postgres.private import (
+    PrivateServer,
+    chain_gap,
+    private_server,
+    segment_number,
+)
 from autograph.dr.postgres.server import PgServer
 from autograph.dr.postgres.wal_fetch import fetch_offsite_wal
 from autograph.dr.postgres.walstream import wal_root
@@ -203,7 +208,7 @@ class PhysicalBackupManager:
                     live.rename(previous)
                     moved = True
                 staging.rename(live)
-                replayed, short = self._replay(live, user, target_time)
+                replayed, short, migrated = self._replay(live, user, target_time)
                 (live / RECOVERY_CONF).unlink(missing_ok=True)
                 (live / "recovery.signal").unlink(missing_ok=True)
                 start_server()
@@ -223,7 +228,7 @@ class PhysicalBackupManager:
             stopped = fetched_wal.stopped or short or (
                 f"WAL chain gap between {gap[0]} and {gap[1]}" if gap else None)
             step("replay WAL and promote", t, f"replayed to {replayed}; role password set to "
-                 "the current secret" + (
+                 f"the current secret; {migrated}" + (
                 f"; removed older kept clusters {', '.join(dropped)}" if dropped else ""))
         return RecoveryResult(entry.name, isoformat(target_time) if target_time else None,
                               segments, replayed, str(previous),
@@ -235,28 +240,37 @@ class PhysicalBackupManager:
                                   (n for n in staged if _SEGMENT.match(n)), default=None))
 
     def _replay(self, live: Path, user: str | None,
-                target_time: datetime | None) -> tuple[str, str | None]:
+                target_time: datetime | None) -> tuple[str, str | None, str]:
         """Replay and promote privately, then give the roles the current passwords (the backup
-        carries those of the machine that made it): see private.py. Returns the point replayed
-        to and, when ``target_time`` lies past the end of the WAL at hand (PostgreSQL refuses to
-        promote short of its target: after the loss of a machine the off-site WAL ends up to a
-        minute before the newest protected point), the note that the cluster was replayed again
-        to the end of that WAL instead."""
+        carries those of the machine that made it: see private.py) and migrate the schema.
+        Returns the point replayed to; when ``target_time`` lies past the end of the WAL at
+        hand (PostgreSQL refuses to promote short of its target: after the loss of a machine
+        the off-site WAL ends up to a minute before the newest protected point), the note that
+        the cluster was replayed again to the end of that WAL instead; and what the migration
+        did."""
+        promoted = False
         try:
             with private_server(self.settings, live, user) as server:
-                replayed = server.wait_promoted()
-                server.set_password(self.settings.pg_user, self.creds.pg_password)
-            return replayed, None
+                replayed = self._promote(server)
+                promoted = True  # a failed migration is not retried by replaying again
+                migrated = server.migrate()
+            return replayed, None, migrated
         except Exception:
-            if target_time is None:
+            if target_time is None or promoted:
                 raise
             log.warning("replay to %s failed; replaying to the end of the WAL instead",
                         isoformat(target_time))
         _write_recovery_conf(live, None, user)
         with private_server(self.settings, live, user) as server:
-            replayed = server.wait_promoted()
-            server.set_password(self.settings.pg_user, self.creds.pg_password)
-        return replayed, f"the WAL ends before {isoformat(target_time)}"
+            replayed = self._promote(server)
+            migrated = server.migrate()
+        return replayed, f"the WAL ends before {isoformat(target_time)}", migrated
+
+    def _promote(self, server: PrivateServer) -> str:
+        """Wait for the promotion; give the stack's role its current password."""
+        replayed = server.wait_promoted()
+        server.set_password(self.settings.pg_user, self.creds.pg_password)
+        return replayed
 
     def _put_back(self, live: Path, previous: Path | None, stop_server: Any,
                   start_server: Any) -> None:

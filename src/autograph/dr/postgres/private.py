@@ -5,9 +5,9 @@ Why: a cluster restored from a base backup carries the role passwords of the mac
 it. After a complete loss the stack has new secrets (or the kit's), so a login over TCP with the
 current password fails and point-in-time recovery cannot even be watched. The restored server is
 therefore first started with ``listen_addresses = ''`` and ``trust`` on a unix socket in a
-folder only its owner (and root) can enter; there it replays, promotes and gets
-``ALTER ROLE … PASSWORD`` with the current secret; then it is stopped, and the stack starts it
-as usual (TCP, SCRAM).
+folder only its owner (and root) can enter; there it replays, promotes, gets
+``ALTER ROLE … PASSWORD`` with the current secret and its schema migrated (so no service ever
+sees an older schema); then it is stopped, and the stack starts it as usual (TCP, SCRAM).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from psycopg import sql
 from autograph import commands
 from autograph.config import Settings
 from autograph.errors import AutographError, OperationFailed
+from autograph.schema.runner import migrate
 
 PRIVATE_HBA = "local all all trust\n"
 
@@ -40,6 +41,23 @@ class PrivateServer:
     settings: Settings
     data_dir: Path
     socket_dir: Path
+
+    def conninfo(self, dbname: str) -> dict[str, Any]:
+        """psycopg keyword arguments for ``dbname`` over the private socket (no password)."""
+        return {"host": str(self.socket_dir), "port": self.settings.pg_port,
+                "user": self.settings.pg_user, "dbname": dbname}
+
+    def migrate(self) -> str:
+        """Bring the application database's schema up to date before the cluster listens (a
+        base backup taken before a migration lacks its tables); returns what was done, or
+        why nothing was (no application database yet: ``up`` creates and migrates it)."""
+        database = self.settings.pg_database
+        with self.connect() as conn:
+            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                 (database,)).fetchone()
+        if not found:
+            return f"no database {database} to migrate"
+        return migrate(self.conninfo(database)).summary()
 
     def connect(self) -> Any:
         """A connection as the stack's superuser over the private socket (no password)."""

@@ -70,6 +70,11 @@ class PgServer:
         """Environment for pg_basebackup / pg_receivewal: the replication password."""
         return {**self.tool_env(), "PGPASSWORD": self.replication_password or self.password}
 
+    def conninfo(self, dbname: str) -> dict[str, Any]:
+        """psycopg keyword arguments for ``dbname`` (the password included: never log them)."""
+        return {"host": self.host, "port": self.port, "user": self.user,
+                "password": self.password, "dbname": dbname, "sslmode": self.sslmode}
+
     def connect(self, dbname: str | None = None, *, autocommit: bool = True) -> Any:
         """A psycopg connection (default: the maintenance database ``postgres``).
 

@@ -15,8 +15,9 @@ damage found) is recorded as skipped, with why:
    (or, with ``--to``, the base backup + WAL up to that time); ``--backup`` names either. A
    refused backup falls back to the next older one, a failed replay to the dumps;
 5. restore_buckets — the same per application bucket, ``overwrite=false``;
-6. start_services — every application service not healthy, in priority order (at the same time
-   within a priority), each waited on;
+6. start_services — the schema migrated (``autograph migrate``; the restores already migrated
+   what they restored), then every application service not healthy, in priority order (at the
+   same time within a priority), each waited on;
 7. verify — health of all, login, diagram create and read, object references intact.
 
 The backup and restore work is the backup managers'; this module only orders and records it.
@@ -42,7 +43,7 @@ from autograph.dr.recovery.start import start_components
 from autograph.errors import AutographError, InvalidInput, OperationFailed
 from autograph.s3.boto import app_client
 from autograph.stack.components import Component
-from autograph.stack.infra import postgres_data_dir
+from autograph.stack.infra import postgres_data_dir, prepare_database
 from autograph.stack.lifecycle import Stack
 
 DEFAULT_TIMEOUTS = {
@@ -95,7 +96,8 @@ class Recovery:
             ("restore_buckets", self._restore_buckets,
              "name an older bucket backup with --backup, or check the S3 server"),
             ("start_services", self._start_services,
-             "see the service's log (`autograph logs NAME`); fix it and re-run"),
+             "see the service's log (`autograph logs NAME`) or run `autograph migrate`; fix it "
+             "and re-run"),
             ("verify", self._verify, "see the failed checks in the report and the service logs"),
         ]
         return [Step(name, run, limits[name], advice) for name, run, advice in table]
@@ -316,15 +318,20 @@ class Recovery:
 
     # 6. services ------------------------------------------------------------------------
     def _start_services(self, ctx: StepContext) -> Outcome:
+        # The restores migrated what they restored; this covers every other path (an empty
+        # database made by the infrastructure step, a resumed run) before a service starts.
+        schema = prepare_database(self.settings, self.stack.creds).summary()
         todo = self._unhealthy("service")
         if not todo:
-            raise Skip("every application service healthy", {"healthy_at": {}})
+            raise Skip(f"every application service healthy; {schema}",
+                       {"healthy_at": {}, "schema": schema})
         if not self._unhealthy("infrastructure"):  # the scan needs PostgreSQL and S3 only
             self._reference_scan = checks.start_reference_scan(self.stack)
         started = start_components(self.stack, todo, self.clock)
         shown = ", ".join(f"{n} {s:.1f} s" for n, s in started.seconds.items())
-        return Outcome(f"started {shown}", {"seconds": started.seconds,
-                                            "healthy_at": started.healthy_at})
+        return Outcome(f"{schema}; started {shown}", {"seconds": started.seconds,
+                                                      "healthy_at": started.healthy_at,
+                                                      "schema": schema})
 
     # 7. verify --------------------------------------------------------------------------
     def _verify(self, ctx: StepContext) -> Outcome:

@@ -18,7 +18,6 @@ from psycopg.rows import class_row
 from autograph.errors import Conflict, NotFound
 from autograph.secrets import read_or_create
 from autograph.services.auth.throttle import LoginThrottle
-from autograph.services.common.migrations import migrate
 from autograph.services.common.resources import Resources
 from autograph.services.common.security import Unauthorized
 
@@ -170,6 +169,5 @@ async def ensure_first_admin(resources: Resources) -> bool:
 
 
 async def prepare_auth_database(resources: Resources) -> None:
-    """Apply the schema migrations, then make sure an admin user exists."""
-    await migrate(resources.conninfo())
+    """Make sure an admin user exists (run once the schema is known to be current)."""
     await ensure_first_admin(resources)

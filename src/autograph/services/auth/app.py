@@ -23,7 +23,8 @@ async def _warm_up(resources: Resources) -> None:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The auth app: migrations and the first admin at start, then users and sessions."""
+    """The auth app: the first admin at start (once the schema is current), then users and
+    sessions."""
     if settings is None:
         settings = load_settings()
         setup_logging()

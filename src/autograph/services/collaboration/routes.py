@@ -28,7 +28,7 @@ import redis.exceptions
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel
 
-from autograph.errors import NotFound
+from autograph.errors import DependencyDown, NotFound
 from autograph.services.collaboration.hub import Client, RoomHub
 from autograph.services.common.deps import CurrentUser, get_resources
 from autograph.services.common.resources import Resources
@@ -82,6 +82,8 @@ async def _authenticate(websocket: WebSocket, resources: Resources, token: str |
             raise Refused(4404, "diagram not found")
     except psycopg.OperationalError:
         raise Refused(1011, "PostgreSQL is unavailable") from None
+    except DependencyDown as exc:  # e.g. the schema behind: the reason says what to run
+        raise Refused(1011, exc.message[:120]) from None
     return principal
 
 

@@ -3,7 +3,7 @@
 Every ``AutographError`` becomes ``{"detail": message}`` with its ``http_status``; bad input
 becomes 400 (malformed JSON) or 422 (validation) JSON; an unreachable PostgreSQL, Redis or
 S3 becomes 503; anything else is a 500 JSON without a traceback (logged once, by the
-``RequestContext`` middleware).
+``RequestContext`` middleware). A 405 names in ``Allow`` every method served at the path.
 """
 
 from __future__ import annotations
@@ -18,10 +18,14 @@ import psycopg
 import redis.exceptions
 from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from psycopg_pool import PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from autograph.config import Settings
 from autograph.errors import AutographError
@@ -117,6 +121,18 @@ async def run_checks(checks: Mapping[str, HealthCheck]) -> dict[str, dict[str, A
     return dict(zip(names, results, strict=True))
 
 
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> list[str]:
+    """Every method some route serves at the request's path, asked of the routes themselves
+    (Starlette names only the methods of the first route whose path matches, so a path served
+    by several routes, such as GET and PUT of one diagram, got a wrong ``Allow``)."""
+    return [method for method in HTTP_METHODS
+            if any(route.matches({**scope, "method": method})[0] == Match.FULL
+                   for route in routes)]
+
+
 def _error(status: int, detail: str, **extra: Any) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
@@ -132,6 +148,13 @@ def install_error_handlers(app: FastAPI) -> None:
         answer = _error(exc.http_status, exc.message)
         answer.headers.update(getattr(exc, "headers", None) or {})
         return answer
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            allow = ", ".join(allowed_methods(request.app.routes, request.scope))
+            exc.headers = {**(exc.headers or {}), "Allow": allow}
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -155,11 +178,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(psycopg.errors.UndefinedTable)
     async def table_missing(request: Request, exc: Exception) -> JSONResponse:
         resources: Resources = request.app.state.resources
-        healed = await resources.schema_lost()
-        answer = _error(503, "the database lacks a table this service needs (restored from "
-                        "an older backup?)" + ("; the schema was re-applied: retry" if healed
-                                               else ""))
-        answer.headers["Retry-After"] = "1"
+        answer = _error(503, await resources.schema_lost())
+        answer.headers["Retry-After"] = "5"
         return answer
 
     @app.exception_handler(psycopg.DataError)

@@ -2,6 +2,10 @@
 
 One ``Resources`` per app (``app.state.resources``), opened lazily so a service starts and
 answers health checks while a dependency is down, and recovers by itself when it returns.
+
+Services never change the schema (:mod:`autograph.schema` does, run by ``autograph migrate``,
+``up`` and every restore): before the pool is first handed out the schema version is checked,
+and while migrations are pending every use answers 503 naming them, until someone migrates.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from redis.backoff import ExponentialBackoff
 from autograph.config import Settings
 from autograph.connections import pg_kwargs, redis_kwargs
 from autograph.s3.boto import app_client
+from autograph.schema.runner import require_current, status
 from autograph.secrets import Credentials, load_credentials
 
 log = logging.getLogger("autograph.services")
@@ -30,14 +35,15 @@ class Resources:
 
     def __init__(self, settings: Settings, creds: Credentials | None = None, *,
                  prepare_database: Callable[[Resources], Awaitable[None]] | None = None) -> None:
-        """``prepare_database`` (migrations, bootstrap) runs once before the pool is first
-        handed out, and again on the next use if it failed (PostgreSQL down at start)."""
+        """The schema check, then ``prepare_database`` (bootstrap rows), run once before the
+        pool is first handed out, and again on the next use if they failed (PostgreSQL down
+        at start, or the schema behind)."""
         self.settings = settings
         self._creds = creds
         self._pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None
         self._pool_lock = asyncio.Lock()
         self._prepare = prepare_database
-        self._prepared = prepare_database is None
+        self._prepared = False
         self._redis: aioredis.Redis | None = None
         self._s3: Any = None
 
@@ -76,8 +82,10 @@ class Resources:
                 )
                 await pool.open(wait=False)
                 self._pool = pool
-            if not self._prepared and self._prepare is not None:
-                await self._prepare(self)
+            if not self._prepared:
+                await asyncio.to_thread(require_current, self.conninfo())
+                if self._prepare is not None:
+                    await self._prepare(self)
                 self._prepared = True
         return self._pool
 
@@ -89,25 +97,25 @@ class Resources:
         except Exception as exc:  # startup must not fail because a dependency is down
             log.warning("database not ready at start: %s", exc)
 
-    async def schema_lost(self) -> bool:
-        """A query met a missing table (the database was restored from a backup taken before
-        this service created it): prepare the database again now (migrations are idempotent).
-        True when that succeeded."""
-        if self._prepare is None:
-            return False
+    async def schema_lost(self) -> str:
+        """A query met a missing table (e.g. a database restored by hand from a dump taken
+        before that table existed): check the schema again (every use does until it passes)
+        and return what to tell the client."""
         async with self._pool_lock:
             self._prepared = False
         try:
-            await self.db()
-        except Exception as exc:  # reported by the caller's answer; retried on next use
-            log.warning("re-applying the schema failed: %s", exc)
-            return False
-        log.warning("a table was missing: schema migrations re-applied")
-        return True
+            found = await asyncio.to_thread(status, self.conninfo())
+        except Exception as exc:  # PostgreSQL gone meanwhile: the next use says so
+            return f"the database lacks a table this service needs ({exc})"
+        if found.behind:
+            log.warning("schema behind: %s", found.behind_message())
+            return found.behind_message()
+        return (f"the database lacks a table this service needs although its schema is "
+                f"recorded at version {found.version}: it was changed outside the migrations")
 
     @property
     def database_prepared(self) -> bool:
-        """True once the database preparation (migrations) has succeeded."""
+        """True once the schema check (and the database preparation) has succeeded."""
         return self._prepared
 
     @property

@@ -11,7 +11,6 @@ from autograph.config import Settings, load_settings
 from autograph.logs import setup_logging
 from autograph.services.common.app import create_app as create_service_app
 from autograph.services.common.checks import postgres_check, redis_check, s3_check
-from autograph.services.common.migrations import migrate
 from autograph.services.common.resources import Resources
 from autograph.services.diagrams.objects import DIAGRAMS_BUCKET, purge_queued
 from autograph.services.diagrams.routes import router
@@ -19,12 +18,8 @@ from autograph.services.diagrams.routes import router
 log = logging.getLogger("autograph.diagrams")
 
 
-async def _prepare_database(resources: Resources) -> None:
-    await migrate(resources.conninfo())
-
-
 async def _warm_up(resources: Resources) -> None:
-    """Prepare the database and retry object deletions left over by an S3 outage."""
+    """Check the schema and retry object deletions left over by an S3 outage."""
     await resources.warm_up()
     if resources.database_prepared:
         try:
@@ -38,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings is None:
         settings = load_settings()
         setup_logging()
-    resources = Resources(settings, prepare_database=_prepare_database)
+    resources = Resources(settings)
     return create_service_app(
         "AutoGraph diagram service", settings, [router],
         {"postgres": postgres_check(resources), "redis": redis_check(resources),

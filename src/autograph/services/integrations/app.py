@@ -9,17 +9,9 @@ from autograph.config import Settings, load_settings
 from autograph.logs import setup_logging
 from autograph.services.common.app import create_app as create_service_app
 from autograph.services.common.checks import postgres_check, redis_check
-from autograph.services.common.migrations import migrate
 from autograph.services.common.resources import Resources
 from autograph.services.integrations.delivery import DeliveryWorker
 from autograph.services.integrations.routes import router
-from autograph.services.integrations.schema import INTEGRATION_MIGRATIONS
-
-
-async def prepare_database(resources: Resources) -> None:
-    """Apply the core schema, then the hub's own tables."""
-    await migrate(resources.conninfo())
-    await migrate(resources.conninfo(), INTEGRATION_MIGRATIONS)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -27,7 +19,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings is None:
         settings = load_settings()
         setup_logging()
-    resources = Resources(settings, prepare_database=prepare_database)
+    resources = Resources(settings)
     worker = DeliveryWorker(settings, resources)
 
     async def start(res: Resources) -> None:

@@ -1,4 +1,10 @@
-"""The application schema as numbered, append-only migrations (never edit a released one)."""
+"""Every schema change of the application, as numbered, append-only migrations.
+
+Never edit a released migration (the runner refuses a database whose applied migration has a
+different checksum): add a new one. Numbers are blocks: 1- the core tables, 1001- the
+integration hub, 2001- the object outbox. They are applied in ascending order by one runner
+(:mod:`autograph.schema.runner`, ``autograph migrate``).
+"""
 
 from __future__ import annotations
 
@@ -78,6 +84,46 @@ CREATE TABLE object_deletions (
 ALTER TABLE object_deletions ADD COLUMN not_before timestamptz NOT NULL DEFAULT now();
 CREATE INDEX object_deletions_due ON object_deletions (not_before);
 CREATE INDEX diagram_versions_object_key ON diagram_versions (object_key);
+"""),
+    Migration(1001, "integration hub: webhooks, deliveries, event cursor", """
+CREATE TABLE webhooks (
+    id          uuid PRIMARY KEY,
+    owner_id    bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    url         text NOT NULL,
+    events      text[] NOT NULL DEFAULT '{}',  -- empty: every event
+    secret      text NOT NULL,                 -- HMAC-SHA256 key for the signature header
+    description text,
+    active      boolean NOT NULL DEFAULT true,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX webhooks_owner ON webhooks (owner_id, created_at);
+
+CREATE TABLE webhook_deliveries (
+    id               uuid PRIMARY KEY,
+    webhook_id       uuid NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    event_id         text NOT NULL,
+    event_type       text NOT NULL,
+    payload          jsonb NOT NULL,
+    status           text NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts         integer NOT NULL DEFAULT 0,
+    next_attempt_at  timestamptz NOT NULL DEFAULT now(),
+    last_status_code integer,
+    last_error       text,
+    attempt_log      jsonb NOT NULL DEFAULT '[]',
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    delivered_at     timestamptz,
+    UNIQUE (webhook_id, event_id)
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
+    WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_log ON webhook_deliveries (webhook_id, created_at DESC);
+
+-- How far the hub has turned new diagram versions into events.
+CREATE TABLE integration_cursors (
+    name     text PRIMARY KEY,
+    position timestamptz NOT NULL
+);
 """),
     Migration(2001, "object outbox: every object write, recorded with its row", """
 -- Each object written (canvas, upload, export) gets a row here in the transaction that
