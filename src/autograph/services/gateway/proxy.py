@@ -44,7 +44,10 @@ def make_client(settings: Settings) -> httpx.AsyncClient:
     """The pooled HTTP client used to reach the services (bounded timeouts, no cookie jar)."""
     return httpx.AsyncClient(
         cookies=_no_cookies(),
-        timeout=httpx.Timeout(connect=2.0, read=60.0, write=60.0, pool=5.0),
+        # A refused connection fails at once (a service down is named without waiting); the
+        # connect timeout only bounds a slow accept, and on a loaded machine the gateway's own
+        # loop can be late by seconds (2 s gave 503s under a steady load of creates).
+        timeout=httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0),
         # Idle connections are dropped well before the services' keep-alive timeout ends:
         # reusing one the service is closing would fail the request (a 502).
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50,
