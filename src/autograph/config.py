@@ -5,6 +5,7 @@ Settings are built once at an entry point (CLI, service app factory) and passed 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -187,6 +188,10 @@ class Settings(BaseSettings):
     reference_check_seconds: float = Field(
         default=3600.0, ge=0, description="how often the monitor checks that every row naming "
         "an object (a diagram's canvas, an upload) has it in its bucket; 0: never")
+    alert_escalation: tuple[tuple[float, str], ...] = Field(
+        default=(), description='escalation path, JSON [[minutes, "level"], ...] from 0, e.g. '
+        '[[0,"operations"],[30,"lead"],[60,"coordinator"]]: an alert still active and not '
+        "acknowledged is sent again to each level once, at its minute")
     alert_retry_attempts: int = 3
     alert_backoff_seconds: float = 2.0
     metrics_public: bool = Field(
@@ -209,6 +214,20 @@ class Settings(BaseSettings):
         if not 1 <= value <= 65535:
             raise ValueError(f"{value} is not a TCP port (1-65535)")
         return value
+
+    @field_validator("alert_escalation")
+    @classmethod
+    def _valid_escalation(cls, value: tuple[tuple[float, str], ...]
+                          ) -> tuple[tuple[float, str], ...]:
+        minutes = [m for m, _ in value]
+        names = [n.strip() for _, n in value]
+        if value and minutes[0] != 0:
+            raise ValueError(f"the first escalation level is at minute 0, got {minutes[0]:g}")
+        if any(b <= a for a, b in itertools.pairwise(minutes)):
+            raise ValueError(f"escalation minutes must increase strictly, got {minutes}")
+        if not all(names) or len(set(names)) != len(names):
+            raise ValueError(f"escalation levels need distinct non-empty names, got {names}")
+        return tuple(zip(minutes, names, strict=True))
 
     # Derived paths -----------------------------------------------------------------------
     @property
