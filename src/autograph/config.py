@@ -8,10 +8,11 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from autograph.errors import ConfigError
 
@@ -327,6 +328,10 @@ def load_settings(**overrides: object) -> Settings:
 def _build(values: dict[str, object]) -> Settings:
     try:
         return Settings(**values)  # type: ignore[arg-type]
+    except SettingsError as exc:  # a list or mapping setting that is not JSON
+        named = re.search(r'field "(\w+)"', str(exc))
+        env = f"AUTOGRAPH_{named.group(1).upper()}" if named else "a setting"
+        raise ConfigError(f"invalid setting {env}: not valid JSON") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "settings"
