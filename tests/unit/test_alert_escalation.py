@@ -8,13 +8,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from tests.unit.test_alert_dispatcher import T0, RecordingChannel, StepClock
 
 from autograph.config import load_settings
 from autograph.dr.alerts import acks, escalation, notifications
 from autograph.dr.alerts.acks import AlertAck
 from autograph.dr.alerts.dispatcher import AlertDispatcher
 from autograph.errors import ConfigError
-from tests.unit.test_alert_dispatcher import T0, RecordingChannel, StepClock
 
 PATH = escalation.path_from(((0, "operations"), (30, "lead"), (60, "coordinator")))
 

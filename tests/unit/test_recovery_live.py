@@ -66,3 +66,21 @@ def test_an_unreadable_state_file_is_reported_not_raised(tmp_path: Path) -> None
     path.write_text("{half")
     seen = live.read_live(tmp_path)
     assert seen.state == "interrupted" and "unreadable" in seen.message
+
+
+def test_the_recovery_report_keeps_the_notification_timeline(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from autograph.dr.alerts.models import Notification
+    from autograph.dr.recovery.run import RecoveryReport, write_recovery_report
+
+    t = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+    sent = [Notification(at=t, channel="slack", key="s3_unreachable", status="escalated",
+                         severity="critical", level="lead", delivered=False, message="S3 down")]
+    report = RecoveryReport(scenario="objects", params={}, status="passed", started_at=t,
+                            finished_at=t, steps=[], notifications=sent)
+    folder = write_recovery_report(report, tmp_path)
+    markdown = (folder / "report.md").read_text()
+    assert "## Notifications sent" in markdown
+    assert "| 2026-12-02T09:00:00Z | slack | s3_unreachable | escalated | lead | NO |" in markdown
+    assert '"level": "lead"' in (folder / "report.json").read_text()
