@@ -5,12 +5,14 @@ Settings are built once at an entry point (CLI, service app factory) and passed 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from autograph.errors import ConfigError
 
@@ -187,6 +189,10 @@ class Settings(BaseSettings):
     reference_check_seconds: float = Field(
         default=3600.0, ge=0, description="how often the monitor checks that every row naming "
         "an object (a diagram's canvas, an upload) has it in its bucket; 0: never")
+    alert_escalation: tuple[tuple[float, str], ...] = Field(
+        default=(), description='escalation path, JSON [[minutes, "level"], ...] from 0, e.g. '
+        '[[0,"operations"],[30,"lead"],[60,"coordinator"]]: an alert still active and not '
+        "acknowledged is sent again to each level once, at its minute")
     alert_retry_attempts: int = 3
     alert_backoff_seconds: float = 2.0
     metrics_public: bool = Field(
@@ -209,6 +215,20 @@ class Settings(BaseSettings):
         if not 1 <= value <= 65535:
             raise ValueError(f"{value} is not a TCP port (1-65535)")
         return value
+
+    @field_validator("alert_escalation")
+    @classmethod
+    def _valid_escalation(cls, value: tuple[tuple[float, str], ...]
+                          ) -> tuple[tuple[float, str], ...]:
+        minutes = [m for m, _ in value]
+        names = [n.strip() for _, n in value]
+        if value and minutes[0] != 0:
+            raise ValueError(f"the first escalation level is at minute 0, got {minutes[0]:g}")
+        if any(b <= a for a, b in itertools.pairwise(minutes)):
+            raise ValueError(f"escalation minutes must increase strictly, got {minutes}")
+        if not all(names) or len(set(names)) != len(names):
+            raise ValueError(f"escalation levels need distinct non-empty names, got {names}")
+        return tuple(zip(minutes, names, strict=True))
 
     # Derived paths -----------------------------------------------------------------------
     @property
@@ -308,6 +328,10 @@ def load_settings(**overrides: object) -> Settings:
 def _build(values: dict[str, object]) -> Settings:
     try:
         return Settings(**values)  # type: ignore[arg-type]
+    except SettingsError as exc:  # a list or mapping setting that is not JSON
+        named = re.search(r'field "(\w+)"', str(exc))
+        env = f"AUTOGRAPH_{named.group(1).upper()}" if named else "a setting"
+        raise ConfigError(f"invalid setting {env}: not valid JSON") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "settings"

@@ -260,3 +260,44 @@ def test_drill_chart_and_a_sandbox_drill_run_and_stopped(page: Page, admin_key: 
     audit = page.locator("#dr-audit tbody")
     expect(audit).to_contain_text("POST /api/admin/drills/run")
     expect(audit).to_contain_text("DELETE /api/admin/drills/run")
+
+
+def test_the_recovery_panel_is_live_and_says_when_it_is_not(page: Page, admin_key: str,
+                                                            app_stack: Stack,
+                                                            errors: list[str]) -> None:
+    from autograph.dr.recovery import live
+
+    errors.expect(r"ERR_FAILED \(http://[^)]*/api/admin/recovery/live\)")  # type: ignore[attr-defined]
+
+    path = live.state_path(app_stack.settings.dr_dir)
+    runner = subprocess.Popen(["sleep", "300"])  # stands for the recovery's process
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "operation": "recovery", "params": {"scenario": "objects"},
+        "started_at": "2026-12-02T09:00:00Z", "runner_pid": runner.pid,
+        "planned": ["assess", "restore_buckets", "verify"],
+        "done": [{"name": "assess", "status": "passed", "detail": "<img src=x onerror=alert(1)>",
+                  "started_at": "2026-12-02T09:00:00Z", "duration_seconds": 1.5}],
+        "current": "restore_buckets", "current_started_at": "2026-12-02T09:00:02Z"}))
+    try:
+        page.goto("/#/dr")
+        page.fill("#apikey-form input[name=key]", admin_key)
+        page.click("#apikey-form button")
+        expect(page.locator("#page-dr")).to_be_visible()
+        state = page.locator("#dr-recovery-state")
+        expect(state).to_contain_text("Recovery (objects) running since")
+        steps = page.locator("#dr-recovery-steps")
+        expect(steps.locator("tr[data-step=restore_buckets]")).to_contain_text("running")
+        expect(steps.locator("tr[data-step=assess]")).to_contain_text(
+            "<img src=x onerror=alert(1)>")  # shown as text
+        runner.kill()
+        runner.wait()
+        expect(state).to_contain_text("Interrupted recovery", timeout=15_000)
+        page.route("**/api/admin/recovery/live", lambda route: route.abort())
+        page.evaluate("document.getElementById('dr-refresh').click()")
+        expect(state).to_contain_text("unreachable", timeout=15_000)
+        expect(state).to_contain_text("NOT live")
+        expect(steps).to_have_class(re.compile("stale"))
+    finally:
+        runner.kill()
+        path.unlink(missing_ok=True)

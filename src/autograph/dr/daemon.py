@@ -24,6 +24,7 @@ from typing import Any
 
 from autograph.clock import Clock, utc_now
 from autograph.config import Settings
+from autograph.dr.alerts import escalation, notifications
 from autograph.dr.alerts.console import ConsoleChannel
 from autograph.dr.alerts.dispatcher import AlertDispatcher
 from autograph.dr.alerts.email import EmailChannel
@@ -89,7 +90,9 @@ def build_dispatcher(settings: Settings, *, clock: Clock = utc_now,
         build_channels(settings) if channels is None else channels, clock,
         retry_attempts=settings.alert_retry_attempts,
         backoff_seconds=settings.alert_backoff_seconds,
-        state_path=settings.dr_dir / ALERT_STATE_NAME)
+        state_path=settings.dr_dir / ALERT_STATE_NAME,
+        escalation=escalation.path_from(settings.alert_escalation),
+        notifications_path=notifications.log_path(settings.dr_dir))
 
 
 SCHEDULED_KINDS: tuple[Kind, ...] = (*PRUNED_KINDS, "basebackup")

@@ -15,13 +15,16 @@ import os
 import queue
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from pydantic import JsonValue, ValidationError
 
 from autograph.clock import Clock, utc_now
-from autograph.dr.alerts.models import Alert, Channel, Severity
+from autograph.dr.alerts import escalation as path
+from autograph.dr.alerts import notifications
+from autograph.dr.alerts.acks import AlertAck
+from autograph.dr.alerts.models import Alert, Channel, Notification, Severity
 from autograph.errors import AutographError, ConfigError, InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -41,7 +44,10 @@ class AlertDispatcher:
 
     ``retry_attempts`` is how many times a failed delivery is retried (so ``1 + retry_attempts``
     tries in all), waiting ``backoff_seconds`` doubled after each failure, at most
-    ``max_backoff_seconds``. Raises ConfigError for duplicate channel names or negative settings.
+    ``max_backoff_seconds``. ``escalation`` is the path of :mod:`.escalation` (see
+    :meth:`escalate`); with ``notifications_path`` every notice handed to a channel is
+    appended there as a JSON line (:class:`Notification`). Raises ConfigError for duplicate
+    channel names or negative settings.
     """
 
     def __init__(
@@ -54,6 +60,8 @@ class AlertDispatcher:
         max_backoff_seconds: float = 60.0,
         state_path: Path | None = None,
         history_limit: int = 500,
+        escalation: Sequence[path.EscalationLevel] = (),
+        notifications_path: Path | None = None,
     ) -> None:
         names = [channel.name for channel in channels]
         if len(set(names)) != len(names):
@@ -68,6 +76,9 @@ class AlertDispatcher:
         self._max_backoff_seconds = max_backoff_seconds
         self._state_path = state_path
         self._history_limit = history_limit
+        self._escalation = tuple(escalation)
+        self._notifications_path = notifications_path
+        self._log_lock = threading.Lock()
 
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -106,6 +117,7 @@ class AlertDispatcher:
         with self._lock:
             if key in self._active:
                 return False
+            first = path.initial(self._escalation)
             try:
                 alert = Alert(
                     key=key,
@@ -114,6 +126,8 @@ class AlertDispatcher:
                     message=message,
                     details=details or {},
                     started_at=self._clock(),
+                    level=first.recipient if first else None,
+                    escalations=(first.recipient,) if first else (),
                 )
             except ValidationError as exc:
                 problem = exc.errors()[0]
@@ -133,7 +147,8 @@ class AlertDispatcher:
             alert = self._active.pop(key, None)
             if alert is None:
                 return False
-            resolved = alert.model_copy(update={"status": "resolved", "resolved_at": self._clock()})
+            resolved = alert.model_copy(update={"status": "resolved",
+                                                "resolved_at": self._clock()})
             for index in range(len(self._history) - 1, -1, -1):
                 if self._history[index] == alert:
                     self._history[index] = resolved
@@ -145,6 +160,38 @@ class AlertDispatcher:
             self._enqueue(resolved)
         logger.info("alert %s resolved", key)
         return True
+
+    def escalate(self, acks: Mapping[str, AlertAck]) -> list[Alert]:
+        """Send each active alert's newly due escalation level once (see :mod:`.escalation`);
+        an alert acknowledged since it started or silenced now is skipped. Returns the
+        ``escalated`` notices queued; the levels sent are kept with the alert (and saved)."""
+        now = self._clock()
+        notices = []
+        with self._lock:
+            for key, alert in list(self._active.items()):
+                level = path.due(alert, self._escalation, acks.get(key), now)
+                if level is None:
+                    continue
+                updated = alert.model_copy(update={
+                    "level": level.recipient,
+                    "escalations": (*alert.escalations, level.recipient)})
+                self._replace(alert, updated)
+                notice = updated.model_copy(update={"status": "escalated"})
+                notices.append(notice)
+                self._enqueue(notice)
+            if notices:
+                self._save()
+        for notice in notices:
+            logger.info("alert %s escalated to %s", notice.key, notice.level)
+        return notices
+
+    def _replace(self, old: Alert, new: Alert) -> None:
+        """Put ``new`` in place of ``old`` among the active alerts and the history (lock held)."""
+        self._active[new.key] = new
+        for index in range(len(self._history) - 1, -1, -1):
+            if self._history[index] == old:
+                self._history[index] = new
+                break
 
     def is_firing(self, key: str) -> bool:
         """True while ``key`` has fired and not been resolved."""
@@ -205,6 +252,7 @@ class AlertDispatcher:
     def _work(self, channel: Channel, inbox: queue.Queue[Alert | None]) -> None:
         while (alert := inbox.get()) is not None:
             delivered = self._deliver(channel, alert)
+            self._log_notice(channel.name, alert, delivered)
             with self._idle:
                 self._pending[channel.name] -= 1
                 if not delivered:
@@ -244,6 +292,19 @@ class AlertDispatcher:
             reason,
         )
         return False
+
+    def _log_notice(self, channel: str, alert: Alert, delivered: bool) -> None:
+        """Append the notice to the notifications log (a failure is logged, not raised)."""
+        if self._notifications_path is None:
+            return
+        record = Notification(at=self._clock(), channel=channel, key=alert.key,
+                              status=alert.status, severity=alert.severity, level=alert.level,
+                              delivered=delivered, message=alert.message)
+        try:
+            with self._log_lock:
+                notifications.append(self._notifications_path, record)
+        except OSError as exc:
+            logger.warning("notification log %s not written: %s", self._notifications_path, exc)
 
     # --- persistence -------------------------------------------------------------------------
 

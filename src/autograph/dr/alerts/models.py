@@ -6,12 +6,12 @@ import json
 from datetime import datetime
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from autograph.clock import isoformat
 
 Severity = Literal["critical", "warning"]
-Status = Literal["firing", "resolved"]
+Status = Literal["firing", "resolved", "escalated"]
 
 
 class Alert(BaseModel):
@@ -31,10 +31,14 @@ class Alert(BaseModel):
     started_at: datetime
     resolved_at: datetime | None = None
     status: Status = "firing"
+    level: str | None = Field(default=None, description="the escalation level this notice "
+                              "is for (AUTOGRAPH_ALERT_ESCALATION), if any")
+    escalations: tuple[str, ...] = Field(default=(), description="levels notified so far")
 
     def subject(self) -> str:
         """One line for an e-mail subject or a chat message's first line."""
-        return f"[AutoGraph] {self.status.upper()} {self.severity}: {self.key}"
+        to = f" to {self.level}" if self.level and self.status != "resolved" else ""
+        return f"[AutoGraph] {self.status.upper()}{to} {self.severity}: {self.key}"
 
     def text(self) -> str:
         """A few human-readable lines: what happened, when, and the details."""
@@ -42,6 +46,8 @@ class Alert(BaseModel):
         if self.resolved_at is not None:
             minutes = (self.resolved_at - self.started_at).total_seconds() / 60
             lines.append(f"resolved: {isoformat(self.resolved_at)} (after {minutes:.1f} min)")
+        if self.status == "escalated":
+            lines.append(f"escalated to: {self.level} (still active, not acknowledged)")
         if self.details:
             lines.append("details: " + json.dumps(self.details, sort_keys=True))
         return "\n".join(lines)
@@ -64,3 +70,17 @@ class Channel(Protocol):
     def send(self, alert: Alert) -> None:
         """Deliver one alert notice; raise on failure."""
         ...
+
+
+class Notification(BaseModel):
+    """One notice handed to one channel, and whether it was delivered (the notification
+    timeline a recovery report keeps)."""
+
+    at: datetime
+    channel: str
+    key: str
+    status: Status
+    severity: Severity
+    level: str | None = None
+    delivered: bool
+    message: str

@@ -15,6 +15,7 @@ from autograph.dr.api import (
     drill_runs,
     metrics,
     monitoring,
+    recovery,
     snapshots,
 )
 from autograph.services.common.deps import get_admin
@@ -27,6 +28,7 @@ admin_router.include_router(monitoring.router)
 admin_router.include_router(drill_runs.router)
 admin_router.include_router(console.router)
 admin_router.include_router(audit.router)
+admin_router.include_router(recovery.router)
 
 AuditMiddleware = audit.AuditMiddleware
 """Records admin actions; the gateway adds it to its app."""

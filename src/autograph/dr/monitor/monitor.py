@@ -33,6 +33,7 @@ from pydantic import JsonValue
 
 from autograph.clock import Clock, isoformat, utc_now
 from autograph.config import Settings
+from autograph.dr.alerts import acks
 from autograph.dr.alerts.dispatcher import AlertDispatcher
 from autograph.dr.alerts.models import Severity
 from autograph.dr.catalog import Catalog
@@ -121,7 +122,7 @@ class Monitor:
         steps: tuple[Callable[[], None], ...] = (
             self.process_journal, self.check_backups, self.check_snapshots, self.check_outbox,
             self.check_health, self.check_storage, self.check_quotas, self.check_offsite,
-            self.check_proofs, self.check_references)
+            self.check_proofs, self.check_references, self.check_escalation)
         self._listings = {}
         try:
             for step in steps:
@@ -131,6 +132,10 @@ class Monitor:
                     log.exception("monitor check %s failed", step.__name__)
         finally:
             self._listings = None
+
+    def check_escalation(self) -> None:
+        """Send the escalation levels now due (the acknowledgements read fresh each pass)."""
+        self.alerts.escalate(acks.load(self.settings.dr_dir))
 
     def _listing(self, kind: Kind) -> list[BackupEntry]:
         """The backups of ``kind``, newest first (read once per pass)."""

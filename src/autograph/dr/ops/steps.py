@@ -112,13 +112,23 @@ class OperationResult(BaseModel):
         return next((s for s in self.steps if s.name == name), None)
 
 
-class _State(BaseModel):
+class OperationState(BaseModel):
+    """The state file: finished steps, the step running now, and (while a run holds the
+    lock) the runner's pid, so a reader (the DR console) can tell a live run from an
+    interrupted one."""
+
     operation: str
     params: dict[str, Any]
     started_at: datetime
     done: list[StepResult] = Field(default_factory=list)
     current: str | None = None
     current_started_at: datetime | None = None
+    planned: list[str] = Field(default_factory=list)
+    runner_pid: int | None = None
+    failed: StepResult | None = None
+
+
+_State = OperationState
 
 
 class Operation:
@@ -210,6 +220,8 @@ class Operation:
                 )
             if state is None:
                 state = _State(operation=self.name, params=self.params, started_at=self.clock())
+            state.planned = [step.name for step in self.steps]
+            state.runner_pid, state.failed = os.getpid(), None
             done = {result.name: result for result in state.done}
             results: dict[str, StepResult] = {}
             for result in state.done:
@@ -233,11 +245,15 @@ class Operation:
                     on_step(result)
                 if result.status == "failed":
                     failed = step
+                    state.failed = result
                     break
             finished = self.clock()
             ordered = [results[s.name] for s in self.steps if s.name in results]
             if failed is None:
                 self.discard()
+            else:
+                state.runner_pid = None
+                self._save(state)
             return OperationResult(
                 operation=self.name,
                 params=self.params,

@@ -35,9 +35,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from autograph.clock import Clock, isoformat, utc_now
+from autograph.dr.alerts import notifications
+from autograph.dr.alerts.models import Notification
 from autograph.dr.models import WHOLE_STACK
 from autograph.dr.ops.steps import Operation, Outcome, Progress, Skip, Step, StepContext, StepResult
-from autograph.dr.recovery import accounts, backups, checks, consistent, offsite
+from autograph.dr.recovery import accounts, backups, checks, consistent, live, offsite
 from autograph.dr.recovery.options import RecoveryOptions
 from autograph.dr.recovery.start import start_components
 from autograph.errors import AutographError, InvalidInput, OperationFailed
@@ -68,6 +70,9 @@ class RecoveryReport(BaseModel):
     sources: dict[str, str] = Field(default_factory=dict,
                                     description="each restored artifact and the tier it came from")
     report_dir: str | None = None
+    notifications: list[Notification] = Field(
+        default_factory=list, description="alert notices sent while the recovery ran, per "
+        "channel, oldest first (from the gateway's notifications log)")
 
 
 class Recovery:
@@ -79,7 +84,7 @@ class Recovery:
         self.settings = stack.settings
         self.options = options
         self.clock = clock
-        self.state_path = state_path or self.settings.dr_dir / "recovery" / "state.json"
+        self.state_path = state_path or live.state_path(self.settings.dr_dir)
         self._reference_scan: Future[dict[str, Any]] | None = None
 
     # The steps --------------------------------------------------------------------------
@@ -123,7 +128,9 @@ class Recovery:
             scenario=self.options.scenario, params=result.params, status=result.status,
             started_at=result.started_at, finished_at=result.finished_at, steps=result.steps,
             failed_step=result.failed_step, next_action=result.next_action, issues=issues,
-            sources=offsite.sources(self.settings, {s.name: s.data for s in result.steps}))
+            sources=offsite.sources(self.settings, {s.name: s.data for s in result.steps}),
+            notifications=notifications.between(notifications.log_path(self.settings.dr_dir),
+                                                result.started_at, result.finished_at))
         report.report_dir = str(write_recovery_report(report, self.settings.dr_dir))
         return report
 
@@ -408,5 +415,18 @@ def write_recovery_report(report: RecoveryReport, dr_dir: Path) -> Path:
                                                 for what, where in report.sources.items()]
     if report.issues:
         lines += ["", "## Issues", ""] + [f"- {issue}" for issue in report.issues]
+    lines += ["", "## Notifications sent", "", *notification_lines(report.notifications)]
     (folder / "report.md").write_text("\n".join(lines) + "\n")
     return folder
+
+
+def notification_lines(sent: list[Notification]) -> list[str]:
+    """The notification timeline as Markdown table lines (a sentence when none was sent)."""
+    if not sent:
+        return ["None recorded while the recovery ran (the gateway that sends them may "
+                "have been down)."]
+    lines = ["| time | channel | alert | notice | level | delivered |", "|---|---|---|---|---|---|"]
+    for n in sent:
+        lines.append(f"| {isoformat(n.at)} | {n.channel} | {n.key.replace('|', '/')} | "
+                     f"{n.status} | {n.level or '—'} | {'yes' if n.delivered else 'NO'} |")
+    return lines

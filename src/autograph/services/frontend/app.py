@@ -24,7 +24,7 @@ from autograph.services.gateway.proxy import forward, make_client
 
 STATIC = Path(__file__).parent / "static"
 PAGES = ("index.html", "main.js", "api.js", "diagrams.js", "console.js", "console_actions.js",
-         "console_drills.js", "console_tiles.js",
+         "console_drills.js", "console_recovery.js", "console_tiles.js",
          "style.css")
 MEDIA = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".css": "text/css; charset=utf-8"}

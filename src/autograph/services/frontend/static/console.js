@@ -6,6 +6,7 @@
 import { ago, api, button, bytes, cells, duration, el, when } from "./api.js";
 import { acknowledge, actionsFor, onChange, wireActions } from "./console_actions.js";
 import { renderDrillChart, renderDrillRun, wireDrills } from "./console_drills.js";
+import { loadRecovery, startRecoveryPanel, stopRecoveryPanel } from "./console_recovery.js";
 import { renderTiles } from "./console_tiles.js";
 
 const REFRESH_MS = 15000;
@@ -143,6 +144,7 @@ async function load() {
       renderDrillChart(d.ok ? d.data : [], s.ok ? s.data : null);
     }),
     get("/api/admin/drills/run").then((r) => renderDrillRun(r.ok ? r.data : null)),
+    loadRecovery(),
     get("/api/admin/audit?limit=30").then((a) => renderAudit(a.ok ? a.data : [])),
     get("/api/admin/backups").then((b) => {
       if (!b.ok) return;
@@ -183,6 +185,7 @@ function tick() {
 
 export async function startConsole() {
   view.running = true;
+  startRecoveryPanel();
   if (!view.timer) view.timer = setInterval(tick, 1000);
   await refresh();
 }
@@ -192,6 +195,7 @@ export async function startConsole() {
 export function stopConsole() {
   view.running = false;
   view.again = false;
+  stopRecoveryPanel();
   if (view.timer) { clearInterval(view.timer); view.timer = null; }
   return view.loading || Promise.resolve();
 }
