@@ -104,7 +104,7 @@ def fail_and_recover(stack: Stack, scenario: str, args: argparse.Namespace
         else:
             drill_faults.complete_failure(stack)
         report = Recovery(target, RecoveryOptions(scenario)).run(
-            progress=lambda m: print(f"  {m}", flush=True), fresh=True)
+            progress=lambda m, _f: print(f"  {m}", flush=True), fresh=True)
     finally:
         if kit is not None:
             kit.remove()

@@ -15,7 +15,6 @@ from autograph.dr.drill.models import (
     DrillReport,
     RpoFigures,
     ServiceRecovery,
-    StepRecord,
     Targets,
     checklist,
 )
@@ -28,6 +27,7 @@ from autograph.dr.drill.report import (
     render_timeline,
     write_report,
 )
+from autograph.dr.models import StepRecord
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ from typing import Any
 from autograph.dr.drill.measure import Evidence, evaluate
 from autograph.dr.drill.models import CRITERIA, Targets
 from autograph.dr.drill.rpo import DataLoss
-from autograph.dr.ops.steps import StepResult
+from autograph.dr.models import StepRecord
 from autograph.dr.recovery.integrity import Fingerprint, TableFingerprint
 from autograph.dr.recovery.run import RecoveryReport
 
@@ -21,8 +21,8 @@ GREEN = {"health": {"ok": True, "detail": "7 components healthy"},
 
 
 def _step(name: str, start: float, seconds: float, status: str = "passed",
-          **data: Any) -> StepResult:
-    return StepResult(name=name, status=status, started_at=T0 + timedelta(seconds=start),  # type: ignore[arg-type]
+          **data: Any) -> StepRecord:
+    return StepRecord(name=name, status=status, started_at=T0 + timedelta(seconds=start),  # type: ignore[arg-type]
                       duration_seconds=seconds, data=data)
 
 

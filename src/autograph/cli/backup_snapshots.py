@@ -33,7 +33,7 @@ def _manager() -> SnapshotManager:
     return SnapshotManager(settings, load_credentials(settings))
 
 
-def _status(text: str) -> None:
+def _status(text: str, _fraction: float | None = None) -> None:
     console.print(f"[dim]{text}[/]")
 
 

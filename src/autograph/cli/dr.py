@@ -26,7 +26,7 @@ dr_app = typer.Typer(help="Disaster recovery: recover from a scenario, drill it,
                      no_args_is_help=True)
 
 
-def _echo(message: str) -> None:
+def _echo(message: str, _fraction: float | None = None) -> None:
     console.print(message, highlight=False, markup=False)
 
 

@@ -8,10 +8,11 @@ tier that holds a copy, and is written last: it is the commit point.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, JsonValue
 
@@ -26,12 +27,28 @@ KINDS: tuple[Kind, ...] = ("database", "bucket", "basebackup")
 MANIFEST_SUFFIX = ".manifest.json"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
+StepStatus = Literal["passed", "failed", "skipped"]
+
 ProgressFn = Callable[[str, float | None], None]
 """Progress callback: ``(step description, fraction done 0..1 or None when unknown)``."""
 
 
-def no_progress(_step: str, _fraction: float | None) -> None:
+def no_progress(_step: str, _fraction: float | None = None) -> None:
     """A progress callback that ignores everything."""
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with pydantic models dumped (JSON mode) and dataclasses made dicts, walking
+    lists and dicts; other values are left as they are."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    return value
 
 
 def validate_name(name: str, what: str = "backup name") -> str:
@@ -120,6 +137,20 @@ class BackupList(BaseModel):
     problems: list[str] = Field(default_factory=list)
 
 
+class StepRecord(BaseModel):
+    """One named, timed step of an operation (a backup, restore, recovery or drill): its
+    status, a one-line detail, when it started, how long it took, and the data later steps
+    read back (``resumed``: recorded by an earlier run of the same operation)."""
+
+    name: str
+    status: StepStatus = "passed"
+    detail: str = ""
+    started_at: datetime
+    duration_seconds: float
+    data: dict[str, Any] = Field(default_factory=dict)
+    resumed: bool = False
+
+
 class RestoreResult(BaseModel):
     """What a restore did (SPEC §4: backup_name, status, duration_seconds, …)."""
 
@@ -134,14 +165,6 @@ class RestoreResult(BaseModel):
     extra: dict[str, JsonValue] = Field(default_factory=dict)
 
 
-class StepRecord(BaseModel):
-    """One named, timed step of an operation."""
-
-    name: str
-    duration_seconds: float
-    detail: str = ""
-
-
 class ShipReport(BaseModel):
     """What one pass over a backlog did."""
 
@@ -152,8 +175,6 @@ class ShipReport(BaseModel):
     oldest_backlog_at: datetime | None = None
     unreachable: str | None = None
 
-
-RestoreResult.model_rebuild()
 
 
 Scenario = Literal["complete", "database", "objects", "machine"]

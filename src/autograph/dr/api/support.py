@@ -13,9 +13,8 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
-from autograph.dr.models import ProgressFn, no_progress, validate_name
+from autograph.dr.models import ProgressFn, jsonable, no_progress, validate_name
 from autograph.dr.ops import jobs, locks
 from autograph.errors import InvalidInput
 
@@ -25,17 +24,6 @@ def required_name(value: str | None, parameter: str = "backup_name") -> str:
     if value is None or value == "":
         raise InvalidInput(f"{parameter} is required")
     return validate_name(value)
-
-
-def jsonable(value: Any) -> Any:
-    """A pydantic model (or dataclass, or plain data) as JSON-ready data."""
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if hasattr(value, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return asdict(value)
-    return value
 
 
 def run_or_submit(

@@ -33,6 +33,7 @@ from autograph.dr.buckets.archive import (
 )
 from autograph.dr.buckets.transfer import FetchOutcome, MiB, fetch_objects
 from autograph.dr.models import StepRecord
+from autograph.dr.ops.steps import StepTimer
 from autograph.dr.storage.local import LocalWriter
 from autograph.errors import AutographError, IntegrityError, OperationFailed
 from autograph.s3.bulk import S3Client
@@ -248,7 +249,7 @@ def build_archive(
     Upload trouble is recorded in ``upload.error``, never raised. Raises DependencyDown (the
     source S3 is unreachable), IntegrityError (verification failed), OperationFailed.
     """
-    steps: list[StepRecord] = []
+    steps = StepTimer(clock)
     total = sum(o.size for o in objects)
     growing = GrowingFile(sink.temp)
     readers = ThreadPoolExecutor(2, thread_name_prefix="archive-read")
@@ -256,7 +257,6 @@ def build_archive(
     copied: Future[None] | None = None
     staged: _NotifyingSink | None = None
     try:
-        since = time.monotonic()
         staged = _NotifyingSink(sink.temp, growing)
         # With verification the archive is hashed once, as read back from the disk.
         with ArchiveWriter(
@@ -272,15 +272,9 @@ def build_archive(
                 workers=workers,
                 progress=lambda n, b: counts("fetching", n, len(objects), b, total),
             )
-            steps.append(
-                _step(
-                    "fetch",
-                    since,
-                    f"{fetched.fetched} objects, {fetched.bytes} "
-                    f"bytes; {len(fetched.missing)} deleted since the listing",
-                )
-            )
-            since = time.monotonic()
+            steps.done("fetch", f"{fetched.fetched} objects, {fetched.bytes} bytes; "
+                       f"{len(fetched.missing)} deleted since the listing")
+            steps.start()
             if verify:
                 checked = readers.submit(verify_archive, cast(BinaryIO, growing.reader()))
             if upload is not None:
@@ -291,22 +285,20 @@ def build_archive(
         staged.close()
         sink.commit()
         growing.finish(complete=True)
-        steps.append(_step("archive", since, f"{result.archive_size} bytes written, fsynced"))
+        steps.done("archive", f"{result.archive_size} bytes written, fsynced")
         verified = checked.result() if checked is not None else None
         if verified is not None:
             if verified.archive_size != result.archive_size:
                 raise IntegrityError("the archive read back differs from the one written")
             result = result.model_copy(update={"archive_sha256": verified.archive_sha256})
-            steps.append(_step("verify", since, f"{verified.objects} objects, sha256 each"))
+            steps.done("verify", f"{verified.objects} objects, sha256 each")
         if copied is not None and upload is not None:
             try:
                 copied.result()
             except AutographError as exc:
                 upload.error = exc.message
-            steps.append(
-                _step("upload", since, upload.error or f"s3://{upload.bucket}/{upload.key}")
-            )
-        return Built(result, fetched, verified, len(objects), total, steps)
+            steps.done("upload", upload.error or f"s3://{upload.bucket}/{upload.key}")
+        return Built(result, fetched, verified, len(objects), total, steps.steps)
     except BaseException:
         growing.finish(complete=False)
         for future in (checked, copied):
@@ -319,7 +311,3 @@ def build_archive(
             with contextlib.suppress(OSError, ValueError):
                 staged.close()
         growing.close()
-
-
-def _step(name: str, since: float, detail: str) -> StepRecord:
-    return StepRecord(name=name, duration_seconds=round(time.monotonic() - since, 3), detail=detail)

@@ -32,13 +32,13 @@ from autograph.dr.models import (
     BackupEntry,
     BackupList,
     ProgressFn,
-    StepRecord,
     Verification,
     manifest_key,
     no_progress,
     validate_name,
 )
 from autograph.dr.ops import hooks, locks
+from autograph.dr.ops.steps import StepTimer
 from autograph.dr.storage.s3 import S3Store
 from autograph.errors import AutographError, IntegrityError, InvalidInput, NotFound
 from autograph.s3.bulk import S3Client, S3Endpoint
@@ -181,15 +181,12 @@ class MinIOBucketBackupManager:
     def _create_reported(self, bucket: str, name: str | None, scheduled: bool,
                          tags: tuple[str, ...], verify: bool, upload: bool,
                          progress: ProgressFn, counts: CountsFn) -> BackupEntry:
-        try:
+        with hooks.reporting("backup_failed", KIND, name, prefix=f"bucket {bucket}: ",
+                             data={"bucket": bucket}) as failing:
             name = self.catalog.validate_new(name) if name else self.new_name(bucket, scheduled)
+            failing.name = name
             entry = self._create(bucket, name, sorted({"scheduled" if scheduled else "manual",
                                                        *tags}), verify, upload, progress, counts)
-        except AutographError as exc:
-            hooks.emit(hooks.BackupEvent("backup_failed", KIND, name,
-                                         f"bucket {bucket}: {exc.message}",
-                                         data={"bucket": bucket}))
-            raise
         hooks.emit(hooks.BackupEvent(
             "backup_succeeded", KIND, name, f"{entry.object_count} objects, {entry.size_bytes} "
             "bytes", data={"bucket": bucket, "size_bytes": entry.size_bytes,
@@ -199,10 +196,10 @@ class MinIOBucketBackupManager:
     def _create(self, bucket: str, name: str, tags: Tags, verify: bool, upload: bool,
                 progress: ProgressFn, counts: CountsFn) -> BackupEntry:
         self.catalog.clean_incomplete()
-        started, artifact, t = self.clock(), f"{name}.tar.gz", time.monotonic()
+        started, artifact, steps = self.clock(), f"{name}.tar.gz", StepTimer(self.clock)
         progress(f"listing {bucket}", None)
         objects = list(self.source.list_objects(bucket))
-        steps = [_step("list", t, f"{len(objects)} objects")]
+        steps.done("list", f"{len(objects)} objects")
         target: Upload | None = None
         remote = self.catalog.remote
         if upload and isinstance(remote, S3Store):
@@ -220,7 +217,7 @@ class MinIOBucketBackupManager:
                                   spool_dir=self.catalog.local.root, workers=self.workers,
                                   clock=self.clock, counts=throttled(report), verify=verify)
             manifest = bucket_manifest(name, bucket, built, target, started=started,
-                                       finished=self.clock(), tags=tags, steps=steps)
+                                       finished=self.clock(), tags=tags, steps=steps.steps)
             progress("committing", None)
             return self.catalog.publish(manifest)
         except BaseException:
@@ -243,16 +240,14 @@ class MinIOBucketBackupManager:
                 locks.mark_busy(self.settings.backups_dir, KIND, name, "verify"):
             try:
                 entry = self.get(name)
-            except IntegrityError as exc:
+            except IntegrityError as exc:  # a damaged backup; NotFound is no alert
                 hooks.emit(hooks.BackupEvent("verification_failed", KIND, name, exc.message))
                 raise
             progress(f"verifying {name}", None)
             result = self._check_copies(entry)
             entry = self.catalog.update(name, verification=result)
         if result.status == "failed":
-            hooks.emit(hooks.BackupEvent("verification_failed", KIND, name,
-                                         result.detail or "verification failed"))
-            raise IntegrityError(f"backup {name} failed verification: {result.detail}")
+            raise hooks.verification_failed(KIND, name, result.detail)
         hooks.emit(hooks.BackupEvent("verification_passed", KIND, name, VERIFY_METHOD))
         return entry
 
@@ -299,39 +294,37 @@ class MinIOBucketBackupManager:
         if target_bucket is not None:
             self.check_target(target_bucket)
         started = time.monotonic()
-        try:
-            with self._locked("restore", name, lock), \
-                    locks.mark_busy(self.settings.backups_dir, KIND, name, "restore"):
-                t = time.monotonic()
-                progress(f"fetching and checking {name}", None)
-                self.get(name)
-                fetched = self.catalog.fetch(name)
-                target = self.check_target(target_bucket or fetched.entry.source)
-                steps = [_step("fetch", t, f"{fetched.location} copy, sha256 matches")]
-                t, total = time.monotonic(), fetched.entry.object_count or 1
-                size_of = fetched.entry.extra.get("bytes", 0)
-                size_of = size_of if isinstance(size_of, int) else 0
+        with hooks.reporting("restore_failed", KIND, name), \
+                self._locked("restore", name, lock), \
+                locks.mark_busy(self.settings.backups_dir, KIND, name, "restore"):
+            steps = StepTimer(self.clock)
+            progress(f"fetching and checking {name}", None)
+            self.get(name)
+            fetched = self.catalog.fetch(name)
+            target = self.check_target(target_bucket or fetched.entry.source)
+            steps.done("fetch", f"{fetched.location} copy, sha256 matches")
+            steps.start()
+            total = fetched.entry.object_count or 1
+            size_of = fetched.entry.extra.get("bytes", 0)
+            size_of = size_of if isinstance(size_of, int) else 0
 
-                def report(phase: str, done: int, of: int, size: int, _size_of: int) -> None:
-                    counts(phase, done, of, size, size_of)
-                    progress(f"restoring into {target}: {done}/{of} objects", done / of)
+            def report(phase: str, done: int, of: int, size: int, _size_of: int) -> None:
+                counts(phase, done, of, size, size_of)
+                progress(f"restoring into {target}: {done}/{of} objects", done / of)
 
-                shown = throttled(report)
-                outcome = restore_archive(
-                    self.source, fetched.path, target, overwrite=overwrite,
-                    workers=self.workers,
-                    progress=lambda done, size: shown("restoring", done, total, size, size_of))
-                steps.append(_step("put objects", t, f"{outcome.restored} restored, "
-                                   f"{outcome.skipped} skipped, {len(outcome.failed)} failed"))
-        except AutographError as exc:
-            hooks.emit(hooks.BackupEvent("restore_failed", KIND, name, exc.message))
-            raise
+            shown = throttled(report)
+            outcome = restore_archive(
+                self.source, fetched.path, target, overwrite=overwrite,
+                workers=self.workers,
+                progress=lambda done, size: shown("restoring", done, total, size, size_of))
+            steps.done("put objects", f"{outcome.restored} restored, "
+                       f"{outcome.skipped} skipped, {len(outcome.failed)} failed")
         result = BucketRestoreResult(
             backup_name=name, kind=KIND, duration_seconds=round(time.monotonic() - started, 3),
             source_location=fetched.location, target=target, target_bucket=target,
             overwrite=overwrite, restored=outcome.restored, skipped=outcome.skipped,
             failed=len(outcome.failed), failed_keys=dict(list(outcome.failed.items())[:1000]),
-            bytes_restored=outcome.bytes, steps=steps, extra={"notes": list(fetched.notes)})
+            bytes_restored=outcome.bytes, steps=steps.steps, extra={"notes": list(fetched.notes)})
         event: hooks.EventName = "restore_failed" if outcome.failed else "restore_succeeded"
         hooks.emit(hooks.BackupEvent(
             event, KIND, name, f"into {target}: {outcome.restored} restored, {outcome.skipped} "
@@ -355,8 +348,3 @@ class MinIOBucketBackupManager:
         with self._locked("sync", "", lock):
             progress("syncing to S3", None)
             return self.catalog.sync()
-
-
-def _step(name: str, since: float, detail: str) -> StepRecord:
-    return StepRecord(name=name, duration_seconds=round(time.monotonic() - since, 3),
-                      detail=detail)

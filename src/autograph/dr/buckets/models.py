@@ -84,5 +84,6 @@ def bucket_manifest(name: str, bucket: str, built: Built, upload: Upload | None,
         extra={"bytes": built.archive.bytes_in, "listed": built.listed,
                "deleted_during_backup": deleted,
                "deleted_during_backup_count": len(built.fetch.missing),
-               "steps": [s.model_dump(mode="json") for s in steps + built.steps]},
+               "steps": [s.model_dump(mode="json", exclude={"data", "resumed"})
+                         for s in steps + built.steps]},
     )

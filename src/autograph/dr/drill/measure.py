@@ -18,12 +18,11 @@ from autograph.dr.drill.models import (
     RpoFigures,
     Scenario,
     ServiceRecovery,
-    StepRecord,
     Targets,
     checklist,
 )
 from autograph.dr.drill.rpo import DataLoss
-from autograph.dr.ops.steps import StepResult
+from autograph.dr.models import StepRecord
 from autograph.dr.recovery.integrity import (
     OBJECT_REFERENCES,
     Fingerprint,
@@ -66,7 +65,7 @@ class Evidence:
     volatile: dict[str, list[str]] = field(default_factory=dict)  # changed during a backup
     issues: list[str] = field(default_factory=list)
 
-    def step(self, name: str) -> StepResult | None:
+    def step(self, name: str) -> StepRecord | None:
         """A recovery step's result, if it ran."""
         if self.recovery is None:
             return None
@@ -80,7 +79,7 @@ class Evidence:
         return dict(self.verify_checks or {})
 
 
-def _end(step: StepResult) -> datetime:
+def _end(step: StepRecord) -> datetime:
     return step.started_at + timedelta(seconds=step.duration_seconds)
 
 

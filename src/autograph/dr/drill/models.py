@@ -11,8 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
 
-from autograph.dr.models import Scenario
-from autograph.dr.ops.steps import StepResult
+from autograph.dr.models import Scenario, StepRecord
 
 CriterionStatus = Literal["pass", "fail", "not_checked"]
 
@@ -35,23 +34,6 @@ class Criterion(BaseModel):
     item: str
     status: CriterionStatus
     evidence: str
-
-
-class StepRecord(BaseModel):
-    """One step of the drill as reported (the step's own timing, not a stopwatch)."""
-
-    name: str
-    started_at: datetime
-    duration_seconds: float
-    status: Literal["passed", "failed", "skipped"]
-    detail: str = ""
-
-    @classmethod
-    def of(cls, result: StepResult, prefix: str = "") -> StepRecord:
-        """The record of a step result, its name optionally prefixed (``recover.verify``)."""
-        return cls(name=prefix + result.name, started_at=result.started_at,
-                   duration_seconds=result.duration_seconds, status=result.status,
-                   detail=result.detail)
 
 
 class ServiceRecovery(BaseModel):

@@ -25,7 +25,7 @@ from autograph.clock import Clock, utc_now
 from autograph.config import Settings, load_settings
 from autograph.dr.drill import faults, offsite
 from autograph.dr.drill.measure import Evidence, evaluate
-from autograph.dr.drill.models import DrillReport, StepRecord, Targets
+from autograph.dr.drill.models import DrillReport, Targets
 from autograph.dr.drill.report import report_folder, write_report
 from autograph.dr.drill.rpo import data_loss, parse_log
 from autograph.dr.drill.workload import (
@@ -40,8 +40,8 @@ from autograph.dr.drill.workload import (
     surviving_diagrams,
     surviving_objects,
 )
-from autograph.dr.models import SCENARIOS, Scenario
-from autograph.dr.ops.steps import Operation, Step, StepResult
+from autograph.dr.models import SCENARIOS, ProgressFn, Scenario, StepRecord, no_progress
+from autograph.dr.ops.steps import Operation, Step
 from autograph.dr.recovery import integrity
 from autograph.dr.recovery.checks import uses_gateway, verify
 from autograph.dr.recovery.options import RecoveryOptions
@@ -51,7 +51,6 @@ from autograph.s3.boto import app_client
 from autograph.stack.health import port_free, private_port_range
 from autograph.stack.lifecycle import Stack
 
-Progress = Callable[[str], None]
 MACHINE_DATABASE_RPO = 60.0
 SERVICE_PORTS = ("gateway", "auth", "diagram", "ai", "collaboration", "export", "git",
                  "integrations", "svg", "frontend")
@@ -175,11 +174,11 @@ def remove_sandbox(stack: Stack) -> None:
 class _Recorder:
     """Runs the drill's own steps one at a time, recording each (a failure stops the drill)."""
 
-    def __init__(self, clock: Clock, progress: Progress) -> None:
+    def __init__(self, clock: Clock, progress: ProgressFn) -> None:
         self.clock = clock
         self.progress = progress
         self.steps: list[StepRecord] = []
-        self.results: dict[str, StepResult] = {}
+        self.results: dict[str, StepRecord] = {}
 
     def run(self, name: str, work: Callable[[], Any], timeout: float = 600.0) -> Any:
         box: dict[str, Any] = {}
@@ -191,9 +190,9 @@ class _Recorder:
 
         result = Operation(f"drill step {name}", [Step(name, step, timeout)],
                            clock=self.clock).run().steps[0]
-        self.steps.append(StepRecord.of(result))
+        self.steps.append(result)
         self.results[name] = result
-        self.progress(f"{name}: {result.status} {result.detail}".rstrip())
+        self.progress(f"{name}: {result.status} {result.detail}".rstrip(), None)
         if result.status == "failed":
             raise OperationFailed(f"drill step {name} failed: {result.detail}")
         return box.get("value")
@@ -237,7 +236,7 @@ def take_backups(stack: Stack, label: str, clock: Clock = utc_now) -> dict[str, 
 
 
 def run_drill(stack: Stack, scenario: Scenario, options: DrillOptions, dr_dir: Path, *,
-              live: bool, clock: Clock = utc_now, progress: Progress = lambda _m: None
+              live: bool, clock: Clock = utc_now, progress: ProgressFn = no_progress
               ) -> DrillReport:
     """One drill of ``scenario`` on a running, healthy ``stack``; reports under ``dr_dir``.
 
@@ -437,12 +436,12 @@ def _inject(stack: Stack, scenario: Scenario, options: DrillOptions) -> dict[str
 
 
 def _recover(stack: Stack, scenario: Scenario, options: DrillOptions, ev: Evidence,
-             rec: _Recorder, clock: Clock, progress: Progress,
+             rec: _Recorder, clock: Clock, progress: ProgressFn,
              kit: offsite.DrillKit | None = None) -> None:
     """Run the recovery; after the restores (before any service writes), fingerprint what came
     back. That pause is measured and left out of the RTO."""
 
-    def on_step(result: StepResult) -> None:
+    def on_step(result: StepRecord) -> None:
         if result.name != "restore_buckets":
             return
         start = time.monotonic()
@@ -461,9 +460,11 @@ def _recover(stack: Stack, scenario: Scenario, options: DrillOptions, ev: Eviden
         target = rec.run("install_kit", lambda: _install_kit(stack, kit))
     recovery = Recovery(target, RecoveryOptions(scenario, timeouts=options.recovery_timeouts),
                         clock=clock)
-    report = recovery.run(lambda m: progress(f"recover.{m}"), on_step=on_step, fresh=True)
+    report = recovery.run(lambda m, f: progress(f"recover.{m}", f), on_step=on_step,
+                          fresh=True)
     ev.recovery = report
-    rec.steps += [StepRecord.of(step, "recover.") for step in report.steps]
+    rec.steps += [step.model_copy(update={"name": f"recover.{step.name}", "data": {}})
+                  for step in report.steps]
 
 
 def _install_kit(stack: Stack, kit: offsite.DrillKit) -> Stack:
@@ -525,7 +526,7 @@ def _measure(stack: Stack, api: ApiClient, s3: Any, writer_account: Account, dat
 # Several drills ------------------------------------------------------------------------------
 
 def run_drills(settings: Settings, options: DrillOptions, *, clock: Clock = utc_now,
-               progress: Progress = lambda _m: None) -> list[tuple[DrillReport, Path]]:
+               progress: ProgressFn = no_progress) -> list[tuple[DrillReport, Path]]:
     """Run each scenario in turn (one sandbox shared by all, removed at the end unless
     ``keep_sandbox``); reports go to ``settings.dr_dir``. Returns each report and its folder.
 
@@ -543,15 +544,15 @@ def run_drills(settings: Settings, options: DrillOptions, *, clock: Clock = utc_
     reports: list[tuple[DrillReport, Path]] = []
     try:
         if not options.live:
-            progress(f"sandbox in {stack.settings.home_dir}")
-            stack.up(progress=progress)
+            progress(f"sandbox in {stack.settings.home_dir}", None)
+            stack.up(progress=lambda message: progress(message, None))
         for scenario in options.scenarios:
-            progress(f"drill {scenario}")
+            progress(f"drill {scenario}", None)
             report = run_drill(stack, scenario, options, dr_dir, live=options.live,
                                clock=clock, progress=progress)
             reports.append((report, report_folder(dr_dir, report.started_at, scenario)))
             if report.rto_seconds is None and scenario != options.scenarios[-1]:
-                progress("recovery failed: later scenarios skipped")
+                progress("recovery failed: later scenarios skipped", None)
                 break
     finally:
         if not options.live and not options.keep_sandbox:

@@ -16,7 +16,6 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +23,12 @@ from typing import Any
 
 from autograph.clock import Clock, utc_now
 from autograph.dr.drill.rpo import AckedWrite
+from autograph.dr.models import ProgressFn, no_progress
 from autograph.dr.recovery.client import ApiClient
 from autograph.errors import OperationFailed
 
 EXPORTS_PREFIX = "dataset/"
 WRITER_PREFIX = "drill-writer/"
-Progress = Callable[[str], None]
 
 
 # The dataset -------------------------------------------------------------------------------
@@ -94,7 +93,7 @@ def new_account(prefix: str) -> Account:
 
 
 def load_dataset(api: ApiClient, s3: Any, spec: DatasetSpec, *, seed: int = 7,
-                 exports_bucket: str = "exports", progress: Progress = lambda _m: None
+                 exports_bucket: str = "exports", progress: ProgressFn = no_progress
                  ) -> Dataset:
     """Register users, create diagrams with several versions and uploads through the API, and
     put export files into the exports bucket. Raises OperationFailed on any refused request."""
@@ -105,7 +104,7 @@ def load_dataset(api: ApiClient, s3: Any, spec: DatasetSpec, *, seed: int = 7,
         api.register(account.email, account.password)
         account.token = api.login(account.email, account.password)
         data.accounts.append(account)
-    progress(f"{len(data.accounts)} users registered")
+    progress(f"{len(data.accounts)} users registered", None)
     jobs = [(data.accounts[i % spec.users], random.Random(rng.random()))
             for i in range(spec.users * spec.diagrams_per_user)]
 
@@ -123,7 +122,7 @@ def load_dataset(api: ApiClient, s3: Any, spec: DatasetSpec, *, seed: int = 7,
 
     with ThreadPoolExecutor(spec.workers) as pool:
         data.diagrams = dict(pool.map(one_diagram, jobs))
-    progress(f"{len(data.diagrams)} diagrams with {spec.versions_per_diagram} versions each")
+    progress(f"{len(data.diagrams)} diagrams with {spec.versions_per_diagram} versions each", None)
     owners = {a.email: a for a in data.accounts}
     ids = list(data.diagrams)
     for index in range(spec.uploads if ids else 0):
@@ -139,7 +138,7 @@ def load_dataset(api: ApiClient, s3: Any, spec: DatasetSpec, *, seed: int = 7,
         answer = s3.put_object(Bucket=exports_bucket, Key=key,
                                Body=rng.randbytes(spec.export_bytes), ContentType="image/png")
         data.exports[key] = answer["ETag"].strip('"')
-    progress(f"{len(data.uploads)} uploads, {len(data.exports)} exports")
+    progress(f"{len(data.uploads)} uploads, {len(data.exports)} exports", None)
     return data
 
 

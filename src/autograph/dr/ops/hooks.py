@@ -8,14 +8,16 @@ and never affects the backup or the other subscribers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from autograph.clock import utc_now
+from autograph.errors import AutographError, IntegrityError, OperationFailed
 
 EventName = Literal[
     "backup_failed", "backup_succeeded", "verification_failed", "verification_passed",
@@ -89,3 +91,41 @@ def on_event(callback: Subscriber) -> Callable[[], None]:
 def emit(event: BackupEvent) -> None:
     """Publish on the process-wide bus."""
     bus.emit(event)
+
+
+@dataclass
+class Failing:
+    """What :func:`reporting` names in its failure event (``name`` may be set in the block,
+    once the backup has one)."""
+
+    name: str | None
+
+
+@contextlib.contextmanager
+def reporting(event: EventName, kind: str, name: str | None, *, what: str | None = None,
+              prefix: str = "", data: dict[str, Any] | None = None) -> Iterator[Failing]:
+    """Emit ``event`` (e.g. ``backup_failed``) when the block raises, then re-raise.
+
+    An AutographError is re-raised as it is. With ``what`` (``"backup NAME"``), any other
+    exception becomes OperationFailed("``what`` failed: Type: message"); without it, it passes
+    through unreported. ``prefix`` starts the event's detail (``"bucket diagrams: "``).
+    """
+    failing = Failing(name)
+    try:
+        yield failing
+    except AutographError as exc:
+        emit(BackupEvent(event, kind, failing.name, prefix + exc.message, data=dict(data or {})))
+        raise
+    except Exception as exc:
+        if what is None:
+            raise
+        failure = OperationFailed(f"{what} failed: {type(exc).__name__}: {exc}")
+        emit(BackupEvent(event, kind, failing.name, prefix + failure.message,
+                         data=dict(data or {})))
+        raise failure from exc
+
+
+def verification_failed(kind: str, name: str, detail: str | None) -> IntegrityError:
+    """Emit ``verification_failed`` for backup ``name``; return the IntegrityError to raise."""
+    emit(BackupEvent("verification_failed", kind, name, detail or "verification failed"))
+    return IntegrityError(f"backup {name} failed verification: {detail}")

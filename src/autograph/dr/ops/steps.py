@@ -1,7 +1,7 @@
 """Operations as sequences of named, timed steps, each with a recorded result.
 
 A recovery (or a drill) is a list of :class:`Step`. :class:`Operation` runs them in order, times
-each one, bounds it by its timeout, and records its :class:`StepResult`. With a state file, every
+each one, bounds it by its timeout, and records its :class:`StepRecord`. With a state file, every
 finished step is written down as it ends, so a re-run after an interrupted operation (a crash, a
 SIGKILL, a failed step) continues from the first unfinished step with the recorded results and
 data of the finished ones. Steps must therefore be idempotent: a step killed half-way runs again.
@@ -19,28 +19,36 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from autograph.clock import Clock, utc_now
+from autograph.dr.models import ProgressFn, StepRecord, StepStatus, jsonable, no_progress
 from autograph.errors import AutographError, Conflict, OperationFailed
 
-StepStatus = Literal["passed", "failed", "skipped"]
 Timer = Callable[[], float]
-Progress = Callable[[str], None]
 
 
-class StepResult(BaseModel):
-    """What one step did: its status, a one-line detail, when it started and how long it took."""
+class StepTimer:
+    """Records the steps of an operation that is not a resumable :class:`Operation` (a backup,
+    a restore): each step runs from the last :meth:`start` to its :meth:`done`."""
 
-    name: str
-    status: StepStatus
-    detail: str = ""
-    started_at: datetime
-    duration_seconds: float
-    data: dict[str, Any] = Field(default_factory=dict)
-    resumed: bool = False  # recorded by an earlier run of the same operation
+    def __init__(self, clock: Clock = utc_now, timer: Timer = time.monotonic) -> None:
+        self.clock, self.timer = clock, timer
+        self.steps: list[StepRecord] = []
+        self.start()
+
+    def start(self) -> None:
+        """The next step starts now."""
+        self._started_at, self._since = self.clock(), self.timer()
+
+    def done(self, name: str, detail: str) -> StepRecord:
+        """Record the step ``name`` as passed, timed from the last :meth:`start`."""
+        record = StepRecord(name=name, detail=detail, started_at=self._started_at,
+                            duration_seconds=round(self.timer() - self._since, 3))
+        self.steps.append(record)
+        return record
 
 
 class Skip(Exception):
@@ -64,7 +72,7 @@ class Outcome:
 class StepContext:
     """What a running step sees: the results of the steps before it and its own deadline."""
 
-    results: dict[str, StepResult]
+    results: dict[str, StepRecord]
     deadline: float
     timer: Timer = time.monotonic
 
@@ -98,7 +106,7 @@ class OperationResult(BaseModel):
     params: dict[str, Any]
     started_at: datetime
     finished_at: datetime
-    steps: list[StepResult]
+    steps: list[StepRecord]
     failed_step: str | None = None
     next_action: str = ""
 
@@ -107,7 +115,7 @@ class OperationResult(BaseModel):
         """``failed`` if any step failed, else ``passed`` (skipped steps do not fail a run)."""
         return "failed" if any(s.status == "failed" for s in self.steps) else "passed"
 
-    def step(self, name: str) -> StepResult | None:
+    def step(self, name: str) -> StepRecord | None:
         """The result of the step called ``name``, if it ran."""
         return next((s for s in self.steps if s.name == name), None)
 
@@ -120,12 +128,12 @@ class OperationState(BaseModel):
     operation: str
     params: dict[str, Any]
     started_at: datetime
-    done: list[StepResult] = Field(default_factory=list)
+    done: list[StepRecord] = Field(default_factory=list)
     current: str | None = None
     current_started_at: datetime | None = None
     planned: list[str] = Field(default_factory=list)
     runner_pid: int | None = None
-    failed: StepResult | None = None
+    failed: StepRecord | None = None
 
 
 _State = OperationState
@@ -202,8 +210,8 @@ class Operation:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     # Running --------------------------------------------------------------------------------
-    def run(self, progress: Progress = lambda _msg: None,
-            on_step: Callable[[StepResult], None] | None = None) -> OperationResult:
+    def run(self, progress: ProgressFn = no_progress,
+            on_step: Callable[[StepRecord], None] | None = None) -> OperationResult:
         """Run (or resume) the steps; stop at the first failure.
 
         Returns the result with one entry per step that ran or was resumed. Raises Conflict
@@ -223,24 +231,24 @@ class Operation:
             state.planned = [step.name for step in self.steps]
             state.runner_pid, state.failed = os.getpid(), None
             done = {result.name: result for result in state.done}
-            results: dict[str, StepResult] = {}
+            results: dict[str, StepRecord] = {}
             for result in state.done:
                 results[result.name] = result.model_copy(update={"resumed": True})
             failed: Step | None = None
             for step in self.steps:
                 if step.name in done:
-                    progress(f"{step.name}: already {done[step.name].status} (resumed)")
+                    progress(f"{step.name}: already {done[step.name].status} (resumed)", None)
                     continue
                 state.current, state.current_started_at = step.name, self.clock()
                 self._save(state)
-                progress(f"{step.name}: running")
+                progress(f"{step.name}: running", None)
                 result = self._run_step(step, results)
                 results[step.name] = result
                 if result.status != "failed":  # a failed step runs again on the next run
                     state.done.append(result)
                 state.current = state.current_started_at = None
                 self._save(state)
-                progress(f"{step.name}: {result.status} {result.detail}".rstrip())
+                progress(f"{step.name}: {result.status} {result.detail}".rstrip(), None)
                 if on_step:
                     on_step(result)
                 if result.status == "failed":
@@ -264,7 +272,7 @@ class Operation:
                 next_action=_next_action(failed, results) if failed else "",
             )
 
-    def _run_step(self, step: Step, results: dict[str, StepResult]) -> StepResult:
+    def _run_step(self, step: Step, results: dict[str, StepRecord]) -> StepRecord:
         started_at = self.clock()
         start = self.timer()
         context = StepContext(results=results, deadline=start + step.timeout_seconds,
@@ -301,13 +309,13 @@ class Operation:
                 detail, data = value.detail, dict(value.data)
             else:
                 detail = value or ""
-        return StepResult(name=step.name, status=status, detail=detail, started_at=started_at,
+        return StepRecord(name=step.name, status=status, detail=detail, started_at=started_at,
                           duration_seconds=round(duration, 3), data=_jsonable(data))
 
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
     """Data round-tripped through JSON, so a resumed run sees exactly what was recorded."""
-    result: dict[str, Any] = json.loads(json.dumps(data, default=str))
+    result: dict[str, Any] = json.loads(json.dumps(jsonable(data), default=str))
     return result
 
 
@@ -316,7 +324,7 @@ def _describe(params: dict[str, Any]) -> str:
     return shown or "default parameters"
 
 
-def _next_action(step: Step, results: dict[str, StepResult]) -> str:
+def _next_action(step: Step, results: dict[str, StepRecord]) -> str:
     detail = results[step.name].detail
     advice = step.on_failure or "fix the cause and re-run the same command to continue"
     return f"step {step.name!r} failed: {detail}. Next: {advice}"

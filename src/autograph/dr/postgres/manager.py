@@ -29,12 +29,12 @@ from autograph.dr.models import (
     Manifest,
     ProgressFn,
     RestoreResult,
-    StepRecord,
     Verification,
     no_progress,
     validate_name,
 )
 from autograph.dr.ops import hooks, locks
+from autograph.dr.ops.steps import StepTimer
 from autograph.dr.postgres.checked_load import load_checked
 from autograph.dr.postgres.dump import dump_database
 from autograph.dr.postgres.remote_copy import RemoteCopy
@@ -42,7 +42,7 @@ from autograph.dr.postgres.restore import check_counts
 from autograph.dr.postgres.server import PgServer, derived_name
 from autograph.dr.postgres.verify import verify_dump
 from autograph.dr.storage import sha256_of
-from autograph.errors import AutographError, IntegrityError, NotFound, OperationFailed
+from autograph.errors import AutographError, NotFound
 from autograph.schema.runner import migrate
 from autograph.secrets import Credentials
 
@@ -113,15 +113,8 @@ class DatabaseBackupManager:
             # The S3 tier is checked beside the dump (RemoteCopy): S3 never delays pg_dump.
             name = (self.catalog.validate_new(name, tiers=("local",)) if name
                     else self.new_name(scheduled, tiers=("local",)))
-            try:
+            with hooks.reporting("backup_failed", KIND, name, what=f"backup {name}"):
                 entry = self._create(name, scheduled, tags, verify, upload, progress)
-            except AutographError as exc:
-                hooks.emit(hooks.BackupEvent("backup_failed", KIND, name, exc.message))
-                raise
-            except Exception as exc:
-                failure = OperationFailed(f"backup {name} failed: {type(exc).__name__}: {exc}")
-                hooks.emit(hooks.BackupEvent("backup_failed", KIND, name, failure.message))
-                raise failure from exc
         hooks.emit(hooks.BackupEvent("backup_succeeded", KIND, name, f"{entry.size_bytes} bytes",
                                      data={"size_bytes": entry.size_bytes,
                                            "locations": list(entry.locations)}))
@@ -179,10 +172,7 @@ class DatabaseBackupManager:
                                    manifest, clock=self.clock,
                                    checksum=READ_BACK if read_back else None)
         if verification.status == "failed":
-            hooks.emit(hooks.BackupEvent("verification_failed", KIND, manifest.name,
-                                         verification.detail or "verification failed"))
-            raise IntegrityError(f"backup {manifest.name} failed verification: "
-                                 f"{verification.detail}")
+            raise hooks.verification_failed(KIND, manifest.name, verification.detail)
         return manifest.model_copy(update={"verification": verification})
 
     def _check_size(self, entry: BackupEntry, earlier: BackupList) -> None:
@@ -225,9 +215,7 @@ class DatabaseBackupManager:
                 result = self._check_s3_copy(manifest, result, progress)
             entry = self.catalog.update(name, verification=result)
         if result.status == "failed":
-            hooks.emit(hooks.BackupEvent("verification_failed", KIND, name,
-                                         result.detail or "verification failed"))
-            raise IntegrityError(f"backup {name} failed verification: {result.detail}")
+            raise hooks.verification_failed(KIND, name, result.detail)
         hooks.emit(hooks.BackupEvent("verification_passed", KIND, name, result.method or ""))
         return entry
 
@@ -279,61 +267,42 @@ class DatabaseBackupManager:
         validate_name(name)
         target = validate_name(target, "database name") if target else self.server.live_database
         started = time.monotonic()
-        steps: builtins.list[StepRecord] = []
-
-        def step(label: str, detail: str, since: float) -> None:
-            steps.append(StepRecord(name=label, duration_seconds=round(time.monotonic() - since,
-                                                                       3), detail=detail))
-
-        try:
-            with self._locked("restore", name, lock), \
-                    locks.mark_busy(self.settings.backups_dir, KIND, name, "restore"):
-                t = time.monotonic()
-                self._drop_leftovers(target)
-                stamp = f"{self.clock():%Y%m%d%H%M%S}"
-                scratch = derived_name(target, "restoring", stamp)
-                loaded = load_checked(self.catalog, self.server, name, scratch, jobs, progress)
-                fetched = loaded.fetched
-                step("pg_restore", f"{fetched.location} copy (sha256 checked alongside; "
-                     f"{loaded.toc}) into {scratch}", t)
-                t = time.monotonic()
-                progress("checking row counts", None)
-                try:
-                    tables = check_counts(fetched.entry.row_counts, loaded.counts)
-                except BaseException:
-                    self.server.drop_database(scratch)
-                    raise
-                step("row counts", f"{tables} tables match the manifest", t)
-                t = time.monotonic()
-                progress("migrating the schema", None)
-                migrated = self._migrate(scratch)
-                step("migrate", migrated, t)
-                t = time.monotonic()
-                progress("swapping databases", None)
-                previous = None
-                if self.server.database_exists(target):
-                    previous = self.server.unused_name(target, "pre_restore", stamp)
-                try:
-                    self.server.swap(target, scratch, previous)
-                except BaseException:
-                    self.server.drop_database(scratch)
-                    raise
-                step("swap", f"{target} replaced" + (f"; previous kept as {previous}"
-                                                     if previous else " (did not exist)"), t)
-                dropped = self._drop_old_previous(target)
-        except AutographError as exc:
-            hooks.emit(hooks.BackupEvent("restore_failed", KIND, name, exc.message))
-            raise
-        except Exception as exc:
-            failure = OperationFailed(f"restore of {name} failed: {type(exc).__name__}: {exc}")
-            hooks.emit(hooks.BackupEvent("restore_failed", KIND, name, failure.message))
-            raise failure from exc
+        steps = StepTimer()
+        with hooks.reporting("restore_failed", KIND, name, what=f"restore of {name}"), \
+                self._locked("restore", name, lock), \
+                locks.mark_busy(self.settings.backups_dir, KIND, name, "restore"):
+            self._drop_leftovers(target)
+            stamp = f"{self.clock():%Y%m%d%H%M%S}"
+            scratch = derived_name(target, "restoring", stamp)
+            loaded = load_checked(self.catalog, self.server, name, scratch, jobs, progress)
+            fetched = loaded.fetched
+            steps.done("pg_restore", f"{fetched.location} copy (sha256 checked alongside; "
+                       f"{loaded.toc}) into {scratch}")
+            steps.start()
+            progress("checking row counts", None)
+            with self._dropped_on_failure(scratch):
+                tables = check_counts(fetched.entry.row_counts, loaded.counts)
+            steps.done("row counts", f"{tables} tables match the manifest")
+            steps.start()
+            progress("migrating the schema", None)
+            migrated = self._migrate(scratch)
+            steps.done("migrate", migrated)
+            steps.start()
+            progress("swapping databases", None)
+            previous = None
+            if self.server.database_exists(target):
+                previous = self.server.unused_name(target, "pre_restore", stamp)
+            with self._dropped_on_failure(scratch):
+                self.server.swap(target, scratch, previous)
+            steps.done("swap", f"{target} replaced" + (f"; previous kept as {previous}"
+                                                       if previous else " (did not exist)"))
+            dropped = self._drop_old_previous(target)
         extra: dict[str, JsonValue] = {"notes": list(fetched.notes),
                                        "dropped_previous": list(dropped)}
         result = RestoreResult(backup_name=name, kind=KIND,
                                duration_seconds=round(time.monotonic() - started, 3),
                                source_location=fetched.location, target=target,
-                               previous=previous, steps=steps, extra=extra)
+                               previous=previous, steps=steps.steps, extra=extra)
         hooks.emit(hooks.BackupEvent("restore_succeeded", KIND, name,
                                      f"restored into {target}",
                                      data={"duration_seconds": result.duration_seconds}))
@@ -342,8 +311,14 @@ class DatabaseBackupManager:
     def _migrate(self, scratch: str) -> str:
         """Bring the restored database's schema up to date before it goes live (a dump taken
         before a migration lacks its tables); dropped on failure. Returns what was done."""
-        try:
+        with self._dropped_on_failure(scratch):
             return migrate(self.server.conninfo(scratch)).summary()
+
+    @contextmanager
+    def _dropped_on_failure(self, scratch: str) -> Iterator[None]:
+        """Drop the scratch database when the block fails (the live one is untouched)."""
+        try:
+            yield
         except BaseException:
             self.server.drop_database(scratch)
             raise

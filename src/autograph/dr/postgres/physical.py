@@ -97,12 +97,12 @@ class PhysicalBackupManager:
             f"{started.strftime('%Y%m%d_%H%M%S')}"
         self.catalog.validate_new(name)
         artifact = f"{name}.base.tar"
-        with locks.acquire(self.settings.backups_dir, KIND, "create", name):
+        with locks.acquire(self.settings.backups_dir, KIND, "create", name), \
+                hooks.reporting("backup_failed", KIND, name):
             try:
                 entry = self._create(name, artifact, started, tags, progress)
-            except AutographError as exc:
+            except AutographError:
                 self.catalog.discard(artifact)
-                hooks.emit(hooks.BackupEvent("backup_failed", KIND, name, exc.message))
                 raise
         hooks.emit(hooks.BackupEvent("backup_succeeded", KIND, name, f"{entry.size_bytes} bytes",
                                      data={"size_bytes": entry.size_bytes}))

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from autograph.clock import Clock, isoformat
 from autograph.dr.buckets.snapshots.store import parse_name
 from autograph.dr.catalog import open_catalog
-from autograph.dr.models import BackupEntry
+from autograph.dr.models import BackupEntry, jsonable
 from autograph.errors import (
     AutographError,
     DependencyDown,
@@ -199,7 +199,7 @@ def restore_database(stack: Stack, candidates: list[str]) -> dict[str, Any]:
 
     def restore(name: str) -> dict[str, Any]:
         result = manager.restore(name)
-        return _plain(result)
+        return dict(jsonable(result))
 
     return {**restore_first(candidates, restore), "method": "dump"}
 
@@ -258,7 +258,8 @@ def restore_buckets(stack: Stack, plan_buckets: dict[str, list[str]]) -> dict[st
             if name.startswith("snap_"):  # incremental snapshot (SPEC §7)
                 return {**snapshots.restore(name, target_bucket=target).as_dict(),
                         "method": "snapshot"}
-            return _plain(manager.restore(name, target_bucket=target, overwrite=False))
+            return dict(jsonable(manager.restore(name, target_bucket=target,
+                                                 overwrite=False)))
 
         try:
             done = restore_first(candidates, restore)
@@ -286,8 +287,3 @@ def _tiers(result: dict[str, Any]) -> list[str]:
         return sorted(tier for tier, count in result["blobs_from"].items() if count)
     return [str(result.get("source_location") or "local")]
 
-
-def _plain(result: Any) -> dict[str, Any]:
-    if hasattr(result, "model_dump"):
-        return dict(result.model_dump(mode="json"))
-    return dict(result)

@@ -26,6 +26,7 @@ The backup and restore work is the backup managers'; this module only orders and
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
 from datetime import datetime
@@ -37,8 +38,8 @@ from pydantic import BaseModel, Field
 from autograph.clock import Clock, isoformat, utc_now
 from autograph.dr.alerts import notifications
 from autograph.dr.alerts.models import Notification
-from autograph.dr.models import WHOLE_STACK
-from autograph.dr.ops.steps import Operation, Outcome, Progress, Skip, Step, StepContext, StepResult
+from autograph.dr.models import WHOLE_STACK, ProgressFn, StepRecord, no_progress
+from autograph.dr.ops.steps import Operation, Outcome, Skip, Step, StepContext
 from autograph.dr.recovery import accounts, backups, checks, consistent, live, offsite
 from autograph.dr.recovery.options import RecoveryOptions
 from autograph.dr.recovery.start import start_components
@@ -63,7 +64,7 @@ class RecoveryReport(BaseModel):
     status: str
     started_at: datetime
     finished_at: datetime
-    steps: list[StepResult]
+    steps: list[StepRecord]
     failed_step: str | None = None
     next_action: str = ""
     issues: list[str] = Field(default_factory=list)
@@ -112,8 +113,9 @@ class Recovery:
         return Operation("recovery", self.steps(), params=self.options.params(),
                          state_path=self.state_path, clock=self.clock)
 
-    def run(self, progress: Progress = lambda _m: None,
-            on_step: Any = None, fresh: bool = False) -> RecoveryReport:
+    def run(self, progress: ProgressFn = no_progress,
+            on_step: Callable[[StepRecord], None] | None = None,
+            fresh: bool = False) -> RecoveryReport:
         """Run (or resume) the recovery and write its report.
 
         Raises Conflict when another recovery runs or one with other parameters is pending

@@ -17,7 +17,7 @@ import io
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -47,6 +47,7 @@ from autograph.dr.buckets.snapshots.store import (
     ship_snapshots,
     snapshot_name,
 )
+from autograph.dr.models import ProgressFn, no_progress
 from autograph.dr.ops import hooks, locks
 from autograph.dr.storage.local import fsync_dir
 from autograph.errors import (
@@ -66,7 +67,6 @@ LOCK_KIND = "snapshot"
 KIND = "snapshot"
 PREFETCH_THREADS = 3
 PREFETCH_BYTES = 32 * 1024 * 1024
-Progress = Callable[[str], None]
 
 
 @dataclass
@@ -182,7 +182,7 @@ class SnapshotManager:
         return bucket
 
     def take(self, bucket: str, *, accept_shrink: bool = False,
-             progress: Progress = lambda _m: None,
+             progress: ProgressFn = no_progress,
              lock: locks.OperationLock | None = None) -> SnapshotResult:
         """Snapshot ``bucket`` now. Raises InvalidInput, Conflict, DependencyDown (the bucket's
         server unreachable), OperationFailed (local disk). Nothing is listed as a snapshot
@@ -190,11 +190,8 @@ class SnapshotManager:
         self.check_source(bucket)
         held = lock or self.acquire("snapshot", bucket)
         try:
-            result = self._take(bucket, progress, accept_shrink)
-        except AutographError as exc:
-            hooks.emit(hooks.BackupEvent("backup_failed", KIND, bucket, exc.message,
-                                         data={"bucket": bucket}))
-            raise
+            with hooks.reporting("backup_failed", KIND, bucket, data={"bucket": bucket}):
+                result = self._take(bucket, progress, accept_shrink)
         finally:
             held.release()
         if result.snapshot.shrunk:
@@ -208,13 +205,13 @@ class SnapshotManager:
                   "duration_seconds": result.duration_seconds}))
         return result
 
-    def _take(self, bucket: str, progress: Progress, accept_shrink: bool) -> SnapshotResult:
+    def _take(self, bucket: str, progress: ProgressFn, accept_shrink: bool) -> SnapshotResult:
         began = time.monotonic()
         parent, parent_in_s3 = self._parent(bucket)
         known = {o.key: o for o in parent.objects} if parent else {}
         started = self.clock()
         name = snapshot_name(bucket, started)
-        progress(f"listing {bucket}")
+        progress(f"listing {bucket}", None)
         listed = list(self.source.list_objects(bucket))
         blobs_dir = self.store.blobs_dir
         blobs_dir.mkdir(parents=True, exist_ok=True)
@@ -228,7 +225,7 @@ class SnapshotManager:
                 kept[item.key] = old
             else:
                 changed.append(item)
-        progress(f"{len(kept)} unchanged, fetching {len(changed)}")
+        progress(f"{len(kept)} unchanged, fetching {len(changed)}", None)
         vanished: list[str] = []
         new_blobs = new_bytes = 0
         present = self._remote_blobs(parent if parent_in_s3 else None)
@@ -258,7 +255,7 @@ class SnapshotManager:
         tiers = ["local"]
         if self.store.remote is not None:
             try:
-                progress("copying new blobs to S3")
+                progress("copying new blobs to S3", None)
                 self._mirror_blobs(objects, None if eager is None else
                                    eager.present | eager.uploaded)
                 self.store.remote.index.put(name + INDEX_SUFFIX, io.BytesIO(data))
@@ -267,7 +264,7 @@ class SnapshotManager:
                 s3_error = exc.message
         self.store.local.index.put(name + INDEX_SUFFIX, io.BytesIO(data))
         if self.store.offsite is not None:  # after the local commit; the backlog on failure
-            progress("copying to the off-site tier")
+            progress("copying to the off-site tier", None)
             if name in ship_snapshots(self.store).shipped:
                 tiers.append("offsite")
         return SnapshotResult(snapshot, round(time.monotonic() - began, 3),
@@ -400,7 +397,7 @@ class SnapshotManager:
         return result
 
     def restore(self, name: str, *, target_bucket: str | None = None, overwrite: bool = False,
-                progress: Progress = lambda _m: None,
+                progress: ProgressFn = no_progress,
                 lock: locks.OperationLock | None = None) -> SnapshotRestore:
         """Put the bucket back as the snapshot recorded it, into ``target_bucket`` (default:
         the snapshot's bucket, created if missing). ``overwrite=False`` keeps existing keys.
@@ -425,7 +422,7 @@ class SnapshotManager:
             present = {o.key for o in self.source.list_objects(target)}
             wanted = {o.key for o in snapshot.objects}
             result.extra = len(present - wanted)
-            progress(f"restoring {len(snapshot.objects)} objects into {target}")
+            progress(f"restoring {len(snapshot.objects)} objects into {target}", None)
             outcome = put_objects(
                 self.source, target, self._items(snapshot, sources),
                 skip=(present.__contains__ if not overwrite else lambda _k: False),
