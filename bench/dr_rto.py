@@ -32,7 +32,8 @@ from autograph.clock import utc_now
 from autograph.config import load_settings
 from autograph.dr.drill import faults as drill_faults
 from autograph.dr.drill import offsite
-from autograph.dr.drill.run import make_sandbox, remove_sandbox, take_backups
+from autograph.dr.drill.before_failure import take_backups
+from autograph.dr.drill.sandbox import make_sandbox, remove_sandbox
 from autograph.dr.drill.workload import ApiClient, canvas, new_account
 from autograph.dr.kit.document import read_kit
 from autograph.dr.recovery.checks import uses_gateway

@@ -19,15 +19,12 @@ import pytest
 
 from autograph.dr.buckets.outbox import VISIBILITY_MARGIN, Replicator
 from autograph.dr.drill import faults as drill_faults
+from autograph.dr.drill.before_failure import take_backups
 from autograph.dr.drill.models import CRITERIA, DrillReport
+from autograph.dr.drill.options import DrillOptions
 from autograph.dr.drill.report import drill_schedule, load_history, report_folder
-from autograph.dr.drill.run import (
-    DrillOptions,
-    make_sandbox,
-    remove_sandbox,
-    run_drill,
-    take_backups,
-)
+from autograph.dr.drill.run import run_drill
+from autograph.dr.drill.sandbox import make_sandbox, remove_sandbox
 from autograph.dr.drill.workload import ApiClient, DatasetSpec, check_dataset, load_dataset
 from autograph.dr.models import Scenario
 from autograph.dr.recovery.integrity import fingerprint

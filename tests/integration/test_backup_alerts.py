@@ -18,10 +18,10 @@ from pydantic import SecretStr
 
 from alertservers import Webhook, free_port, smtp_server, webhook_server
 from autograph.config import Settings
+from autograph.dr.alerting import build_channels
 from autograph.dr.alerts.console import ConsoleChannel
 from autograph.dr.alerts.dispatcher import AlertDispatcher
 from autograph.dr.catalog import Catalog
-from autograph.dr.daemon import build_channels
 from autograph.dr.monitor.monitor import Monitor
 from autograph.dr.ops import hooks, journal
 from autograph.dr.postgres import DatabaseBackupManager

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from autograph.dr.buckets.archive import read_manifest
+from autograph.dr.buckets.archive_read import read_manifest
 from autograph.dr.buckets.manager import MinIOBucketBackupManager
 from autograph.errors import NotFound
 from autograph.stack.lifecycle import Stack

@@ -23,8 +23,9 @@ from autograph.cli.main import app
 from autograph.config import Settings
 from autograph.dr.buckets.manager import MinIOBucketBackupManager
 from autograph.dr.postgres import DatabaseBackupManager
+from autograph.dr.postgres.data_folder import pg_user
 from autograph.dr.postgres.local_pitr import _stop, recover_into
-from autograph.dr.postgres.physical import PhysicalBackupManager, _pg_user
+from autograph.dr.postgres.physical import PhysicalBackupManager
 from autograph.errors import InvalidInput
 from autograph.s3.boto import app_client
 from autograph.stack.infra import streaming_lag_bytes
@@ -202,7 +203,7 @@ def test_pitr_of_the_external_cluster_builds_a_new_local_cluster(
         with _connect(stack.settings) as conn:
             assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 25
     finally:
-        _stop(physical, target, _pg_user(stack.settings))
+        _stop(physical, target, pg_user(stack.settings))
         remove_home(folder)
 
 

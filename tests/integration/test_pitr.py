@@ -156,7 +156,7 @@ def test_cli_reports_the_wal_stream_and_prunes_wal_no_base_backup_needs(stack: S
 
 
 def test_scheduled_base_backup_then_prune_keeps_the_newest(stack: Stack) -> None:
-    from autograph.dr.daemon import build_schedules, open_catalogs
+    from autograph.dr.schedules import build_schedules, open_catalogs
 
     catalogs = open_catalogs(stack.settings, stack.creds)
     schedule = next(s for s in build_schedules(stack.settings, stack.creds, catalogs)

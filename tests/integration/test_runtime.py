@@ -12,9 +12,10 @@ from alertservers import free_port
 from autograph.clock import utc_now
 from autograph.config import load_settings
 from autograph.dr.alerts.file import FileChannel
-from autograph.dr.daemon import Runtime, build_scheduler, open_catalogs
+from autograph.dr.daemon import Runtime
 from autograph.dr.ops import journal
 from autograph.dr.ops.hooks import BackupEvent
+from autograph.dr.schedules import build_scheduler, open_catalogs
 from autograph.s3.boto import app_client, backup_client, ensure_buckets
 from autograph.stack.lifecycle import Stack
 from catalogutil import add_backup, local_catalog

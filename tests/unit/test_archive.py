@@ -24,11 +24,9 @@ from autograph.dr.buckets.archive import (
     SUMS_MEMBER,
     ArchiveWriter,
     ObjectInfo,
-    iter_archive,
-    read_manifest,
-    verify_archive,
     write_archive,
 )
+from autograph.dr.buckets.archive_read import iter_archive, read_manifest, verify_archive
 from autograph.errors import IntegrityError, InvalidInput, NotFound, OperationFailed
 
 CLOCK = fixed_clock(datetime(2025, 3, 1, 12, 0, tzinfo=UTC))

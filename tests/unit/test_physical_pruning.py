@@ -9,7 +9,8 @@ from pathlib import Path
 
 from autograph.config import load_settings
 from autograph.dr.models import Manifest, Verification
-from autograph.dr.postgres.physical import drop_old_clusters, prune_wal
+from autograph.dr.postgres.data_folder import drop_old_clusters
+from autograph.dr.postgres.wal_files import prune_wal
 from autograph.dr.postgres.walstream import wal_root
 from catalogutil import local_catalog
 

@@ -72,7 +72,7 @@ def test_the_recovery_report_keeps_the_notification_timeline(tmp_path: Path) -> 
     from datetime import UTC, datetime
 
     from autograph.dr.alerts.models import Notification
-    from autograph.dr.recovery.run import RecoveryReport, write_recovery_report
+    from autograph.dr.recovery.report import RecoveryReport, write_recovery_report
 
     t = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
     sent = [Notification(at=t, channel="slack", key="s3_unreachable", status="escalated",

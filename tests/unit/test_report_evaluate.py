@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from autograph.dr.drill.measure import Evidence, evaluate
+from autograph.dr.drill.evidence import Evidence
+from autograph.dr.drill.measure import evaluate
 from autograph.dr.drill.models import CRITERIA, Targets
 from autograph.dr.drill.rpo import DataLoss
 from autograph.dr.models import StepRecord
 from autograph.dr.recovery.integrity import Fingerprint, TableFingerprint
-from autograph.dr.recovery.run import RecoveryReport
+from autograph.dr.recovery.report import RecoveryReport
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 GREEN = {"health": {"ok": True, "detail": "7 components healthy"},

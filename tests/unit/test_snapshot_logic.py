@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from autograph.dr.buckets.snapshots.manager import shrinkage
 from autograph.dr.buckets.snapshots.prune import SnapshotPolicy, thin
 from autograph.dr.buckets.snapshots.store import Snapshot, SnapshotObject, parse_name, snapshot_name
+from autograph.dr.buckets.snapshots.taking import shrinkage
 from autograph.dr.monitor.status import snapshot_status
 from autograph.errors import IntegrityError, InvalidInput
 

@@ -12,7 +12,8 @@ from rich.table import Table
 from autograph.cli.backup import progress_bar
 from autograph.cli.output import console, emit_json, human_age, human_size
 from autograph.config import load_settings
-from autograph.dr.postgres.physical import PhysicalBackupManager, prune_wal, wal_summary
+from autograph.dr.postgres.physical import PhysicalBackupManager
+from autograph.dr.postgres.wal_files import prune_wal, wal_summary
 from autograph.errors import AutographError, InvalidInput
 from autograph.secrets import load_credentials
 from autograph.stack.infra import streaming_lag_bytes

@@ -158,8 +158,9 @@ def drill(
     when every drill passed. Reports go to HOME/dr/reports/, history to HOME/dr/drills.jsonl.
     """
     from autograph.dr.drill.models import Targets
+    from autograph.dr.drill.options import DrillOptions
     from autograph.dr.drill.report import summary_line
-    from autograph.dr.drill.run import DrillOptions, run_drills
+    from autograph.dr.drill.run import run_drills
     from autograph.dr.drill.workload import DatasetSpec
     from autograph.dr.models import SCENARIOS
 

@@ -7,8 +7,9 @@ holds ``BACKUPS/.locks/monitor.lock``), runs the monitor and the alert dispatche
 it keeps in ``HOME/dr/alerts-state.json``. When the leader stops, another process takes over
 with that state, so an alert already sent is not sent again and is still resolved once.
 
-The gateway takes its startup/shutdown hooks and the ``/metrics`` router from
-:func:`gateway_extension`; routes find the running instance with :func:`runtime_for`.
+The gateway takes its startup/shutdown hooks from :func:`gateway_extension`; routes find the
+running instance with :func:`runtime_for`. The schedules come from :mod:`autograph.dr.schedules`,
+the monitor's channels and probes from :mod:`autograph.dr.alerting`.
 """
 
 from __future__ import annotations
@@ -24,19 +25,14 @@ from typing import Any
 
 from autograph.clock import Clock, utc_now
 from autograph.config import Settings
-from autograph.dr.alerts import escalation, notifications
-from autograph.dr.alerts.console import ConsoleChannel
+from autograph.dr.alerting import build_channels, build_dispatcher, build_watched, expected_sources
 from autograph.dr.alerts.dispatcher import AlertDispatcher
-from autograph.dr.alerts.email import EmailChannel
-from autograph.dr.alerts.file import FileChannel
 from autograph.dr.alerts.models import Alert, Channel
-from autograph.dr.alerts.slack import SlackChannel
-from autograph.dr.catalog import Catalog, open_catalog
+from autograph.dr.catalog import Catalog
 from autograph.dr.models import Kind
 from autograph.dr.monitor.infrastructure import infrastructure_health
-from autograph.dr.monitor.monitor import Expected, Monitor, Role, Watched
+from autograph.dr.monitor.monitor import Monitor
 from autograph.dr.monitor.status import (
-    ALERT_STATE_NAME,
     DrStatus,
     SnapshotStatus,
     consistent_point,
@@ -52,157 +48,21 @@ from autograph.dr.offsite.status import offsite_status
 from autograph.dr.ops import hooks, jobstore, journal, leases, locks
 from autograph.dr.proof.schedule import proven_kinds
 from autograph.dr.proof.status import last_drill, proven
-from autograph.dr.retention.prune import PRUNED_KINDS, prune_kind
-from autograph.dr.scheduler import BackupFn, Schedule, Scheduler
+from autograph.dr.scheduler import Scheduler
+from autograph.dr.schedules import (
+    SCHEDULED_KINDS,
+    build_scheduler,
+    intervals,
+    open_catalogs,
+    sources,
+)
 from autograph.errors import Conflict
 from autograph.secrets import Credentials, load_credentials
 
 log = logging.getLogger("autograph.dr.daemon")
 
 
-# Wiring from settings ------------------------------------------------------------------------
-
-def record_events(settings: Settings) -> Callable[[], None]:
-    """Journal this process's backup events for the gateway's monitor (for processes that
-    run backups without a Runtime, e.g. the CLI); returns the unsubscribe function."""
-    return hooks.on_event(journal.recorder(journal.journal_path(settings.dr_dir)))
-
-
-def build_channels(settings: Settings) -> list[Channel]:
-    """Console and file always; e-mail when an SMTP host and recipients are set; Slack when a
-    webhook URL is set."""
-    channels: list[Channel] = [ConsoleChannel(), FileChannel(settings.alerts_log_path)]
-    if settings.smtp_host and settings.alert_email_to:
-        channels.append(EmailChannel(
-            host=settings.smtp_host, port=settings.smtp_port,
-            from_addr=settings.alert_email_from, to_addrs=tuple(settings.alert_email_to),
-            username=settings.smtp_user, password=settings.smtp_password,
-            starttls=settings.smtp_starttls))
-    if settings.slack_webhook_url is not None:
-        channels.append(SlackChannel(settings.slack_webhook_url))
-    return channels
-
-
-def build_dispatcher(settings: Settings, *, clock: Clock = utc_now,
-                     channels: list[Channel] | None = None) -> AlertDispatcher:
-    """The dispatcher with the configured channels and its state in ``HOME/dr``."""
-    return AlertDispatcher(
-        build_channels(settings) if channels is None else channels, clock,
-        retry_attempts=settings.alert_retry_attempts,
-        backoff_seconds=settings.alert_backoff_seconds,
-        state_path=settings.dr_dir / ALERT_STATE_NAME,
-        escalation=escalation.path_from(settings.alert_escalation),
-        notifications_path=notifications.log_path(settings.dr_dir))
-
-
-SCHEDULED_KINDS: tuple[Kind, ...] = (*PRUNED_KINDS, "basebackup")
-"""The plan's scheduled kinds (database dumps, bucket archives) and the base backups that,
-with the streamed WAL, give recovery to the latest point (SPEC §7)."""
-
-
-def open_catalogs(settings: Settings, creds: Credentials) -> dict[Kind, Catalog]:
-    """The scheduled kinds' catalogs over both tiers."""
-    return {kind: open_catalog(settings, creds, kind) for kind in SCHEDULED_KINDS}
-
-
-def database_backup(settings: Settings, creds: Credentials, clock: Clock) -> BackupFn:
-    """Runs one scheduled database backup (``scheduled_backup_<ts>``)."""
-
-    def run(_source: str) -> object:
-        from autograph.dr.postgres import DatabaseBackupManager
-
-        return DatabaseBackupManager(settings, creds, clock=clock).create(scheduled=True)
-
-    return run
-
-
-def bucket_backup(settings: Settings, creds: Credentials, clock: Clock) -> BackupFn:
-    """Runs one scheduled backup of a bucket (``scheduled_<bucket>_<ts>``)."""
-
-    def run(bucket: str) -> object:
-        from autograph.dr.buckets.manager import MinIOBucketBackupManager
-
-        manager = MinIOBucketBackupManager(settings, creds, clock=clock)
-        return manager.create(bucket, scheduled=True)
-
-    return run
-
-
-def base_backup(settings: Settings, creds: Credentials, clock: Clock) -> BackupFn:
-    """Runs one scheduled base backup of the cluster (``scheduled_base_<ts>``)."""
-
-    def run(_source: str) -> object:
-        from autograph.dr.postgres.physical import PhysicalBackupManager
-
-        return PhysicalBackupManager(settings, creds, clock=clock).create(tags=("scheduled",))
-
-    return run
-
-
-def intervals(settings: Settings) -> dict[Kind, timedelta]:
-    """The schedule interval of each kind."""
-    return {"database": timedelta(seconds=settings.database_backup_interval_seconds),
-            "bucket": timedelta(seconds=settings.bucket_backup_interval_seconds),
-            "basebackup": timedelta(seconds=settings.base_backup_interval_seconds)}
-
-
-def sources(settings: Settings) -> dict[Kind, tuple[str, ...]]:
-    """What each kind backs up: the application database; the application buckets; the
-    whole cluster (base backups)."""
-    return {"database": (settings.pg_database,), "bucket": tuple(settings.app_buckets),
-            "basebackup": ("cluster",)}
-
-
-def build_schedules(settings: Settings, creds: Credentials, catalogs: dict[Kind, Catalog],
-                    clock: Clock = utc_now) -> list[Schedule]:
-    """The plan's schedules, each followed by a prune of its kind."""
-    runners = {"database": database_backup(settings, creds, clock),
-               "bucket": bucket_backup(settings, creds, clock),
-               "basebackup": base_backup(settings, creds, clock)}
-    every, what = intervals(settings), sources(settings)
-
-    def pruner(kind: Kind) -> Callable[[], object]:
-        if kind == "basebackup":
-            from autograph.dr.postgres.physical import prune_base_backups
-
-            return lambda: prune_base_backups(settings, catalogs[kind])
-        return lambda: prune_kind(catalogs[kind], clock())
-
-    return [Schedule(kind, every[kind], what[kind], catalogs[kind], runners[kind], pruner(kind))
-            for kind in SCHEDULED_KINDS]
-
-
-def build_scheduler(settings: Settings, creds: Credentials, catalogs: dict[Kind, Catalog],
-                    clock: Clock = utc_now) -> Scheduler:
-    """A scheduler over :func:`build_schedules` with the configured delays."""
-    return Scheduler(build_schedules(settings, creds, catalogs, clock), settings.backups_dir,
-                     clock=clock, startup_delay=settings.scheduler_startup_delay_seconds,
-                     retry=settings.scheduler_retry_seconds)
-
-
-def build_watched(settings: Settings, creds: Credentials) -> list[Watched]:
-    """The stack's components as probes: PostgreSQL, S3 (and a separate backup S3), the rest
-    as services (Redis, WAL streaming, the application services)."""
-    from autograph.s3.boto import backup_client
-    from autograph.stack.components import build_components
-    from autograph.stack.health import s3_probe
-
-    roles: dict[str, Role] = {"postgres": "database", "s3": "s3"}
-    watched = [Watched(c.name, roles.get(c.name, "service"), c.health)
-               for c in build_components(settings, creds)]
-    if settings.backup_s3_endpoint:
-        watched.append(Watched("backup-s3", "backup_s3", s3_probe(
-            lambda: backup_client(settings, creds, retries=1, connect_timeout=1,
-                                  read_timeout=5))))
-    return watched
-
-
-def expected_sources(settings: Settings) -> list[Expected]:
-    """Every scheduled source, for the dead-man's switch."""
-    every = intervals(settings)
-    return [Expected(kind, source, every[kind])
-            for kind, names in sources(settings).items() for source in names]
-
+# The DR status -------------------------------------------------------------------------------
 
 def snapshot_states(settings: Settings, creds: Credentials, now: datetime,
                     unreachable: dict[str, str]) -> list[SnapshotStatus]:

@@ -112,7 +112,7 @@ def prune_plan(request: Request, resources: ResourcesDep) -> PruneReport:
 @router.get("/wal")
 def wal_status(resources: ResourcesDep) -> dict[str, Any]:
     """The streamed WAL per cluster: segments, bytes, newest segment and its age."""
-    from autograph.dr.postgres.physical import wal_summary
+    from autograph.dr.postgres.wal_files import wal_summary
 
     return {"clusters": wal_summary(resources.settings)}
 

@@ -29,8 +29,8 @@ from autograph.dr.buckets.archive import (
     ArchiveWriter,
     ObjectInfo,
     VerifyResult,
-    verify_archive,
 )
+from autograph.dr.buckets.archive_read import verify_archive
 from autograph.dr.buckets.transfer import FetchOutcome, MiB, fetch_objects
 from autograph.dr.models import StepRecord
 from autograph.dr.ops.steps import StepTimer

@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 
 from autograph.clock import Clock, utc_now
 from autograph.config import Settings
-from autograph.dr.buckets.archive import verify_archive
+from autograph.dr.buckets.archive_read import verify_archive
 from autograph.dr.buckets.backup import CountsFn, Upload, build_archive, no_counts, throttled
 from autograph.dr.buckets.models import (
     KIND,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from autograph.dr.buckets.archive import iter_archive
+from autograph.dr.buckets.archive_read import iter_archive
 from autograph.dr.buckets.transfer import Budget, MiB, ProgressFn, Tally
 from autograph.errors import AutographError, DependencyDown, IntegrityError, OperationFailed
 from autograph.s3.bulk import Body, S3Client

@@ -254,7 +254,7 @@ def rpo_of(settings: Settings, states: list[SourceStatus], snapshots: list[Snaps
     """The RPO once, from the continuous protection (see :mod:`autograph.dr.monitor.rpo`).
     ``wal_streaming``: the WAL receiver is caught up with the server now, so nothing committed
     is unprotected however old its newest segment (an idle database writes no WAL)."""
-    from autograph.dr.postgres.physical import wal_summary
+    from autograph.dr.postgres.wal_files import wal_summary
 
     def ages(kind: str) -> list[float]:
         return [s.age_seconds for s in states if s.kind == kind and s.age_seconds is not None]

@@ -19,16 +19,10 @@ from autograph import commands
 from autograph.clock import isoformat
 from autograph.dr.models import ProgressFn, no_progress
 from autograph.dr.ops import locks
-from autograph.dr.postgres.physical import (
-    KIND,
-    PhysicalBackupManager,
-    _chown_tree,
-    _extract,
-    _pg_user,
-    _stage_wal,
-    wal_sources,
-)
+from autograph.dr.postgres.data_folder import chown_tree, extract_base_backup, pg_user
+from autograph.dr.postgres.physical import KIND, PhysicalBackupManager
 from autograph.dr.postgres.server import PgServer, row_counts
+from autograph.dr.postgres.wal_files import stage_wal, wal_sources
 from autograph.errors import AutographError, InvalidInput, OperationFailed
 from autograph.schema.runner import migrate
 
@@ -66,12 +60,12 @@ def recover_into(manager: PhysicalBackupManager, data_dir: Path, port: int, *,
     settings = manager.settings
     entry = manager.catalog.get(name) if name else manager.latest(target_time)
     sysid = str(entry.extra["system_identifier"])
-    user = _pg_user(settings)
+    user = pg_user(settings)
     with locks.acquire(settings.backups_dir, KIND, "restore", entry.name):
         fetched = manager.catalog.fetch(entry.name)
         progress("unpack base backup", None)
-        _extract(fetched.path, data_dir, user)
-        segments = _stage_wal(wal_sources(settings, sysid), data_dir / "pg_wal", user)
+        extract_base_backup(fetched.path, data_dir, user)
+        segments = stage_wal(wal_sources(settings, sysid), data_dir / "pg_wal", user)
         _write_recovery_settings(data_dir, target_time, user)
         progress("replay WAL and promote", None)
         local = replace(manager.server, host="127.0.0.1", port=port, sslmode="prefer")
@@ -126,7 +120,7 @@ def _write_recovery_settings(data: Path, target_time: datetime | None, user: str
     (data / "recovery.signal").write_text("")
     for stale in ("postmaster.pid", "postmaster.opts"):
         (data / stale).unlink(missing_ok=True)
-    _chown_tree(data, user)
+    chown_tree(data, user)
 
 
 def _as_user(user: str | None, args: list[str]) -> list[str]:

@@ -23,7 +23,7 @@ import psycopg
 from autograph import commands
 from autograph.config import Settings
 from autograph.dr.models import BackupEntry
-from autograph.dr.postgres import physical
+from autograph.dr.postgres import data_folder, wal_files
 from autograph.dr.postgres.server import PgServer, row_counts
 from autograph.dr.proof import scratch
 from autograph.errors import DependencyDown, IntegrityError, OperationFailed
@@ -68,9 +68,9 @@ def _recovery_conf(folder: Path, lsn: str, user: str | None) -> None:
     lines = ["restore_command = '/bin/false'", "recovery_target_timeline = 'latest'",
              f"recovery_target_lsn = '{lsn}'", "recovery_target_inclusive = false",
              "recovery_target_action = 'pause'"]
-    (folder / physical.RECOVERY_CONF).write_text("\n".join(lines) + "\n")
+    (folder / data_folder.RECOVERY_CONF).write_text("\n".join(lines) + "\n")
     (folder / "recovery.signal").write_text("")
-    physical._chown_tree(folder, user)
+    data_folder.chown_tree(folder, user)
 
 
 def _as_user(user: str | None, args: list[str]) -> list[str]:
@@ -137,7 +137,7 @@ def needed_bytes(settings: Settings, entry: BackupEntry) -> int:
     """Room the scratch cluster takes: the unpacked backup and a copy of the streamed WAL."""
     sysid = str(entry.extra.get("system_identifier", ""))
     return entry.size_bytes + sum(scratch.tree_size(p) for p in
-                                  physical.wal_sources(settings, sysid))
+                                  wal_files.wal_sources(settings, sysid))
 
 
 def prove_base(settings: Settings, server: PgServer, archive: Path, entry: BackupEntry,
@@ -147,12 +147,12 @@ def prove_base(settings: Settings, server: PgServer, archive: Path, entry: Backu
 
     Raises IntegrityError (counts differ), OperationFailed, DependencyDown."""
     folder = scratch.cluster_dir(settings, stamp)
-    user = physical._pg_user(settings)
+    user = data_folder.pg_user(settings)
     lsn, live = live_point(server)
     try:
-        physical._extract(archive, folder, user)
+        data_folder.extract_base_backup(archive, folder, user)
         sysid = str(entry.extra["system_identifier"])
-        segments = physical._stage_wal(physical.wal_sources(settings, sysid),
+        segments = wal_files.stage_wal(wal_files.wal_sources(settings, sysid),
                                        folder / "pg_wal", user)
         _recovery_conf(folder, lsn, user)
         port = free_port()

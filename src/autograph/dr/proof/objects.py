@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from autograph.config import Settings
-from autograph.dr.buckets.archive import read_manifest, verify_archive
+from autograph.dr.buckets.archive_read import read_manifest, verify_archive
 from autograph.dr.catalog import Catalog
 from autograph.dr.models import BackupEntry
 from autograph.errors import IntegrityError

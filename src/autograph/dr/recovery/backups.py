@@ -15,7 +15,6 @@ before the corruption. Logical (the plan's runbook): the newest verified ``pg_du
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -222,7 +221,7 @@ def recover_physical(stack: Stack, candidates: list[str], target_time: datetime 
         result = manager.recover(lambda: stack.stop("postgres"), start_server, name=name,
                                  target_time=target_time)
         healthy_at["postgres"] = isoformat(clock())  # promoted: accepting writes
-        return asdict(result)
+        return dict(jsonable(result))
 
     outcome = restore_first(candidates, restore)
     outcome.update(method="physical", healthy_at=healthy_at)

@@ -33,15 +33,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
-
-from autograph.clock import Clock, isoformat, utc_now
+from autograph.clock import Clock, utc_now
 from autograph.dr.alerts import notifications
-from autograph.dr.alerts.models import Notification
 from autograph.dr.models import WHOLE_STACK, ProgressFn, StepRecord, no_progress
 from autograph.dr.ops.steps import Operation, Outcome, Skip, Step, StepContext
 from autograph.dr.recovery import accounts, backups, checks, consistent, live, offsite
 from autograph.dr.recovery.options import RecoveryOptions
+from autograph.dr.recovery.report import RecoveryReport, write_recovery_report
 from autograph.dr.recovery.start import start_components
 from autograph.errors import AutographError, InvalidInput, OperationFailed
 from autograph.s3.boto import app_client
@@ -54,26 +52,6 @@ DEFAULT_TIMEOUTS = {
     "restore_database": 3600.0, "restore_buckets": 3600.0, "start_services": 600.0,
     "verify": 300.0,
 }
-
-
-class RecoveryReport(BaseModel):
-    """What a recovery did: each step, the backups used, and what to do if it stopped."""
-
-    scenario: str
-    params: dict[str, Any]
-    status: str
-    started_at: datetime
-    finished_at: datetime
-    steps: list[StepRecord]
-    failed_step: str | None = None
-    next_action: str = ""
-    issues: list[str] = Field(default_factory=list)
-    sources: dict[str, str] = Field(default_factory=dict,
-                                    description="each restored artifact and the tier it came from")
-    report_dir: str | None = None
-    notifications: list[Notification] = Field(
-        default_factory=list, description="alert notices sent while the recovery ran, per "
-        "channel, oldest first (from the gateway's notifications log)")
 
 
 class Recovery:
@@ -395,40 +373,3 @@ def _set_aside_broken_cluster(folder: Path, clock: Clock) -> list[str]:
         os.rename(folder, target)
         return [str(target)]
     return []
-
-
-def write_recovery_report(report: RecoveryReport, dr_dir: Path) -> Path:
-    """``HOME/dr/recoveries/<timestamp>-<scenario>/report.json`` and ``report.md``."""
-    folder = dr_dir / "recoveries" / f"{report.started_at:%Y%m%dT%H%M%SZ}-{report.scenario}"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "report.json").write_text(report.model_dump_json(indent=2))
-    lines = [f"# Recovery ({report.scenario}): {report.status}", "",
-             f"Started {isoformat(report.started_at)}, finished {isoformat(report.finished_at)}.",
-             "", "| step | started | duration | status | detail |", "|---|---|---|---|---|"]
-    for step in report.steps:
-        mark = " (resumed)" if step.resumed else ""
-        lines.append(f"| {step.name}{mark} | {isoformat(step.started_at)} | "
-                     f"{step.duration_seconds:.2f} s | {step.status} | "
-                     f"{step.detail.replace('|', '/')} |")
-    if report.next_action:
-        lines += ["", f"**Next:** {report.next_action}"]
-    if report.sources:
-        lines += ["", "## Restored from", ""] + [f"- {what}: {where}"
-                                                for what, where in report.sources.items()]
-    if report.issues:
-        lines += ["", "## Issues", ""] + [f"- {issue}" for issue in report.issues]
-    lines += ["", "## Notifications sent", "", *notification_lines(report.notifications)]
-    (folder / "report.md").write_text("\n".join(lines) + "\n")
-    return folder
-
-
-def notification_lines(sent: list[Notification]) -> list[str]:
-    """The notification timeline as Markdown table lines (a sentence when none was sent)."""
-    if not sent:
-        return ["None recorded while the recovery ran (the gateway that sends them may "
-                "have been down)."]
-    lines = ["| time | channel | alert | notice | level | delivered |", "|---|---|---|---|---|---|"]
-    for n in sent:
-        lines.append(f"| {isoformat(n.at)} | {n.channel} | {n.key.replace('|', '/')} | "
-                     f"{n.status} | {n.level or '—'} | {'yes' if n.delivered else 'NO'} |")
-    return lines
