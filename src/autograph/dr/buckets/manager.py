@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import time
-from contextlib import AbstractContextManager
 
 from autograph.clock import Clock, utc_now
 from autograph.config import Settings
@@ -27,7 +26,8 @@ from autograph.dr.buckets.models import (
     validate_bucket,
 )
 from autograph.dr.buckets.restore import restore_archive
-from autograph.dr.catalog import Catalog, SyncReport, open_catalog
+from autograph.dr.catalog import Catalog, open_catalog
+from autograph.dr.catalog.kind_manager import KindManager
 from autograph.dr.models import (
     BackupEntry,
     BackupList,
@@ -49,12 +49,13 @@ Tiers = list[str]
 Tags = list[str]
 
 
-class MinIOBucketBackupManager:
+class MinIOBucketBackupManager(KindManager):
     """Backups of the application's buckets over the two-tier catalog."""
 
     def __init__(self, settings: Settings, creds: Credentials, *, clock: Clock = utc_now,
                  catalog: Catalog | None = None, source: S3Client | None = None,
                  workers: int = 16) -> None:
+        self.kind = KIND
         self.settings = settings
         self.catalog = catalog or open_catalog(settings, creds, KIND)
         self.source = source or S3Client(S3Endpoint.application(settings, creds),
@@ -64,14 +65,6 @@ class MinIOBucketBackupManager:
         self.workers = workers
 
     # Coordination ------------------------------------------------------------------------------
-
-    def acquire(self, operation: str, target: str = "") -> locks.OperationLock:
-        """Take the bucket-kind lock now (Conflict if busy), to hand to a later call."""
-        return locks.acquire(self.settings.backups_dir, KIND, operation, target)
-
-    def _locked(self, operation: str, target: str,
-                held: locks.OperationLock | None) -> AbstractContextManager[locks.OperationLock]:
-        return locks.held_or_taken(held, lambda: self.acquire(operation, target))
 
     def backup_buckets(self) -> set[str]:
         """Buckets that hold backups: never a restore target, never backed up as data."""
@@ -330,21 +323,3 @@ class MinIOBucketBackupManager:
             event, KIND, name, f"into {target}: {outcome.restored} restored, {outcome.skipped} "
             f"skipped, {len(outcome.failed)} failed", data={"failed": len(outcome.failed)}))
         return result
-
-    # Maintenance -----------------------------------------------------------------------------
-
-    def delete(self, name: str, lock: locks.OperationLock | None = None) -> Tiers:
-        """Delete ``name`` from both tiers; return the tiers it was in.
-
-        Raises InvalidInput, NotFound, Conflict (busy), DependencyDown (a tier unreachable).
-        """
-        validate_name(name)
-        with self._locked("delete", name, lock):
-            return self.catalog.delete(name)
-
-    def sync(self, progress: ProgressFn = no_progress,
-             lock: locks.OperationLock | None = None) -> SyncReport:
-        """Upload local backups missing from S3 and clean up interrupted ones."""
-        with self._locked("sync", "", lock):
-            progress("syncing to S3", None)
-            return self.catalog.sync()

@@ -9,7 +9,7 @@ from pathlib import Path
 from autograph.dr.catalog.reading import CatalogReader
 from autograph.dr.models import BackupEntry, Tier
 from autograph.dr.storage import ByteProgress, sha256_of
-from autograph.errors import ConfigError, DependencyDown, IntegrityError
+from autograph.errors import AutographError, ConfigError, DependencyDown, IntegrityError
 
 
 @dataclass(frozen=True)
@@ -22,12 +22,21 @@ class Fetched:
     notes: list[str] = field(default_factory=list)
 
 
+_REMOTE_TIERS: tuple[tuple[Tier, tuple[type[AutographError], ...], str, str], ...] = (
+    ("s3", (IntegrityError,), "damaged", "fetched from s3 into the local tier"),
+    ("offsite", (IntegrityError, ConfigError), "not usable",
+     "fetched from the off-site tier (decrypted, checked) into local"),
+)
+"""The tiers a damaged or missing local copy is fetched from, in order: the errors that make a
+copy unusable, the word for it, and the note when it served."""
+
+
 def fetch(catalog: CatalogReader, name: str, progress: ByteProgress = None) -> Fetched:
     """The artifact of ``name`` on local disk, checked against the manifest's sha256.
 
-    The local copy if intact, else the S3 copy downloaded (checksum checked on the way)
-    into the local tier, repairing or restoring the primary copy. Raises NotFound, or
-    IntegrityError when no intact copy exists (nothing is changed then).
+    The local copy if intact, else the S3 copy (then the off-site one) downloaded, checksum
+    checked on the way, into the local tier, repairing or restoring the primary copy. Raises
+    NotFound, or IntegrityError when no intact copy exists (nothing is changed then).
     """
     entry = catalog.get(name)
     notes: list[str] = []
@@ -38,33 +47,22 @@ def fetch(catalog: CatalogReader, name: str, progress: ByteProgress = None) -> F
         if digest == entry.sha256:
             return Fetched(path, entry, "local")
         notes.append(f"local copy damaged (sha256 {digest[:12]}… != {entry.sha256[:12]}…)")
-    if "s3" in entry.locations and catalog.remote is not None:
+    for tier, unusable, bad, fetched_note in _REMOTE_TIERS:
+        store = catalog.store(tier)
+        if tier not in entry.locations or store is None:
+            continue
         try:
-            with catalog.remote.open(entry.artifact) as stream:
+            with store.open(entry.artifact) as stream:
                 catalog.local.put(entry.artifact, stream, expected_sha256=entry.sha256,
-                               progress=progress)
-        except IntegrityError as exc:
-            notes.append(f"s3 copy damaged ({exc.message})")
+                                  progress=progress)
+        except unusable as exc:
+            notes.append(f"{tier} copy {bad} ({exc.message})")
         except DependencyDown as exc:
-            notes.append(f"s3 copy unavailable ({exc.message})")
+            notes.append(f"{tier} copy unavailable ({exc.message})")
         else:
             if "local" not in entry.locations:
                 catalog.write_manifest(entry.manifest(), ["local"])
-            notes.append("fetched from s3 into the local tier")
-            return Fetched(catalog.local.path(entry.artifact), entry, "s3", notes)
-    if "offsite" in entry.locations and catalog.offsite is not None:
-        try:
-            with catalog.offsite.open(entry.artifact) as stream:
-                catalog.local.put(entry.artifact, stream, expected_sha256=entry.sha256,
-                               progress=progress)
-        except (IntegrityError, ConfigError) as exc:
-            notes.append(f"offsite copy not usable ({exc.message})")
-        except DependencyDown as exc:
-            notes.append(f"offsite copy unavailable ({exc.message})")
-        else:
-            if "local" not in entry.locations:
-                catalog.write_manifest(entry.manifest(), ["local"])
-            notes.append("fetched from the off-site tier (decrypted, checked) into local")
-            return Fetched(catalog.local.path(entry.artifact), entry, "offsite", notes)
+            notes.append(fetched_note)
+            return Fetched(catalog.local.path(entry.artifact), entry, tier, notes)
     raise IntegrityError(f"no intact copy of backup {name}: " + "; ".join(notes or
                          ["no copy in a reachable tier"]))

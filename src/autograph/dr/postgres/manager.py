@@ -14,14 +14,15 @@ import statistics
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import JsonValue
 
 from autograph.clock import Clock, utc_now
 from autograph.config import Settings
-from autograph.dr.catalog import ALL_TIERS, Catalog, SyncReport, open_catalog
+from autograph.dr.catalog import ALL_TIERS, Catalog, open_catalog
+from autograph.dr.catalog.kind_manager import KindManager
 from autograph.dr.models import (
     BackupEntry,
     BackupList,
@@ -52,25 +53,16 @@ FORMAT = "pg_dump -Fc"
 READ_BACK = "ok (the file read back from disk by its S3 copy matched)"
 
 
-class DatabaseBackupManager:
+class DatabaseBackupManager(KindManager):
     """Backups of the application database over the two-tier catalog."""
 
     def __init__(self, settings: Settings, creds: Credentials, *, clock: Clock = utc_now,
                  catalog: Catalog | None = None) -> None:
+        self.kind = KIND
         self.settings = settings
         self.server = PgServer.from_settings(settings, creds)
         self.catalog = catalog or open_catalog(settings, creds, KIND)
         self.clock = clock
-
-    # Coordination ------------------------------------------------------------------------------
-
-    def acquire(self, operation: str, target: str = "") -> locks.OperationLock:
-        """Take the database-kind lock now (Conflict if busy), to hand to a later call."""
-        return locks.acquire(self.settings.backups_dir, KIND, operation, target)
-
-    def _locked(self, operation: str, target: str,
-                held: locks.OperationLock | None) -> AbstractContextManager[locks.OperationLock]:
-        return locks.held_or_taken(held, lambda: self.acquire(operation, target))
 
     # Reading ---------------------------------------------------------------------------------
 
@@ -366,21 +358,3 @@ class DatabaseBackupManager:
                                                 f"{self.clock():%Y%m%d%H%M%S}")
             self.server.swap(live, chosen, displaced)
         return {"database": live, "restored_from": chosen, "displaced": displaced}
-
-    # Maintenance -----------------------------------------------------------------------------
-
-    def delete(self, name: str, lock: locks.OperationLock | None = None) -> builtins.list[str]:
-        """Delete ``name`` from both tiers; return the tiers it was in.
-
-        Raises InvalidInput, NotFound, Conflict (busy), DependencyDown (a tier unreachable).
-        """
-        validate_name(name)
-        with self._locked("delete", name, lock):
-            return self.catalog.delete(name)
-
-    def sync(self, progress: ProgressFn = no_progress,
-             lock: locks.OperationLock | None = None) -> SyncReport:
-        """Upload local backups missing from S3 and clean up interrupted ones."""
-        with self._locked("sync", "", lock):
-            progress("syncing to S3", None)
-            return self.catalog.sync()

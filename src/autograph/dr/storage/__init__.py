@@ -15,9 +15,10 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from types import TracebackType
+from typing import Any, BinaryIO, Protocol
 
-from autograph.errors import NotFound
+from autograph.errors import IntegrityError, NotFound
 
 CHUNK = 1 << 20
 
@@ -104,6 +105,56 @@ class HashingCounter:
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
+
+
+class HashedWriter:
+    """What every store's sink shares: the sha256 and size of what was written (a
+    :class:`HashingCounter` in ``_counter``), and, used as a context manager, ``commit`` on a
+    clean exit and ``abort`` on an exception."""
+
+    _counter: HashingCounter
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        return self._counter.size
+
+    def hexdigest(self) -> str:
+        """sha256 of the bytes written so far."""
+        return self._counter.hexdigest()
+
+    def commit(self) -> Any:
+        """Make the bytes visible under the key."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Leave nothing under the key."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool | None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+        return None
+
+
+def fill(sink: Sink, key: str, source: Path | BinaryIO, expected_sha256: str | None = None,
+         progress: ByteProgress = None) -> None:
+    """Copy a file or stream into ``sink`` (``progress(bytes_so_far)``). Raises IntegrityError
+    when the bytes' sha256 is not ``expected_sha256``; the caller then discards the sink."""
+    with readable(source) as stream:
+        while chunk := stream.read(CHUNK):
+            sink.write(chunk)
+            if progress is not None:
+                progress(sink.size)
+    if expected_sha256 and sink.hexdigest() != expected_sha256:
+        raise IntegrityError(
+            f"{key}: sha256 {sink.hexdigest()} does not match expected {expected_sha256}")
 
 
 def sha256_of(stream: BinaryIO, progress: ByteProgress = None) -> tuple[str, int]:

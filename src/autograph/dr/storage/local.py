@@ -16,11 +16,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import BinaryIO
 
-from autograph.dr.storage import CHUNK, ByteProgress, HashingCounter, StoredObject, readable
-from autograph.errors import IntegrityError, NotFound, OperationFailed
+from autograph.dr.storage import (
+    CHUNK,
+    ByteProgress,
+    HashedWriter,
+    HashingCounter,
+    StoredObject,
+    fill,
+)
+from autograph.errors import NotFound, OperationFailed
 
 PARTIAL_MARK = ".partial-"
 
@@ -37,7 +43,7 @@ def _disk_error(exc: OSError, what: str) -> OperationFailed:
     return OperationFailed(f"{what}: {exc.strerror or exc}")
 
 
-class LocalWriter:
+class LocalWriter(HashedWriter):
     """A temporary file that becomes ``KEY`` on ``commit``; hashes what is written."""
 
     def __init__(self, root: Path, key: str) -> None:
@@ -59,13 +65,6 @@ class LocalWriter:
             return self._file.write(data)
         except OSError as exc:
             raise _disk_error(exc, f"cannot write {self.final}") from None
-
-    @property
-    def size(self) -> int:
-        return self._counter.size
-
-    def hexdigest(self) -> str:
-        return self._counter.hexdigest()
 
     def commit(self) -> StoredObject:
         """fsync, rename over the final name, fsync the folder."""
@@ -89,13 +88,6 @@ class LocalWriter:
 
     def __enter__(self) -> LocalWriter:
         return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
 
 def fsync_dir(folder: Path) -> None:
@@ -126,15 +118,8 @@ class LocalStore:
 
     def put(self, key: str, source: Path | BinaryIO, expected_sha256: str | None = None,
             progress: ByteProgress = None) -> StoredObject:
-        with self.writer(key) as sink, readable(source) as stream:
-            while chunk := stream.read(CHUNK):
-                sink.write(chunk)
-                if progress is not None:
-                    progress(sink.size)
-            if expected_sha256 and sink.hexdigest() != expected_sha256:
-                raise IntegrityError(
-                    f"{key}: sha256 {sink.hexdigest()} does not match expected {expected_sha256}"
-                )
+        with self.writer(key) as sink:
+            fill(sink, key, source, expected_sha256, progress)
         assert sink.result is not None
         return sink.result
 

@@ -28,12 +28,12 @@ from typing import Any, BinaryIO, cast
 
 from autograph.config import Settings
 from autograph.dr.storage import (
-    CHUNK,
     BackupStore,
     ByteProgress,
+    HashedWriter,
     HashingCounter,
     StoredObject,
-    readable,
+    fill,
     sha256_of,
 )
 from autograph.dr.storage.crypto import (
@@ -43,31 +43,24 @@ from autograph.dr.storage.crypto import (
     load_or_create_key,
     plaintext_size,
 )
-from autograph.errors import ConfigError, IntegrityError
+from autograph.errors import ConfigError
 
 AREAS = ("database", "base", "minio", "snapshots/index", "snapshots/blobs")
 """The off-site folders of the catalog kinds and the snapshot store (WAL: ``wal/<sysid>``)."""
 
 
-class OffsiteWriter:
+class OffsiteWriter(HashedWriter):
     """A sink that encrypts into the inner store's writer; plaintext hashed, ciphertext too."""
 
     def __init__(self, inner: BackupStore, key: str, enc: EncryptionKey | None) -> None:
         self._inner_cm = inner.writer(key)
         self._sink: Any = None
         self._enc = Encryptor(enc) if enc is not None else None
-        self._plain = HashingCounter()
+        self._counter = HashingCounter()  # of the plaintext
         self.ciphertext_sha256: str | None = None
 
-    @property
-    def size(self) -> int:
-        return self._plain.size
-
-    def hexdigest(self) -> str:
-        return self._plain.hexdigest()
-
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        self._plain.update(data)
+        self._counter.update(data)
         out = self._enc.update(data) if self._enc is not None else data
         if out:
             self._sink.write(out)
@@ -120,14 +113,8 @@ class OffsiteStore:
     def put(self, key: str, source: Path | BinaryIO, expected_sha256: str | None = None,
             progress: ByteProgress = None) -> StoredObject:
         sink = self.writer(key)
-        with sink, readable(source) as stream:
-            while chunk := stream.read(CHUNK):
-                sink.write(chunk)
-                if progress is not None:
-                    progress(sink.size)
-            if expected_sha256 and sink.hexdigest() != expected_sha256:
-                raise IntegrityError(
-                    f"{key}: sha256 {sink.hexdigest()} does not match expected {expected_sha256}")
+        with sink:
+            fill(sink, key, source, expected_sha256, progress)
         return StoredObject(key, sink.size, None, sink.hexdigest())
 
     @contextmanager

@@ -16,12 +16,17 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import Any, BinaryIO, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from autograph.dr.storage import CHUNK, ByteProgress, HashingCounter, StoredObject, readable
+from autograph.dr.storage import (
+    ByteProgress,
+    HashedWriter,
+    HashingCounter,
+    StoredObject,
+    fill,
+)
 from autograph.errors import (
     AutographError,
     DependencyDown,
@@ -47,7 +52,7 @@ def s3_error(exc: Exception, where: str) -> AutographError:
     return DependencyDown(f"{where}: S3 unreachable ({type(exc).__name__})")
 
 
-class S3Writer:
+class S3Writer(HashedWriter):
     """A multipart upload fed by ``write``; completed on ``commit``, aborted on ``abort``."""
 
     def __init__(self, store: S3Store, key: str, part_size: int = PART_SIZE) -> None:
@@ -62,13 +67,6 @@ class S3Writer:
         self._part_md5s: list[bytes] = []
         self._pool: ThreadPoolExecutor | None = None
         self.result: StoredObject | None = None
-
-    @property
-    def size(self) -> int:
-        return self._counter.size
-
-    def hexdigest(self) -> str:
-        return self._counter.hexdigest()
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Append bytes; a part is sent whenever a full part is buffered."""
@@ -165,13 +163,6 @@ class S3Writer:
     def __enter__(self) -> S3Writer:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
-
 
 def _comparable(etag: str, expected: str) -> bool:
     """True when both ETags have the same shape (plain MD5, or MD5-of-MD5s with a count)."""
@@ -205,15 +196,7 @@ class S3Store:
             progress: ByteProgress = None) -> StoredObject:
         sink = self.writer(key)
         try:
-            with readable(source) as stream:
-                while chunk := stream.read(CHUNK):
-                    sink.write(chunk)
-                    if progress is not None:
-                        progress(sink.size)
-            if expected_sha256 and sink.hexdigest() != expected_sha256:
-                raise IntegrityError(
-                    f"{key}: sha256 {sink.hexdigest()} does not match expected {expected_sha256}"
-                )
+            fill(sink, key, source, expected_sha256, progress)
         except BaseException:
             sink.abort()
             raise
