@@ -3,13 +3,15 @@ and a refused backup falls back to the next older one (an unreachable server doe
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
 from autograph.dr.models import BackupEntry, Verification
 from autograph.dr.recovery.backups import apply_named, restore_first
+from autograph.dr.recovery.consistent import RecoveryPoint
+from autograph.dr.recovery.step_data import Assessment, RecoveryPlan
 from autograph.errors import DependencyDown, IntegrityError, InvalidInput, NotFound
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -22,9 +24,9 @@ def _entry(name: str, kind: str, source: str) -> BackupEntry:
                        verification=Verification(status="passed"))
 
 
-def _automatic() -> dict[str, Any]:
-    return {"database": ["dump2", "dump1"], "base": ["base1"],
-            "buckets": {"diagrams": ["d2", "d1"], "exports": ["e1"], "uploads": []}}
+def _automatic() -> RecoveryPlan:
+    return RecoveryPlan(database=["dump2", "dump1"], base=["base1"],
+                        buckets={"diagrams": ["d2", "d1"], "exports": ["e1"], "uploads": []})
 
 
 CATALOG = {
@@ -36,7 +38,7 @@ CATALOG = {
 }
 
 
-def _named(*names: str) -> dict[str, Any]:
+def _named(*names: str) -> RecoveryPlan:
     plan = _automatic()
     apply_named(plan, names, CATALOG["database"], CATALOG["bucket"], CATALOG["base"])
     return plan
@@ -44,19 +46,19 @@ def _named(*names: str) -> dict[str, Any]:
 
 def test_a_named_dump_replaces_the_database_choice_and_rules_out_base_backups() -> None:
     plan = _named("dump1")
-    assert plan["database"] == ["dump1"] and plan["base"] == []
-    assert plan["buckets"]["diagrams"] == ["d2", "d1"]  # other kinds keep the automatic choice
+    assert plan.database == ["dump1"] and plan.base == []
+    assert plan.buckets["diagrams"] == ["d2", "d1"]  # other kinds keep the automatic choice
 
 
 def test_a_named_base_backup_rules_out_the_dumps() -> None:
     plan = _named("base1")
-    assert plan["base"] == ["base1"] and plan["database"] == []
+    assert plan.base == ["base1"] and plan.database == []
 
 
 def test_a_named_bucket_backup_replaces_only_its_bucket() -> None:
     plan = _named("d1", "e0")
-    assert plan["buckets"] == {"diagrams": ["d1"], "exports": ["e0"], "uploads": []}
-    assert plan["database"] == ["dump2", "dump1"]
+    assert plan.buckets == {"diagrams": ["d1"], "exports": ["e0"], "uploads": []}
+    assert plan.database == ["dump2", "dump1"]
 
 
 def test_unknown_names_and_foreign_buckets_are_refused() -> None:
@@ -101,3 +103,15 @@ def test_nothing_restorable_names_every_refusal() -> None:
 
     with pytest.raises(Exception, match="new damaged; old: old damaged"):
         restore_first(["new", "old"], restore)
+
+
+def test_the_assessment_is_read_back_as_it_was_recorded() -> None:
+    """What ``assess`` records (JSON in the state file) validates back into the same model,
+    and the off-site probe is recorded only when it ran."""
+    found = Assessment(components={"postgres": {"state": "RUNNING", "healthy": True}},
+                       down=[], postgres_cluster=True, plan=_named("dump1"),
+                       point=RecoveryPoint(point=T0, requested=None, consistent=True))
+    data = json.loads(json.dumps(found.as_data()))
+    assert "offsite" not in data and data["plan"]["method"] == "dump"
+    again = Assessment.model_validate(data)
+    assert again == found and again.point.point == T0 and again.plan.database == ["dump1"]

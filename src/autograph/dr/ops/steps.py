@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -28,6 +28,7 @@ from autograph.dr.models import ProgressFn, StepRecord, StepStatus, jsonable, no
 from autograph.errors import AutographError, Conflict, OperationFailed
 
 Timer = Callable[[], float]
+M = TypeVar("M", bound=BaseModel)
 
 
 class StepTimer:
@@ -80,6 +81,11 @@ class StepContext:
         """The data recorded by an earlier step (empty if it recorded none or did not run)."""
         result = self.results.get(step)
         return result.data if result else {}
+
+    def model(self, step: str, model: type[M]) -> M:
+        """The data of an earlier step read back as its model. Raises ValidationError when
+        the step recorded other data (or none)."""
+        return model.model_validate(self.data(step))
 
     def remaining(self) -> float:
         """Seconds left before this step's timeout (at least 1)."""

@@ -22,6 +22,7 @@ from autograph.clock import Clock, isoformat
 from autograph.dr.buckets.snapshots.store import parse_name
 from autograph.dr.catalog import open_catalog
 from autograph.dr.models import BackupEntry, jsonable
+from autograph.dr.recovery.step_data import RecoveryPlan
 from autograph.errors import (
     AutographError,
     DependencyDown,
@@ -47,10 +48,10 @@ def _listing(stack: Stack, kind: str, with_s3: bool) -> tuple[list[BackupEntry],
     return list(found.backups), dict(found.unreachable)
 
 
-def plan(stack: Stack, options: RecoveryOptions, s3_up: bool = True) -> dict[str, Any]:
-    """The candidate backups, newest first: ``{"database": [...], "buckets": {b: [...]},
-    "unverified": {...}, "unreachable": {...}}``. With ``s3_up`` False (the application S3
-    server is down) the S3 tier is only asked when the backups live on another endpoint.
+def plan(stack: Stack, options: RecoveryOptions, s3_up: bool = True) -> RecoveryPlan:
+    """The candidate backups, newest first (see :class:`RecoveryPlan`). With ``s3_up`` False
+    (the application S3 server is down) the S3 tier is only asked when the backups live on
+    another endpoint.
 
     Raises NotFound for a ``--backup`` name that is in neither catalog, InvalidInput for a
     bucket backup of a bucket that is not an application bucket.
@@ -59,13 +60,11 @@ def plan(stack: Stack, options: RecoveryOptions, s3_up: bool = True) -> dict[str
     database, db_down = _listing(stack, "database", with_s3)
     bucket_entries, obj_down = _listing(stack, "bucket", with_s3)
     base, base_down = _listing(stack, "basebackup", with_s3)
-    result: dict[str, Any] = {
-        "database": [], "base": [], "buckets": {b: [] for b in stack.settings.app_buckets},
-        "unverified": {"database": 0, "buckets": 0},
-        "unreachable": {**{f"database {k}": v for k, v in db_down.items()},
-                        **{f"buckets {k}": v for k, v in obj_down.items()},
-                        **{f"base backups {k}": v for k, v in base_down.items()}},
-    }
+    result = RecoveryPlan(
+        buckets={b: [] for b in stack.settings.app_buckets},
+        unreachable={**{f"database {k}": v for k, v in db_down.items()},
+                     **{f"buckets {k}": v for k, v in obj_down.items()},
+                     **{f"base backups {k}": v for k, v in base_down.items()}})
 
     def usable(entry: BackupEntry) -> bool:
         return options.to is None or entry.created_at <= options.to
@@ -74,27 +73,27 @@ def plan(stack: Stack, options: RecoveryOptions, s3_up: bool = True) -> dict[str
         if not usable(entry):
             continue
         if entry.verification.status == "passed":
-            result["database"].append(entry.name)
+            result.database.append(entry.name)
         else:
-            result["unverified"]["database"] += 1
-    result["base"] = [e.name for e in base if e.verification.status == "passed"
-                      and (options.to is None or e.finished_at <= options.to)]
+            result.unverified["database"] += 1
+    result.base = [e.name for e in base if e.verification.status == "passed"
+                   and (options.to is None or e.finished_at <= options.to)]
     for entry in bucket_entries:
-        if not usable(entry) or entry.source not in result["buckets"]:
+        if not usable(entry) or entry.source not in result.buckets:
             continue
         if entry.verification.status == "passed":
-            result["buckets"][entry.source].append(entry.name)
+            result.buckets[entry.source].append(entry.name)
         else:
-            result["unverified"]["buckets"] += 1
+            result.unverified["buckets"] += 1
     snapshots, snap_down = _snapshots(stack, options, with_s3)
-    result["unreachable"].update({f"snapshots {k}": v for k, v in snap_down.items()})
+    result.unreachable.update({f"snapshots {k}": v for k, v in snap_down.items()})
     for bucket, names in snapshots.items():
-        archives = [e for e in bucket_entries if e.name in result["buckets"].get(bucket, [])]
+        archives = [e for e in bucket_entries if e.name in result.buckets.get(bucket, [])]
         newest_archive = max((e.created_at for e in archives), default=None)
         fresher = [n for n in names if newest_archive is None
                    or parse_name(n)[1] > newest_archive]
-        if bucket in result["buckets"]:
-            result["buckets"][bucket] = fresher[:SNAPSHOT_TRIES] + result["buckets"][bucket]
+        if bucket in result.buckets:
+            result.buckets[bucket] = fresher[:SNAPSHOT_TRIES] + result.buckets[bucket]
     apply_named(result, options.backups, database, bucket_entries, base)
     return result
 
@@ -129,7 +128,7 @@ def _snapshots(stack: Stack, options: RecoveryOptions,
     return found, unreachable
 
 
-def apply_named(result: dict[str, Any], names: tuple[str, ...], database: list[BackupEntry],
+def apply_named(result: RecoveryPlan, names: tuple[str, ...], database: list[BackupEntry],
                  buckets: list[BackupEntry], base: list[BackupEntry]) -> None:
     """Backups named with ``--backup`` replace the automatic choice of their kind (or bucket):
     the operator chose, so there is no fallback for them. Naming a dump rules out the
@@ -140,31 +139,32 @@ def apply_named(result: dict[str, Any], names: tuple[str, ...], database: list[B
     for name in names:
         if name.startswith("snap_"):
             bucket = parse_name(name)[0]
-            if bucket not in result["buckets"]:
+            if bucket not in result.buckets:
                 raise InvalidInput(f"snapshot {name} is of bucket {bucket}, which is not an "
                                    "application bucket")
-            result["buckets"][bucket] = [name]
+            result.buckets[bucket] = [name]
             continue
         if name not in by_name:
             raise NotFound(f"no database, base or bucket backup named {name}")
         kind, entry = by_name[name]
-        if kind in ("database", "base"):
-            result[kind] = [name]
-            result["base" if kind == "database" else "database"] = []
-        elif entry.source not in result["buckets"]:
+        if kind == "database":
+            result.database, result.base = [name], []
+        elif kind == "base":
+            result.base, result.database = [name], []
+        elif entry.source not in result.buckets:
             raise InvalidInput(f"backup {name} is of bucket {entry.source}, which is not an "
                                "application bucket")
         else:
-            result["buckets"][entry.source] = [name]
+            result.buckets[entry.source] = [name]
 
 
-def why_none(found: dict[str, Any], kind: str) -> str:
+def why_none(found: RecoveryPlan, kind: str) -> str:
     """A parenthesised explanation of why no backup of ``kind`` is usable."""
     reasons = []
-    unverified = found["unverified"]["database" if kind == "database" else "buckets"]
+    unverified = found.unverified["database" if kind == "database" else "buckets"]
     if unverified:
         reasons.append(f"{unverified} not verified: verify one or name it with --backup")
-    reasons += [f"{tier} unreachable: {why}" for tier, why in found["unreachable"].items()]
+    reasons += [f"{tier} unreachable: {why}" for tier, why in found.unreachable.items()]
     return f" ({'; '.join(reasons)})" if reasons else ""
 
 

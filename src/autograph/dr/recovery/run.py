@@ -29,7 +29,6 @@ import os
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +37,11 @@ from autograph.dr.alerts import notifications
 from autograph.dr.models import WHOLE_STACK, ProgressFn, StepRecord, no_progress
 from autograph.dr.ops.steps import Operation, Outcome, Skip, Step, StepContext
 from autograph.dr.recovery import accounts, backups, checks, consistent, live, offsite
+from autograph.dr.recovery.consistent import RecoveryPoint
 from autograph.dr.recovery.options import RecoveryOptions
 from autograph.dr.recovery.report import RecoveryReport, write_recovery_report
 from autograph.dr.recovery.start import start_components
+from autograph.dr.recovery.step_data import Assessment, DatabaseMethod, RecoveryPlan
 from autograph.errors import AutographError, InvalidInput, OperationFailed
 from autograph.s3.boto import app_client
 from autograph.stack.components import Component
@@ -117,49 +118,48 @@ class Recovery:
     # 1. assess --------------------------------------------------------------------------
     def _assess(self, ctx: StepContext) -> Outcome:
         rows = {row.name: row for row in self.stack.ps()}
-        components = {name: {"state": row.state, "healthy": row.healthy,
-                             "detail": row.detail[:120]} for name, row in rows.items()}
         down = [name for name, row in rows.items() if not row.healthy]
-        data: dict[str, Any] = {"components": components, "down": down, "issues": []}
-        if self.options.scenario == "machine":
-            data["offsite"] = offsite.probe(self.stack.settings)
-        data["postgres_cluster"] = (postgres_data_dir(self.settings) / "PG_VERSION").exists()
         point = consistent.choose_point(self.settings, self.stack.creds, self.options.to,
                                         with_s3="s3" not in down
                                         or bool(self.settings.backup_s3_endpoint))
-        data["point"] = point.model_dump(mode="json")
-        if point.consistent is not True and self.options.scenario != "database":
-            data["issues"].append(f"not a consistent point: {point.note}")
         plan = backups.plan(self.stack, replace(self.options, to=point.point),
                             s3_up="s3" not in down)
-        plan["method"] = self._database_method(plan)
-        data["plan"] = plan
-        wanted = plan["base"] if plan["method"] == "physical" else plan["database"]
+        plan.method = self._database_method(plan)
+        found = Assessment(
+            components={name: {"state": row.state, "healthy": row.healthy,
+                               "detail": row.detail[:120]} for name, row in rows.items()},
+            down=down, point=point, plan=plan,
+            offsite=(offsite.probe(self.stack.settings) if self.options.scenario == "machine"
+                     else None),
+            postgres_cluster=(postgres_data_dir(self.settings) / "PG_VERSION").exists())
+        if point.consistent is not True and self.options.scenario != "database":
+            found.issues.append(f"not a consistent point: {point.note}")
+        wanted = plan.base if plan.method == "physical" else plan.database
         if self.options.scenario in (*WHOLE_STACK, "database") and not wanted:
             raise OperationFailed("no verified database backup to restore"
                                   + backups.why_none(plan, "database"))
         if self.options.scenario in (*WHOLE_STACK, "objects"):
-            missing = [b for b in self.settings.app_buckets if not plan["buckets"].get(b)]
+            missing = [b for b in self.settings.app_buckets if not plan.buckets.get(b)]
             if missing:
-                data["issues"].append(f"no verified backup of bucket(s) {', '.join(missing)}"
-                                      "; they will be left as found")
+                found.issues.append(f"no verified backup of bucket(s) {', '.join(missing)}"
+                                    "; they will be left as found")
         if self.options.scenario == "objects" and "postgres" in down:
-            data["issues"].append("PostgreSQL is down too: consider --scenario complete")
+            found.issues.append("PostgreSQL is down too: consider --scenario complete")
         detail = (f"down: {', '.join(down)}" if down else "every component healthy")
         detail += f"; {point.summary()}"
         chosen = wanted[:1] if self.options.scenario != "objects" else []
-        chosen += [v[0] for v in plan["buckets"].values() if v]
-        return Outcome(f"{detail}; backups: {', '.join(chosen) or 'none'}", data)
+        chosen += [v[0] for v in plan.buckets.values() if v]
+        return Outcome(f"{detail}; backups: {', '.join(chosen) or 'none'}", found.as_data())
 
-    def _database_method(self, plan: dict[str, Any]) -> str:
+    def _database_method(self, plan: RecoveryPlan) -> DatabaseMethod:
         """``physical`` (base backup + WAL) for a complete failure, or with ``--to`` for a
         corrupted database; else ``dump``. Raises InvalidInput for a base backup named for a
         corrupted database without ``--to`` (replaying to the end would replay the damage)."""
-        if not plan["base"]:
+        if not plan.base:
             return "dump"
         if self.options.scenario in WHOLE_STACK or self.options.to is not None:
             return "physical"
-        if not plan["database"]:  # only a named base backup is left
+        if not plan.database:  # only a named base backup is left
             raise InvalidInput("only base backups to restore from: recovering a corrupted "
                                "database from one needs --to (a time before the corruption); "
                                "the latest point has the corruption too")
@@ -187,7 +187,7 @@ class Recovery:
 
     # 3. infrastructure ------------------------------------------------------------------
     def _restore_infrastructure(self, ctx: StepContext) -> Outcome:
-        physical = ctx.data("assess")["plan"]["method"] == "physical"
+        physical = ctx.model("assess", Assessment).plan.method == "physical"
         rebuilt = {"postgres", "walstream"} if physical else set()
         todo = [c for c in self._unhealthy("infrastructure") if c.name not in rebuilt]
         if not todo:
@@ -222,12 +222,13 @@ class Recovery:
     def _restore_database(self, ctx: StepContext) -> Outcome:
         if self.options.scenario == "objects":
             raise Skip("scenario objects: the database is not restored")
-        plan = ctx.data("assess")["plan"]
+        assessed = ctx.model("assess", Assessment)
+        plan = assessed.plan
         issues: list[str] = []
-        if plan["method"] == "physical":
+        if plan.method == "physical":
             had_cluster = (postgres_data_dir(self.settings) / "PG_VERSION").exists()
             try:
-                outcome = self._recover_to_point(plan["base"], ctx.data("assess")["point"])
+                outcome = self._recover_to_point(plan.base, assessed.point)
                 gap = outcome["result"].get("wal_gap")
                 outcome["issues"] = [*outcome["issues"], *([gap] if gap else []),
                                      *self._usable_with_current_secrets()]
@@ -235,12 +236,12 @@ class Recovery:
                                f"{outcome['result']['replayed_to']} in "
                                f"{outcome['restore_seconds']:.1f} s", outcome)
             except OperationFailed as exc:
-                if not plan["database"]:
+                if not plan.database:
                     raise
                 issues.append(f"point-in-time recovery failed ({exc.message}); restored the "
                               "newest verified dump instead")
                 self._ready_for_dump(had_cluster)
-        outcome = backups.restore_database(self.stack, plan["database"])
+        outcome = backups.restore_database(self.stack, plan.database)
         outcome["issues"] = outcome.get("issues", []) + issues
         if self.options.scenario in WHOLE_STACK:
             outcome["issues"] += self._usable_with_current_secrets()
@@ -255,11 +256,11 @@ class Recovery:
         done = accounts.reset_lost_admin_password(self.settings, self.stack.creds)
         return [done] if done else []
 
-    def _recover_to_point(self, bases: list[str], point: dict[str, Any]) -> dict[str, Any]:
+    def _recover_to_point(self, bases: list[str], point: RecoveryPoint) -> dict[str, Any]:
         """Replay to the recovery point. When the point is the protected one (no ``--to``)
         and the WAL ends before it (nothing was written after it), replay to the end: every
         commit it holds is then before the protected point, so still consistent."""
-        target = datetime.fromisoformat(point["point"]) if point.get("point") else None
+        target = point.point
         try:
             return backups.recover_physical(self.stack, bases, target, self.clock)
         except OperationFailed as exc:
@@ -285,8 +286,8 @@ class Recovery:
     def _restore_buckets(self, ctx: StepContext) -> Outcome:
         if self.options.scenario == "database":
             raise Skip("scenario database: buckets are not restored")
-        plan = ctx.data("assess")["plan"]
-        outcome = backups.restore_buckets(self.stack, plan["buckets"])
+        plan = ctx.model("assess", Assessment).plan
+        outcome = backups.restore_buckets(self.stack, plan.buckets)
         try:
             outcome["outbox"] = consistent.replay_outbox(
                 self.settings, self.stack.creds, list(self.settings.app_buckets),
@@ -325,9 +326,10 @@ class Recovery:
         scan, self._reference_scan = self._reference_scan, None
         found = checks.verify(self.stack, self.clock, scan)
         failed = [name for name, check in found.items() if not check["ok"]]
-        point = ctx.data("assess").get("point") or {}
-        asked_inconsistent = point.get("consistent") is False and self.options.to is not None
-        data: dict[str, Any] = {"checks": found, "issues": [], "point": point}
+        point = ctx.model("assess", Assessment).point
+        asked_inconsistent = point.consistent is False and self.options.to is not None
+        data: dict[str, Any] = {"checks": found, "issues": [],
+                                "point": point.model_dump(mode="json")}
         data["orphans"] = self._orphans()
         excused = asked_inconsistent
         if "references" in failed:
