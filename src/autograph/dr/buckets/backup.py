@@ -249,15 +249,11 @@ def build_archive(
     Upload trouble is recorded in ``upload.error``, never raised. Raises DependencyDown (the
     source S3 is unreachable), IntegrityError (verification failed), OperationFailed.
     """
-    steps = StepTimer(clock)
+    build = _Build(GrowingFile(sink.temp), upload, counts, StepTimer(clock))
     total = sum(o.size for o in objects)
-    growing = GrowingFile(sink.temp)
-    readers = ThreadPoolExecutor(2, thread_name_prefix="archive-read")
-    checked: Future[VerifyResult] | None = None
-    copied: Future[None] | None = None
     staged: _NotifyingSink | None = None
     try:
-        staged = _NotifyingSink(sink.temp, growing)
+        staged = _NotifyingSink(sink.temp, build.growing)
         # With verification the archive is hashed once, as read back from the disk.
         with ArchiveWriter(
             cast(BinaryIO, staged), spool_dir=spool_dir, clock=clock, hash_output=not verify
@@ -272,42 +268,70 @@ def build_archive(
                 workers=workers,
                 progress=lambda n, b: counts("fetching", n, len(objects), b, total),
             )
-            steps.done("fetch", f"{fetched.fetched} objects, {fetched.bytes} bytes; "
-                       f"{len(fetched.missing)} deleted since the listing")
-            steps.start()
-            if verify:
-                checked = readers.submit(verify_archive, cast(BinaryIO, growing.reader()))
-            if upload is not None:
-                copied = readers.submit(
-                    _upload, growing, upload, lambda b: counts("uploading", 0, 0, b, 0)
-                )
+            build.steps.done("fetch", f"{fetched.fetched} objects, {fetched.bytes} bytes; "
+                             f"{len(fetched.missing)} deleted since the listing")
+            build.follow(verify)
             result = writer.close()
         staged.close()
         sink.commit()
-        growing.finish(complete=True)
-        steps.done("archive", f"{result.archive_size} bytes written, fsynced")
-        verified = checked.result() if checked is not None else None
+        build.growing.finish(complete=True)
+        build.steps.done("archive", f"{result.archive_size} bytes written, fsynced")
+        result, verified = build.checked(result)
+        return Built(result, fetched, verified, len(objects), total, build.steps.steps)
+    except BaseException:
+        build.cancel()
+        raise
+    finally:
+        build.readers.shutdown(wait=True)
+        if staged is not None:
+            with contextlib.suppress(OSError, ValueError):
+                staged.close()
+        build.growing.close()
+
+
+class _Build:
+    """The archive being written and the two readers that follow it: the verification and
+    the S3 copy (each recorded as a step once the archive is committed)."""
+
+    def __init__(self, growing: GrowingFile, upload: Upload | None, counts: CountsFn,
+                 steps: StepTimer) -> None:
+        self.growing, self.upload, self.counts, self.steps = growing, upload, counts, steps
+        self.readers = ThreadPoolExecutor(2, thread_name_prefix="archive-read")
+        self.verifying: Future[VerifyResult] | None = None
+        self.copying: Future[None] | None = None
+
+    def follow(self, verify: bool) -> None:
+        """Start the readers (the objects are all in: only the archive's end is to come)."""
+        self.steps.start()
+        if verify:
+            self.verifying = self.readers.submit(verify_archive,
+                                                 cast(BinaryIO, self.growing.reader()))
+        if self.upload is not None:
+            self.copying = self.readers.submit(
+                _upload, self.growing, self.upload,
+                lambda b: self.counts("uploading", 0, 0, b, 0))
+
+    def checked(self, result: ArchiveResult) -> tuple[ArchiveResult, VerifyResult | None]:
+        """Wait for the readers: the archive's sha256 as read back (IntegrityError when the
+        read-back differs), the upload's error recorded in ``upload.error``."""
+        verified = self.verifying.result() if self.verifying is not None else None
         if verified is not None:
             if verified.archive_size != result.archive_size:
                 raise IntegrityError("the archive read back differs from the one written")
             result = result.model_copy(update={"archive_sha256": verified.archive_sha256})
-            steps.done("verify", f"{verified.objects} objects, sha256 each")
-        if copied is not None and upload is not None:
+            self.steps.done("verify", f"{verified.objects} objects, sha256 each")
+        if self.copying is not None and self.upload is not None:
             try:
-                copied.result()
+                self.copying.result()
             except AutographError as exc:
-                upload.error = exc.message
-            steps.done("upload", upload.error or f"s3://{upload.bucket}/{upload.key}")
-        return Built(result, fetched, verified, len(objects), total, steps.steps)
-    except BaseException:
-        growing.finish(complete=False)
-        for future in (checked, copied):
+                self.upload.error = exc.message
+            self.steps.done("upload", self.upload.error
+                            or f"s3://{self.upload.bucket}/{self.upload.key}")
+        return result, verified
+
+    def cancel(self) -> None:
+        """The archive failed: readers stop at its end, what was not started is dropped."""
+        self.growing.finish(complete=False)
+        for future in (self.verifying, self.copying):
             if future is not None:
                 future.cancel()
-        raise
-    finally:
-        readers.shutdown(wait=True)
-        if staged is not None:
-            with contextlib.suppress(OSError, ValueError):
-                staged.close()
-        growing.close()

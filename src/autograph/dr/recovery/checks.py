@@ -85,28 +85,28 @@ def start_reference_scan(stack: Stack) -> Future[dict[str, Any]]:
         pool.shutdown(wait=False)
 
 
+def _all_healthy(stack: Stack) -> str:
+    """Every component healthy. A component that answers unhealthy is asked again for a while
+    before it counts: on a loaded machine a background loop can miss one beat right after a
+    start. Raises AutographError naming the unhealthy ones."""
+    pending = list(stack.components)
+    deadline = time.monotonic() + HEALTH_GRACE_SECONDS
+    while True:
+        bad = [(c, c.health()) for c in pending]
+        pending = [c for c, answer in bad if not answer.healthy]
+        if not pending or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    if pending:
+        raise AutographError("unhealthy: " + ", ".join(
+            f"{c.name} ({answer.detail[:80]})" for c, answer in bad if not answer.healthy))
+    return f"{len(stack.components)} components healthy"
+
+
 def _service_checks(stack: Stack, clock: Clock) -> dict[str, Check]:
     """Health of every component, then login, a diagram round trip, collaboration, export."""
     settings = stack.settings
-    results: dict[str, Check] = {}
-
-    def health() -> str:
-        # A component that answers unhealthy is asked again for a while before it counts:
-        # on a loaded machine a background loop can miss one beat right after a start.
-        pending = list(stack.components)
-        deadline = time.monotonic() + HEALTH_GRACE_SECONDS
-        while True:
-            bad = [(c, c.health()) for c in pending]
-            pending = [c for c, answer in bad if not answer.healthy]
-            if not pending or time.monotonic() > deadline:
-                break
-            time.sleep(1.0)
-        if pending:
-            raise AutographError("unhealthy: " + ", ".join(
-                f"{c.name} ({answer.detail[:80]})" for c, answer in bad if not answer.healthy))
-        return f"{len(stack.components)} components healthy"
-
-    results["health"] = _timed(clock, health)
+    results: dict[str, Check] = {"health": _timed(clock, lambda: _all_healthy(stack))}
     if not any(c.kind == "service" for c in stack.components):
         results["authentication"] = {"ok": True, "detail": "no application services in this "
                                      "stack", "at": isoformat(clock()), "skipped": True}
