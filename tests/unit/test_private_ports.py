@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autograph.dr.drill.run import _free_ports
+from autograph.dr.drill.sandbox import _free_ports
 from autograph.stack.health import private_port_range
 
 

@@ -225,17 +225,7 @@ class Operation:
         parameters (finish that one, or discard it).
         """
         with self._lock():
-            state = self.pending()
-            if state is not None and (state.operation != self.name or
-                                      state.params != self.params):
-                raise Conflict(
-                    f"an interrupted {state.operation} with {_describe(state.params)} is pending "
-                    f"(state {self.state_path}); re-run it to finish, or start over"
-                )
-            if state is None:
-                state = _State(operation=self.name, params=self.params, started_at=self.clock())
-            state.planned = [step.name for step in self.steps]
-            state.runner_pid, state.failed = os.getpid(), None
+            state = self._open_state()
             done = {result.name: result for result in state.done}
             results: dict[str, StepRecord] = {}
             for result in state.done:
@@ -277,6 +267,22 @@ class Operation:
                 failed_step=failed.name if failed else None,
                 next_action=_next_action(failed, results) if failed else "",
             )
+
+    def _open_state(self) -> OperationState:
+        """The pending state of this operation (or a new one), marked as run by this process.
+        Raises Conflict when the pending state belongs to a run with other parameters."""
+        state = self.pending()
+        if state is not None and (state.operation != self.name or
+                                  state.params != self.params):
+            raise Conflict(
+                f"an interrupted {state.operation} with {_describe(state.params)} is pending "
+                f"(state {self.state_path}); re-run it to finish, or start over"
+            )
+        if state is None:
+            state = _State(operation=self.name, params=self.params, started_at=self.clock())
+        state.planned = [step.name for step in self.steps]
+        state.runner_pid, state.failed = os.getpid(), None
+        return state
 
     def _run_step(self, step: Step, results: dict[str, StepRecord]) -> StepRecord:
         started_at = self.clock()
