@@ -265,13 +265,13 @@ def test_a_mass_deletion_is_flagged_and_recovery_plans_from_the_snapshot_before_
     assert [e.event for e in events] == ["backup_small", "backup_succeeded"]
     handle = SimpleNamespace(settings=buckets.settings, creds=infra_stack.creds)
     planned = recovery_backups.plan(handle, RecoveryOptions("objects"))  # type: ignore[arg-type]
-    assert planned["buckets"][bucket] == [good.name]
-    restored = recovery_backups.restore_buckets(handle, {bucket: planned["buckets"][bucket]})  # type: ignore[arg-type]
+    assert planned.buckets[bucket] == [good.name]
+    restored = recovery_backups.restore_buckets(handle, {bucket: planned.buckets[bucket]})  # type: ignore[arg-type]
     assert restored["buckets"][bucket]["method"] == "snapshot"
     assert sorted(buckets.etags(bucket)) == sorted(FIRST)
     before = recovery_backups.plan(handle, RecoveryOptions(  # type: ignore[arg-type]
         "objects", to=good.started_at - timedelta(seconds=1)))
-    assert planned["buckets"][bucket] and before["buckets"][bucket] == []
+    assert planned.buckets[bucket] and before.buckets[bucket] == []
 
     _clear(buckets, bucket)  # the disaster again; two rounds of the loop record it
     for _ in range(2):
@@ -279,12 +279,12 @@ def test_a_mass_deletion_is_flagged_and_recovery_plans_from_the_snapshot_before_
         assert manager.take(bucket).snapshot.shrunk == f"5 of the 5 objects of {good.name} " \
             "are gone"
     planned = recovery_backups.plan(handle, RecoveryOptions("objects"))  # type: ignore[arg-type]
-    assert planned["buckets"][bucket] == [good.name]
+    assert planned.buckets[bucket] == [good.name]
     clock.advance(120)  # the operator says the deletion was meant: a new baseline
     meant = manager.take(bucket, accept_shrink=True).snapshot
     assert meant.shrunk is None
     planned = recovery_backups.plan(handle, RecoveryOptions("objects"))  # type: ignore[arg-type]
-    assert planned["buckets"][bucket][0] == meant.name
+    assert planned.buckets[bucket][0] == meant.name
 
 
 def test_dr_status_shows_each_buckets_newest_snapshot_and_its_age(

@@ -219,8 +219,8 @@ def test_a_cluster_recovered_to_before_a_migration_is_migrated_before_it_listens
     result = _recover(stack)
     # Done on the private socket, in the replay step (before `start_server` opens TCP).
     replay = next(s for s in result.steps  # type: ignore[attr-defined]
-                  if s["name"] == "replay WAL and promote")
-    assert "(applied 1001)" in replay["detail"]
+                  if s.name == "replay WAL and promote")
+    assert "(applied 1001)" in replay.detail
     with _connect(stack) as conn:
         assert conn.execute("SELECT to_regclass('webhook_deliveries') IS NOT NULL"
                             ).fetchone() == (True,)
