@@ -90,6 +90,7 @@ def _recovered(report: DrillReport, dr_dir: Any) -> None:
         assert found["ok"], (kind, found["basis"], found["mismatched"], report.issues)
 
 
+@pytest.mark.timeout(1500)  # the first test of the module also starts the sandbox
 def test_complete_failure_with_the_latest_backups_corrupted(sandbox: Stack,
                                                             app_stack: Stack) -> None:
     report = _drill(sandbox, app_stack, "complete", backup_rounds=2, corrupt_latest=True)
@@ -174,6 +175,7 @@ def _state(path: Path) -> dict[str, Any]:
         return {}
 
 
+@pytest.mark.timeout(1500)  # two recoveries; run alone it also starts the sandbox
 def test_a_killed_recovery_resumes_where_it_stopped_and_completes(sandbox: Stack) -> None:
     """``autograph dr recover`` SIGKILLed in the middle of a complete recovery (no gateway
     running all along), then run again: it continues from the step it stopped in."""
