@@ -11,7 +11,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from autograph.dr.ops import jobs
+from autograph.dr.api.support import run_or_submit
+from autograph.dr.models import ProgressFn
+from autograph.dr.ops import locks
 from autograph.dr.proof import manual
 from autograph.services.common.deps import AdminDep, ResourcesDep
 
@@ -31,15 +33,13 @@ def drill_running(resources: ResourcesDep) -> manual.DrillRunning:
 def run_drill(principal: AdminDep, resources: ResourcesDep) -> JSONResponse:
     """Start a sandbox drill (scenario complete, niced) as a job; poll it at ``status_url``."""
     settings = resources.settings
-    lock = manual.take(settings, principal.email)
-    try:
-        job = jobs.registry.submit(JOB_KIND, lambda progress: manual.run(settings, lock, progress),
-                                   cleanup=lock.release)
-    except BaseException:
-        lock.release()
-        raise
-    return JSONResponse({"job_id": job.id, "status": job.status,
-                         "status_url": f"/api/admin/jobs/{job.id}"}, status_code=202)
+
+    def work(progress: ProgressFn, lock: locks.OperationLock | None) -> object:
+        assert lock is not None  # taken by `acquire` before the job starts
+        return manual.run(settings, lock, progress)
+
+    return run_or_submit(JOB_KIND, work, wait=False,
+                         acquire=lambda: manual.take(settings, principal.email))
 
 
 @router.delete("/drills/run", response_model=manual.DrillRunning,
