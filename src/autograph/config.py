@@ -10,6 +10,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
@@ -17,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from autograph.errors import ConfigError
 
 Port = int
+ALERT_CHANNELS = ("console", "file", "email", "slack")
+"""The alert channels' names (autograph.dr.alerts), as escalation levels may name them."""
 
 
 class Settings(BaseSettings):
@@ -189,10 +192,11 @@ class Settings(BaseSettings):
     reference_check_seconds: float = Field(
         default=3600.0, ge=0, description="how often the monitor checks that every row naming "
         "an object (a diagram's canvas, an upload) has it in its bucket; 0: never")
-    alert_escalation: tuple[tuple[float, str], ...] = Field(
-        default=(), description='escalation path, JSON [[minutes, "level"], ...] from 0, e.g. '
-        '[[0,"operations"],[30,"lead"],[60,"coordinator"]]: an alert still active and not '
-        "acknowledged is sent again to each level once, at its minute")
+    alert_escalation: tuple[tuple[float, str] | tuple[float, str, tuple[str, ...]], ...] = Field(
+        default=(), description='escalation path, JSON [[minutes, "level"(, ["channel", ...])],'
+        ' ...] from 0, e.g. [[0,"operations",["slack"]],[30,"lead",["email"]],'
+        '[60,"coordinator"]]: an alert still active and not acknowledged is sent again to each '
+        "level once, at its minute, on the level's channels (none named: every channel)")
     alert_retry_attempts: int = 3
     alert_backoff_seconds: float = 2.0
     metrics_public: bool = Field(
@@ -218,17 +222,22 @@ class Settings(BaseSettings):
 
     @field_validator("alert_escalation")
     @classmethod
-    def _valid_escalation(cls, value: tuple[tuple[float, str], ...]
-                          ) -> tuple[tuple[float, str], ...]:
-        minutes = [m for m, _ in value]
-        names = [n.strip() for _, n in value]
+    def _valid_escalation(cls, value: tuple[tuple[Any, ...], ...]
+                          ) -> tuple[tuple[float, str, tuple[str, ...]], ...]:
+        minutes = [level[0] for level in value]
+        names = [level[1].strip() for level in value]
+        channels = [tuple(level[2]) if len(level) > 2 else () for level in value]
         if value and minutes[0] != 0:
             raise ValueError(f"the first escalation level is at minute 0, got {minutes[0]:g}")
         if any(b <= a for a, b in itertools.pairwise(minutes)):
             raise ValueError(f"escalation minutes must increase strictly, got {minutes}")
         if not all(names) or len(set(names)) != len(names):
             raise ValueError(f"escalation levels need distinct non-empty names, got {names}")
-        return tuple(zip(minutes, names, strict=True))
+        unknown = sorted({c for named in channels for c in named} - set(ALERT_CHANNELS))
+        if unknown:
+            raise ValueError(f"escalation names unknown channel(s) {unknown}: choose from "
+                             f"{', '.join(ALERT_CHANNELS)}")
+        return tuple(zip(minutes, names, channels, strict=True))
 
     # Derived paths -----------------------------------------------------------------------
     @property

@@ -142,6 +142,31 @@ def test_the_setting_parses_json_pairs(monkeypatch: pytest.MonkeyPatch, tmp_path
         settings.alert_escalation)] == [(0, "operations"), (30, "lead"), (60, "coordinator")]
 
 
+def test_a_level_goes_to_its_own_channels(monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    """The operations channel first, the lead by email, the coordinator everywhere; a level
+    whose channels are none of the configured ones is sent on every channel, not dropped."""
+    monkeypatch.setenv("AUTOGRAPH_ALERT_ESCALATION", '[[0,"operations",["slack"]],'
+                       '[30,"lead",["email"]],[60,"coordinator"],[90,"cto",["file"]]]')
+    levels = escalation.path_from(load_settings(home=tmp_path).alert_escalation)
+    assert [lv.channels for lv in levels] == [("slack",), ("email",), (), ("file",)]
+    clock = StepClock()
+    slack, email = RecordingChannel("slack"), RecordingChannel("email")
+    dispatcher = AlertDispatcher([slack, email], clock, backoff_seconds=0.0, escalation=levels,
+                                 state_path=tmp_path / "alerts-state.json")
+    dispatcher.fire("db", "database_unreachable", "critical", "PostgreSQL down")
+    for minute in (30, 60, 90):
+        at(clock, minute)
+        dispatcher.escalate({})
+    dispatcher.flush(5)
+    assert [(a.status, a.level) for a in email.sent] == [
+        ("firing", "operations"), ("escalated", "lead"), ("escalated", "coordinator"),
+        ("escalated", "cto")]
+    assert [(a.status, a.level) for a in slack.sent] == [
+        ("firing", "operations"), ("escalated", "coordinator"), ("escalated", "cto")]
+    dispatcher.close()
+
+
 @pytest.mark.parametrize(("value", "words"), [
     ('[[30,"lead"],[0,"ops"]]', "minute 0"),
     ('[[0,"ops"],[30,"lead"],[30,"boss"]]', "increase strictly"),
@@ -149,6 +174,7 @@ def test_the_setting_parses_json_pairs(monkeypatch: pytest.MonkeyPatch, tmp_path
     ('[[0,"ops"],[30," "]]', "distinct non-empty"),
     ('[[0]]', "AUTOGRAPH_ALERT_ESCALATION"),
     ('not json', "AUTOGRAPH_ALERT_ESCALATION"),
+    ('[[0,"ops",["pager"]]]', "unknown channel"),
 ])
 def test_a_bad_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                              value: str, words: str) -> None:

@@ -178,7 +178,7 @@ class AlertDispatcher:
                 self._replace(alert, updated)
                 notice = updated.model_copy(update={"status": "escalated"})
                 notices.append(notice)
-                self._enqueue(notice)
+                self._enqueue(notice, only=level.channels)
             if notices:
                 self._save()
         for notice in notices:
@@ -240,12 +240,20 @@ class AlertDispatcher:
         for thread in self._threads:
             thread.join(timeout=0.5)
 
-    def _enqueue(self, alert: Alert) -> None:
-        """Queue a notice for every channel (caller holds the lock)."""
+    def _enqueue(self, alert: Alert, only: Sequence[str] = ()) -> None:
+        """Queue a notice for every channel, or the ``only`` ones this dispatcher has (caller
+        holds the lock)."""
         if self._closing.is_set():
             logger.warning("alert %s %s not sent: dispatcher is closed", alert.key, alert.status)
             return
+        names = [name for name in self._queues if not only or name in only]
+        if not names:  # none of the level's channels is configured: never drop a notice
+            logger.warning("alert %s: no configured channel among %s; sent on every channel",
+                           alert.key, ", ".join(only))
+            names = list(self._queues)
         for name, inbox in self._queues.items():
+            if name not in names:
+                continue
             self._pending[name] += 1
             inbox.put(alert)
 

@@ -2,9 +2,10 @@
 lead to the coordinator while an alert stays active and nobody has taken it.
 
 The path is a setting (``AUTOGRAPH_ALERT_ESCALATION``), a JSON list of ``[minutes, level]``
-pairs, minutes strictly increasing from 0, e.g. ``[[0, "operations"], [30, "lead"],
-[60, "coordinator"]]``. The level due at 0 minutes is named on the alert's first notice; each
-later level is sent once, as an ``escalated`` notice on every channel, when the alert has been
+or ``[minutes, level, [channel, ...]]``, minutes strictly increasing from 0, e.g.
+``[[0, "operations", ["slack"]], [30, "lead", ["email"]], [60, "coordinator"]]``. The level due
+at 0 minutes is named on the alert's first notice; each later level is sent once, as an
+``escalated`` notice on its channels (none named: every channel), when the alert has been
 firing that long and is neither acknowledged since it started nor silenced now. These are pure
 functions of the alert, the path, the acknowledgement and the time.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,12 +29,15 @@ class EscalationLevel(BaseModel):
 
     minutes: float = Field(ge=0)
     recipient: str = Field(min_length=1, max_length=64)
+    channels: tuple[str, ...] = Field(default=(), description="empty: every channel")
 
 
-def path_from(pairs: Sequence[tuple[float, str]]) -> tuple[EscalationLevel, ...]:
-    """The levels from the setting's ``(minutes, level)`` pairs (checked by the settings:
-    minutes from 0 strictly increasing, distinct names)."""
-    return tuple(EscalationLevel(minutes=m, recipient=r) for m, r in pairs)
+def path_from(levels: Sequence[tuple[Any, ...]]) -> tuple[EscalationLevel, ...]:
+    """The levels from the setting's ``(minutes, level[, channels])`` entries (checked by the
+    settings: minutes from 0 strictly increasing, distinct names, known channels)."""
+    return tuple(EscalationLevel(minutes=level[0], recipient=level[1],
+                                 channels=tuple(level[2]) if len(level) > 2 else ())
+                 for level in levels)
 
 
 def held(alert: Alert, ack: AlertAck | None, now: datetime) -> bool:
