@@ -51,7 +51,7 @@ def test_postgres_sigkilled_during_a_dump_fails_the_backup_cleanly_and_start_hea
     def backup() -> None:
         try:
             outcome.append(manager.create("doomed"))
-        except BaseException as exc:  # noqa: BLE001  (handed to the test thread)
+        except BaseException as exc:  # handed to the test thread
             outcome.append(exc)
 
     with recorded_events() as events:

@@ -35,13 +35,16 @@ def test_redis_refuses_commands_without_its_password_and_a_wrong_one(app_stack: 
     assert _redis_say(app_stack, b"AUTH " + password, b"PING") == [b"+OK", b"+PONG"]
 
 
-@pytest.mark.parametrize("path", ["/", "/diagrams", "/diagrams/any-key", "/autograph-backups"])
-def test_s3_refuses_anonymous_requests(app_stack: Stack, path: str) -> None:
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/"), ("GET", "/diagrams"), ("GET", "/diagrams/any-key"),
+    ("PUT", "/diagrams/any-key"), ("DELETE", "/diagrams/any-key"), ("PUT", "/a-new-bucket"),
+    ("GET", "/autograph-backups"),
+])
+def test_s3_refuses_anonymous_requests(app_stack: Stack, method: str, path: str) -> None:
     with httpx.Client(base_url=app_stack.settings.s3_url, timeout=10, trust_env=False) as s3:
-        for method in ("GET", "PUT"):
-            answer = s3.request(method, path, content=b"x" if method == "PUT" else None)
-            assert answer.status_code == 403, (method, path, answer.status_code, answer.text)
-            assert "AccessDenied" in answer.text
+        answer = s3.request(method, path, content=b"x" if method == "PUT" else None)
+    assert answer.status_code == 403, (answer.status_code, answer.text)
+    assert "AccessDenied" in answer.text
 
 
 def _tree(root: int) -> set[int]:
