@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from autograph.config import Settings, load_settings
-from autograph.dr.drill.run import SERVICE_PORTS, sandbox_settings
+from autograph.dr.drill.sandbox import SERVICE_PORTS, sandbox_settings
 
 
 def _ports(settings: Settings) -> set[int]:
