@@ -141,6 +141,11 @@ def test_database_corruption(sandbox: Stack, app_stack: Stack) -> None:
     assert report.passed  # every criterion checked and passed, both targets met
     stopped = next(s for s in report.steps if s.name == "recover.stop_services")
     assert "gateway" not in stopped.detail  # the admin API stays up (SPEC §8)
+    folder = report_folder(app_stack.settings.dr_dir, report.started_at, report.scenario)
+    shots = {f"{m}-{p}.png" for m in ("before-failure", "after-recovery")
+             for p in ("dr-console", "diagram")}  # the plan's "Take screenshots"
+    assert {s.file for s in report.screenshots} == shots, report.notes
+    assert all((folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in shots)
 
 
 def test_object_storage_loss(sandbox: Stack, app_stack: Stack) -> None:

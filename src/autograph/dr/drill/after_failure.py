@@ -52,6 +52,7 @@ def recover(run: DrillRun) -> None:
     target = stack
     if kit is not None:  # a bare home: the kit first (as `dr recover --kit` does)
         target = rec.run("install_kit", lambda: _install_kit(stack, kit))
+    run.recovered = target
     recovery = Recovery(target, RecoveryOptions(run.scenario,
                                                 timeouts=run.options.recovery_timeouts),
                         clock=run.clock)

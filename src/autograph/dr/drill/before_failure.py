@@ -13,8 +13,10 @@ from typing import Any
 from autograph.clock import Clock, utc_now
 from autograph.dr.drill import faults, offsite
 from autograph.dr.drill.evidence import Evidence
+from autograph.dr.drill.models import Moment
 from autograph.dr.drill.options import DrillOptions
 from autograph.dr.drill.recorder import StepRecorder
+from autograph.dr.drill.screenshots import ShotRequest, default_chromium, take_screenshots
 from autograph.dr.drill.workload import (
     Account,
     ApiClient,
@@ -53,6 +55,7 @@ class DrillRun:
     account: Account = field(default_factory=lambda: new_account("writer"))
     writer: Writer | None = None
     kit: offsite.DrillKit | None = None
+    recovered: Stack | None = None  # the stack the recovery brought back (machine: the kit's)
 
     def up_to_the_failure(self, started_seconds: int) -> None:
         """Every step before recovery; raises OperationFailed when one fails."""
@@ -64,6 +67,8 @@ class DrillRun:
         for number in range(1, self.options.backup_rounds + 1):
             self.rec.run(f"backup_round_{number}", partial(self.backup_round, number),
                          timeout=3600)
+        self.rec.run("screenshots_before_failure",
+                     lambda: self.screenshots("before_failure", self.stack), timeout=90)
         if self.options.corrupt_latest:
             self.rec.run("corrupt_latest_backups", lambda: _corrupt_latest(self.stack, self.ev))
         self.rec.run("write_window", self.write_window)
@@ -147,6 +152,22 @@ class DrillRun:
         if self.scenario == "machine":
             return faults.machine_failure(self.stack)
         return faults.objects_failure(self.stack)
+
+    def screenshots(self, moment: Moment, stack: Stack) -> str:
+        """The DR console and one user's diagram, saved in the report folder (never raises:
+        what was not taken becomes a note)."""
+        account = self.dataset.accounts[0] if self.dataset.accounts else None
+        diagram = next((i for i, d in self.dataset.diagrams.items()
+                        if account and d["owner"] == account.email), None)
+        result = take_screenshots(ShotRequest(
+            frontend_url=stack.settings.service_url("frontend"), folder=self.folder,
+            moment=moment, admin_key=stack.creds.admin_api_key,
+            email=account.email if account else None,
+            password=account.password if account else None, diagram_id=diagram,
+            chromium=default_chromium()))
+        self.ev.screenshots += result.screenshots
+        self.ev.notes += result.notes
+        return result.summary()
 
     def close(self) -> None:
         """Stop the writer and the API client; remove the exported kit."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from autograph.dr.drill.models import Scenario, Targets
+from autograph.dr.drill.models import Scenario, Screenshot, Targets
 from autograph.dr.drill.rpo import DataLoss
 from autograph.dr.models import StepRecord
 from autograph.dr.recovery.integrity import Fingerprint
@@ -44,6 +44,8 @@ class Evidence:
     verify_checks: dict[str, Any] | None = None
     volatile: dict[str, list[str]] = field(default_factory=dict)  # changed during a backup
     issues: list[str] = field(default_factory=list)
+    screenshots: list[Screenshot] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # screenshots not taken, and why
 
     def step(self, name: str) -> StepRecord | None:
         """A recovery step's result, if it ran."""

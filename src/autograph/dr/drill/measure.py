@@ -177,7 +177,7 @@ def evaluate(ev: Evidence, steps: list[StepRecord], *, started: datetime, finish
                  "schedule_seconds": ev.schedule},
         workload={**ev.workload, "fault": ev.fault or {}},
         integrity=integrity, success_criteria=checklist(results), issues=issues,
-        action_items=actions)
+        action_items=actions, screenshots=ev.screenshots, notes=ev.notes)
 
 
 def _worst_case(schedule: dict[str, int | None]) -> str:

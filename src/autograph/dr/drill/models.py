@@ -64,6 +64,18 @@ class Targets(BaseModel):
     objects_rpo_seconds: float | None = None   # (machine: the snapshot interval)
 
 
+Moment = Literal["before_failure", "after_recovery"]
+
+
+class Screenshot(BaseModel):
+    """A PNG in the report folder (the plan's "Take screenshots"): evidence, not a criterion."""
+
+    moment: Moment
+    page: Literal["dr_console", "diagram"]
+    file: str  # relative to the report folder
+    alt: str
+
+
 class DrillReport(BaseModel):
     """Everything one drill measured (SPEC §8), plus where it ran and what it used."""
 
@@ -86,6 +98,8 @@ class DrillReport(BaseModel):
     success_criteria: list[Criterion] = Field(default_factory=list)
     issues: list[str] = Field(default_factory=list)
     action_items: list[str] = Field(default_factory=list)
+    screenshots: list[Screenshot] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)  # about the evidence, never a verdict
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -88,7 +88,10 @@ def render_markdown(report: DrillReport) -> str:
         lines += ["## Backups used", "", "```json", json.dumps(r.backups, indent=2), "```", ""]
     if r.workload:
         lines += ["## Workload", "", "```json", json.dumps(r.workload, indent=2), "```", ""]
-    lines += ["## Issues encountered", ""]
+    lines += ["## Screenshots", ""]
+    lines += [f"![{_cell(shot.alt)}]({shot.file})" for shot in r.screenshots] or ["none taken"]
+    lines += [f"- note: {_cell(note)}" for note in r.notes]
+    lines += ["", "## Issues encountered", ""]
     lines += [f"- {_cell(issue)}" for issue in r.issues] or ["- none"]
     lines += ["", "## Action items", ""]
     lines += [f"- {_cell(item)}" for item in r.action_items] or ["- none"]
@@ -152,7 +155,9 @@ def render_timeline(report: DrillReport, width: int = 900) -> str:
 _CSS = ("body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
         "margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;"
         "vertical-align:top}caption{text-align:left;font-weight:bold}.pass,.passed{color:#2e7d32}.fail,.failed{color:#c62828}"
-        ".not_checked,.skipped{color:#777}pre{background:#f5f5f5;padding:1em;overflow:auto}")
+        ".not_checked,.skipped{color:#777}figure{display:inline-block;margin:0 1em 1em 0}"
+        "figure img{border:1px solid #ccc;max-width:100%;height:auto}"
+        "pre{background:#f5f5f5;padding:1em;overflow:auto}")
 
 
 def render_html(report: DrillReport) -> str:
@@ -198,9 +203,21 @@ def render_html(report: DrillReport) -> str:
         f"<th>healthy</th></tr>{services}</table>"
         "<h2>Success criteria</h2><table><tr><th>item</th><th>status</th><th>evidence</th>"
         f"</tr>{criteria}</table><h2>Integrity</h2>{integrity}"
+        f"<h2>Screenshots</h2>{render_screenshots(r)}"
         f"<h2>Issues encountered</h2><ul>{issues}</ul><h2>Action items</h2><ul>{actions}</ul>"
         "</body></html>\n"
     )
+
+
+def render_screenshots(report: DrillReport) -> str:
+    """The screenshots as figures (relative to the report folder), then the notes."""
+    e = html.escape
+    figures = "".join(
+        f"<figure><img src='{e(shot.file, quote=True)}' alt='{e(shot.alt, quote=True)}' "
+        f"width='640'><figcaption>{e(shot.alt)}</figcaption></figure>"
+        for shot in report.screenshots) or "<p>none taken</p>"
+    notes = "".join(f"<li>{e(note)}</li>" for note in report.notes)
+    return figures + (f"<ul class='notes'>{notes}</ul>" if notes else "")
 
 
 # Files and history --------------------------------------------------------------------------

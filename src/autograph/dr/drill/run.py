@@ -60,6 +60,8 @@ def run_drill(stack: Stack, scenario: Scenario, options: DrillOptions, dr_dir: P
         run.up_to_the_failure(int(started.timestamp()))
         recover(run)
         measure(run)
+        rec.run("screenshots_after_recovery",
+                lambda: run.screenshots("after_recovery", run.recovered or stack), timeout=90)
     except OperationFailed as exc:
         ev.issues.append(exc.message)
     finally:
