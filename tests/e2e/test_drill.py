@@ -36,7 +36,8 @@ from stackutil import settings_env
 pytestmark = pytest.mark.e2e
 
 KILL_DURING = ("restore_buckets", "start_services")
-SERVICES = ("gateway", "auth", "diagram", "svg", "collaboration", "export")
+SERVICES = ("gateway", "auth", "diagram", "svg", "collaboration", "export",
+            "frontend")  # the screenshots
 SMALL = DatasetSpec(users=2, diagrams_per_user=3, versions_per_diagram=2, uploads=3,
                     exports=3, export_bytes=8_000, upload_bytes=8_000)
 

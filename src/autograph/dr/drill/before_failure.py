@@ -156,6 +156,10 @@ class DrillRun:
     def screenshots(self, moment: Moment, stack: Stack) -> str:
         """The DR console and one user's diagram, saved in the report folder (never raises:
         what was not taken becomes a note)."""
+        if not any(c.name == "frontend" for c in stack.components):
+            note = f"no screenshots {moment.replace('_', ' ')}: the stack runs no frontend"
+            self.ev.notes.append(note)
+            return note
         account = self.dataset.accounts[0] if self.dataset.accounts else None
         diagram = next((i for i, d in self.dataset.diagrams.items()
                         if account and d["owner"] == account.email), None)
