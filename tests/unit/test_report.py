@@ -204,3 +204,21 @@ def test_html_integrity_says_when_nothing_was_checked() -> None:
     page = render_html(_report(integrity={"database": {"checked": False, "why": "no dump"}}))
     assert "not checked: no dump" in page
     assert "no integrity evidence recorded" in render_html(_report(integrity={}))
+
+
+def test_the_consoles_copy_of_a_report_carries_its_screenshots_inline(tmp_path: Path) -> None:
+    """The console serves report.html under ``img-src data:``: the screenshots beside it go in
+    as data: URIs; a missing one stays a name; only plain names beside the report are read."""
+    import base64
+
+    from autograph.dr.api.console import _inline_screenshots
+
+    png = b"\x89PNG\r\n\x1a\n" + b"pixels"
+    (tmp_path / "before-failure-diagram.png").write_bytes(png)
+    (tmp_path.parent / "outside.png").write_bytes(png)
+    page = ("<img src='before-failure-diagram.png' alt='a'><img src='after-recovery-diagram.png'"
+            " alt='b'><img src='../outside.png' alt='c'>")
+    served = _inline_screenshots(page, tmp_path)
+    assert f"<img src='data:image/png;base64,{base64.b64encode(png).decode()}' alt='a'>" in served
+    assert "<img src='after-recovery-diagram.png' alt='b'>" in served
+    assert "<img src='../outside.png' alt='c'>" in served

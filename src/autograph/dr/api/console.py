@@ -7,6 +7,8 @@ Like the other listing routes these read only the backup storage, never PostgreS
 
 from __future__ import annotations
 
+import base64
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -150,6 +152,23 @@ def drill_report(resources: ResourcesDep,
     path = _report_file(dr_dir, history[drill_id]) if drill_id < len(history) else None
     if path is None:
         raise NotFound(f"no report for drill {drill_id}")
-    return HTMLResponse(path.read_text(encoding="utf-8"),
+    return HTMLResponse(_inline_screenshots(path.read_text(encoding="utf-8"), path.parent),
                         headers={"Content-Security-Policy": REPORT_POLICY,
                                  "X-Content-Type-Options": "nosniff"})
+
+
+_SHOT_SRC = re.compile(r"<img src='([a-z0-9-]+\.png)'")
+
+
+def _inline_screenshots(page: str, folder: Path) -> str:
+    """The report's screenshots (plain ``*.png`` names beside it) as data: URIs, so the
+    console's copy shows them under its CSP (``img-src data:``); a missing file stays a name."""
+
+    def inline(match: re.Match[str]) -> str:
+        try:
+            data = (folder / match.group(1)).read_bytes()
+        except OSError:
+            return match.group(0)
+        return f"<img src='data:image/png;base64,{base64.b64encode(data).decode()}'"
+
+    return _SHOT_SRC.sub(inline, page)
