@@ -6,7 +6,6 @@ Settings are built once at an entry point (CLI, service app factory) and passed 
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 from pathlib import Path
@@ -16,6 +15,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from autograph.errors import ConfigError
+from autograph.saved_offsite import saved_offsite
 
 Port = int
 ALERT_CHANNELS = ("console", "file", "email", "slack")
@@ -327,7 +327,7 @@ def load_settings(**overrides: object) -> Settings:
     """
     settings = _build(overrides)
     if "offsite_s3_endpoint" not in settings.model_fields_set:
-        saved = {name: value for name, value in _saved_offsite(settings).items()
+        saved = {name: value for name, value in saved_offsite(settings.secrets_dir).items()
                  if name not in settings.model_fields_set}
         if saved:
             settings = _build({**overrides, **saved})
@@ -346,40 +346,6 @@ def _build(values: dict[str, object]) -> Settings:
         field = ".".join(str(part) for part in first["loc"]) or "settings"
         env = f"AUTOGRAPH_{field.upper()}"
         raise ConfigError(f"invalid setting {env}: {first['msg']}") from None
-
-
-SAVED_OFFSITE = "offsite.json"
-"""HOME/secrets file with the off-site store's settings, left by a machine recovery so the
-next ``up`` keeps shipping there without AUTOGRAPH_OFFSITE_* being set again."""
-OFFSITE_FIELDS = ("offsite_s3_endpoint", "offsite_s3_region", "offsite_s3_bucket",
-                  "offsite_s3_prefix", "offsite_s3_access_key", "offsite_s3_secret_key",
-                  "offsite_encryption", "offsite_key")
-
-
-def save_offsite(settings: Settings) -> Path:
-    """Write the settings' off-site store into ``HOME/secrets/offsite.json`` (0600)."""
-    values: dict[str, object] = {}
-    for name in OFFSITE_FIELDS:
-        value = getattr(settings, name)
-        values[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
-    path = settings.secrets_dir / SAVED_OFFSITE
-    temporary = path.with_name(f".{SAVED_OFFSITE}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(values, handle)
-    os.replace(temporary, path)
-    return path
-
-
-def _saved_offsite(settings: Settings) -> dict[str, object]:
-    """The saved off-site settings, or nothing (no file, or one that cannot be read)."""
-    try:
-        saved = json.loads((settings.secrets_dir / SAVED_OFFSITE).read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(saved, dict) or not saved.get("offsite_s3_endpoint"):
-        return {}
-    return {name: saved[name] for name in OFFSITE_FIELDS if saved.get(name) is not None}
 
 
 def ensure_home(settings: Settings) -> None:

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from autograph.cli.main import app
-from autograph.config import SAVED_OFFSITE, Settings, load_settings
+from autograph.config import Settings, load_settings
 from autograph.dr.kit.check import build_kit, install_kit, verify_kit
 from autograph.dr.kit.document import KitKey, read_kit, seal, write_kit
 from autograph.dr.postgres import DatabaseBackupManager
@@ -25,6 +25,7 @@ from autograph.dr.recovery.machine import prepare_machine
 from autograph.dr.storage.crypto import new_key
 from autograph.dr.storage.offsite import ensure_offsite_bucket
 from autograph.errors import AutographError, DependencyDown, InvalidInput
+from autograph.saved_offsite import SAVED_OFFSITE
 from autograph.stack.lifecycle import Stack
 from dbbackups import isolated_settings
 from offsiteutil import OffsiteServer

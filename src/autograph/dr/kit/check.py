@@ -19,13 +19,14 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from autograph.clock import Clock, utc_now
-from autograph.config import Settings, save_offsite
+from autograph.config import Settings
 from autograph.dr.kit.document import KitKey, OffsiteStore, RecoveryKit, RestoredData
 from autograph.dr.kit.offsite import (
     endpoint,
     kit_settings,
     probe,
     read_marker,
+    save_offsite,
     write_marker,
 )
 from autograph.dr.models import Kind

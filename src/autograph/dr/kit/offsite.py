@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
+from pathlib import Path
 from typing import Any
+
+from pydantic import SecretStr
 
 from autograph.config import Settings, load_settings
 from autograph.dr.kit.document import RecoveryKit
 from autograph.errors import AutographError, DependencyDown, InvalidInput, NotFound
+from autograph.saved_offsite import OFFSITE_FIELDS, SAVED_OFFSITE
 
 MARKER_KEY = "deployment.json"
 
@@ -118,3 +123,18 @@ def kit_settings(kit: RecoveryKit, base: Settings) -> Settings:
         "app_buckets": tuple(kit.restored_data.app_buckets),
     })
     return load_settings(**values)
+
+
+def save_offsite(settings: Settings) -> Path:
+    """Write the settings' off-site store into ``HOME/secrets/offsite.json`` (0600)."""
+    values: dict[str, object] = {}
+    for name in OFFSITE_FIELDS:
+        value = getattr(settings, name)
+        values[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
+    path = settings.secrets_dir / SAVED_OFFSITE
+    temporary = path.with_name(f".{SAVED_OFFSITE}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(values, handle)
+    os.replace(temporary, path)
+    return path
