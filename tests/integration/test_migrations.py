@@ -111,11 +111,14 @@ def test_a_database_restored_by_hand_answers_503_naming_the_fix_until_migrated(
     pid = _pid(app_stack, "integrations")
     _as_before_the_hub(app_stack)
     try:
-        answer = gateway.get("/api/integrations/webhooks", headers=user)
-        assert answer.status_code == 503, answer.text
-        assert f"{HUB} (integration hub" in answer.json()["detail"]
-        assert "run `autograph migrate`" in answer.json()["detail"]
-        assert answer.headers["retry-after"]
+        # The first use meets the missing table, the next finds the schema behind before any
+        # query: both answer the same 503.
+        for _ in range(2):
+            answer = gateway.get("/api/integrations/webhooks", headers=user)
+            assert answer.status_code == 503, answer.text
+            assert f"{HUB} (integration hub" in answer.json()["detail"]
+            assert "run `autograph migrate`" in answer.json()["detail"]
+            assert answer.headers["retry-after"] == "5"
     finally:
         result = _cli(app_stack, "--json")
     assert result.exit_code == 0, result.output

@@ -40,7 +40,10 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 
 
 class SchemaBehind(DependencyDown):
-    """The database lacks migrations this code needs (a service answers 503 until migrated)."""
+    """The database lacks migrations this code needs (a service answers 503 until migrated,
+    with Retry-After as when a query meets the missing table)."""
+
+    headers = {"Retry-After": "5"}  # noqa: RUF012 (read-only, shared by every instance)
 
 
 class Pending(BaseModel):
