@@ -101,6 +101,28 @@ def test_a_simulated_week_proves_each_kind_daily_and_drills_once_with_two_schedu
         assert "autograph_drill_last_rto_seconds 30.0" in text
 
 
+def test_a_fresh_stack_waits_for_its_first_backups_instead_of_failing_its_restore_tests(
+        infra_stack: Stack, tmp_path: Path) -> None:
+    clock = Clock()
+    with proof_settings(infra_stack, tmp_path) as env:
+        settings, creds = env.settings, infra_stack.creds
+        scheduler = ProofScheduler(settings, Prover(settings, creds, clock=clock), clock=clock,
+                                   drill=stand_in_drill(settings, clock, []), startup_delay=0)
+        scheduler.tick()  # nothing backed up yet: the scheduled tests wait, record nothing
+        assert [r for r in load(settings.dr_dir) if r.kind != "drill"] == []
+        assert {p.kind: p.next_run_at for p in scheduler.plan() if p.kind != "drill"} == {
+            kind: T0 for kind in ("database", "basebackup", "bucket", "snapshot")}
+        # Asked for by hand, the same test is a failure that says why.
+        manual = Prover(settings, creds, clock=clock).prove("database")
+        assert (manual.status, manual.detail) == ("failed", "no database backup to restore-test")
+
+        make_backups(settings, creds, clock, env.bucket)
+        clock.now += timedelta(seconds=settings.proof_retry_seconds + 60)  # past that failure
+        records = {r.kind: r.status for r in scheduler.tick() if r.kind != "drill"}
+        assert records == {"database": "passed", "basebackup": "passed", "bucket": "passed",
+                           "snapshot": "passed"}
+
+
 def notices(dispatcher: AlertDispatcher, log: Path) -> list[str]:
     assert dispatcher.flush(timeout=30)
     if not log.exists():

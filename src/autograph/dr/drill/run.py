@@ -25,7 +25,7 @@ from autograph.dr.drill.models import DrillReport, Targets
 from autograph.dr.drill.options import DrillOptions
 from autograph.dr.drill.recorder import StepRecorder
 from autograph.dr.drill.report import report_folder, write_report
-from autograph.dr.drill.sandbox import make_sandbox, remove_sandbox
+from autograph.dr.drill.sandbox import keep_sandbox_logs, make_sandbox, remove_sandbox
 from autograph.dr.drill.workload import ApiClient
 from autograph.dr.models import ProgressFn, Scenario, no_progress
 from autograph.dr.recovery.checks import uses_gateway
@@ -126,7 +126,11 @@ def run_drills(settings: Settings, options: DrillOptions, *, clock: Clock = utc_
             progress(f"drill {scenario}", None)
             report = run_drill(stack, scenario, options, dr_dir, live=options.live,
                                clock=clock, progress=progress)
-            reports.append((report, report_folder(dr_dir, report.started_at, scenario)))
+            folder = report_folder(dr_dir, report.started_at, scenario)
+            reports.append((report, folder))
+            if not report.passed and not options.live:
+                kept = keep_sandbox_logs(stack.settings.log_dir, folder)
+                progress(f"the sandbox's logs are kept in {kept}", None)
             if report.rto_seconds is None and scenario != options.scenarios[-1]:
                 progress("recovery failed: later scenarios skipped", None)
                 break

@@ -90,6 +90,21 @@ def make_sandbox(base: Settings) -> Stack:
         raise
 
 
+LOG_TAIL_BYTES = 1 << 20  # per component log kept with a failed drill's report
+
+
+def keep_sandbox_logs(log_dir: Path, report_dir: Path) -> Path:
+    """Copy the last MiB of each sandbox log into ``report_dir/sandbox-logs`` (the sandbox,
+    and the log paths its report names, are deleted after the drill); returns that folder."""
+    target = report_dir / "sandbox-logs"
+    target.mkdir(parents=True, exist_ok=True)
+    for log in sorted(log_dir.glob("*.log")):
+        with contextlib.suppress(OSError), log.open("rb") as source:
+            source.seek(max(0, log.stat().st_size - LOG_TAIL_BYTES))
+            (target / log.name).write_bytes(source.read())
+    return target
+
+
 def remove_sandbox(stack: Stack) -> None:
     """Stop the sandbox's processes and delete its home."""
     with contextlib.suppress(Exception):

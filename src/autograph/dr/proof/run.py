@@ -29,6 +29,10 @@ from autograph.secrets import Credentials
 log = logging.getLogger("autograph.dr.proof")
 
 
+class NothingToTest(NotFound):
+    """A kind has no backup yet: nothing to restore-test (the backup alerts cover that)."""
+
+
 class Prover:
     """Runs restore tests with the settings' servers and tiers."""
 
@@ -54,10 +58,12 @@ class Prover:
                         ", ".join(removed))
         return removed
 
-    def prove(self, kind: ProofKind) -> ProofRecord:
+    def prove(self, kind: ProofKind, *, defer_if_none: bool = False) -> ProofRecord:
         """Restore-test the newest backup(s) of ``kind``; record and return the result.
 
-        Raises Conflict when the kind is busy (nothing recorded then)."""
+        Raises Conflict when the kind is busy, and NothingToTest when ``defer_if_none`` and the
+        kind has no backup yet (nothing recorded then: a fresh stack's first scheduled test
+        waits for its first backup instead of failing)."""
         started, began = self.clock(), time.monotonic()
         stamp = f"{started:%Y%m%d%H%M%S}"
         backups: list[str] = []
@@ -66,6 +72,10 @@ class Prover:
             status, detail = "passed", None
         except Conflict:
             raise
+        except NothingToTest:
+            if defer_if_none:
+                raise
+            compared, status, detail = "", "failed", f"no {kind} backup to restore-test"
         except InsufficientSpace as exc:
             compared, status, detail = "", "refused", exc.message
         except AutographError as exc:
@@ -107,7 +117,7 @@ class Prover:
         else:
             entries = listing[:1]
         if not entries:
-            raise NotFound(f"no {kind} backup to restore-test")
+            raise NothingToTest(f"no {kind} backup to restore-test")
         return entries
 
     def _one(self, kind: Kind, catalog: Catalog, entry: BackupEntry, stamp: str) -> str:
@@ -170,7 +180,7 @@ class Prover:
                                                         or newest[bucket] < (taken, name)):
                 newest[bucket] = (taken, name)
         if not newest:
-            raise NotFound("no bucket snapshot to restore-test")
+            raise NothingToTest("no bucket snapshot to restore-test")
         parts = []
         for bucket in sorted(newest):
             name = newest[bucket][1]

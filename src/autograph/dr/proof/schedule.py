@@ -25,7 +25,7 @@ from autograph.config import Settings
 from autograph.dr.drill.report import load_history
 from autograph.dr.ops import locks
 from autograph.dr.proof.models import PROVEN_KINDS, ProofKind, ProofRecord, append, last_of, load
-from autograph.dr.proof.run import Prover
+from autograph.dr.proof.run import NothingToTest, Prover
 from autograph.dr.proof.sandbox_drill import run_sandbox_drill
 from autograph.dr.scheduler import next_run
 from autograph.errors import Conflict
@@ -152,7 +152,10 @@ class ProofScheduler:
             append(self.settings.dr_dir, record)
             return record
         try:
-            return self.prover.prove(kind)
+            return self.prover.prove(kind, defer_if_none=True)
+        except NothingToTest as exc:
+            log.info("restore test of %s waits for a first backup: %s", kind, exc.message)
+            return None
         except Conflict as exc:
             log.info("restore test of %s deferred: %s", kind, exc.message)
             return None

@@ -19,6 +19,12 @@ from autograph.errors import AutographError, OperationFailed
 from autograph.stack.components import Component
 from autograph.stack.lifecycle import Stack
 
+# How long one component may take to answer healthy during a recovery. Longer than the stack's
+# everyday wait: ten Python services importing at once on a loaded two-core machine took over
+# 60 s (seen in a scheduled drill), and a slow start is not a failed one. A process that exits
+# is still reported at once; the step's own budget (600 s) bounds the whole.
+RECOVERY_HEALTH_SECONDS = 300.0
+
 
 @dataclass
 class Started:
@@ -62,7 +68,8 @@ def start_components(stack: Stack, components: list[Component], clock: Clock) ->
             handle = handles[component.name]
             handle.stop(component.name)
             handle.up(only=[component.name])
-            handle.wait_healthy(handle.component(component.name))
+            handle.wait_healthy(handle.component(component.name), timeout=max(
+                RECOVERY_HEALTH_SECONDS, stack.settings.health_timeout_seconds))
             with lock:
                 result.seconds[component.name] = round(time.monotonic() - began, 3)
                 result.healthy_at[component.name] = isoformat(clock())
