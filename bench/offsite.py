@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -81,10 +83,20 @@ def wal_lag(stack: Stack, tps: int, seconds: int) -> list[float]:
     return [done[n] - finished[n] for n in sorted(done)]
 
 
-def timed(run: Callable[[], object]) -> float:
-    began = time.perf_counter()
+def timed(run: Callable[[], object]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (this process's threads and its children, e.g. pg_dump)."""
+    def cpu() -> float:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + children.ru_utime + children.ru_stime
+
+    began, began_cpu = time.perf_counter(), cpu()
     run()
-    return time.perf_counter() - began
+    return time.perf_counter() - began, cpu() - began_cpu
+
+
+def spread(values: list[float]) -> str:
+    return (f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f}, "
+            f"{len(values)} pairs)")
 
 
 def overhead(stack: Stack, repeat: int, objects: int) -> None:
@@ -99,24 +111,30 @@ def overhead(stack: Stack, repeat: int, objects: int) -> None:
         "no off-site": stack.settings.model_copy(update={"offsite_s3_endpoint": None}),
     }
     for what in ("database", "bucket"):
-        times: dict[str, list[float]] = {name: [] for name in variants}
+        wall: dict[str, list[float]] = {name: [] for name in variants}
+        cpu: dict[str, list[float]] = {name: [] for name in variants}
         for round_ in range(repeat):
             for name, settings in variants.items():
                 tag = f"{what[:2]}_{name.replace(' ', '')[:5]}_{round_}"
                 if what == "database":
                     manager = DatabaseBackupManager(settings, stack.creds)
-                    times[name].append(timed(lambda m=manager, t=tag: m.create(t, verify=False)))
+                    seconds = timed(partial(manager.create, tag, verify=False))
                 else:
                     buckets = MinIOBucketBackupManager(settings, stack.creds)
-                    times[name].append(timed(lambda b=buckets, t=tag: b.create(
-                        "uploads", t, verify=False)))
-        med = {name: statistics.median(values) for name, values in times.items()}
-        print(f"{what} backup ({repeat} alternating runs each), median seconds:")
-        for name, value in med.items():
-            print(f"  {name:<12} {value:7.2f}  runs {[round(v, 2) for v in times[name]]}")
-        print(f"  encrypted / plain off-site: {med['encrypted'] / med['plain']:.2f}x "
-              f"(target <= 1.10x); encrypted / no off-site: "
-              f"{med['encrypted'] / med['no off-site']:.2f}x")
+                    seconds = timed(partial(buckets.create, "uploads", tag, verify=False))
+                wall[name].append(seconds[0])
+                cpu[name].append(seconds[1])
+        print(f"{what} backup ({repeat} alternating rounds, load {os.getloadavg()[0]:.1f}), "
+              "median seconds wall / CPU (this process + its children):")
+        for name in variants:
+            print(f"  {name:<12} {statistics.median(wall[name]):7.2f} / "
+                  f"{statistics.median(cpu[name]):6.2f}  wall runs "
+                  f"{[round(v, 2) for v in wall[name]]}")
+        for other in ("plain", "no off-site"):
+            pairs_wall = [e / o for e, o in zip(wall["encrypted"], wall[other], strict=True)]
+            pairs_cpu = [e / o for e, o in zip(cpu["encrypted"], cpu[other], strict=True)]
+            print(f"  encrypted / {other}: wall {spread(pairs_wall)}, CPU {spread(pairs_cpu)}"
+                  + (" (target <= 1.10x)" if other == "plain" else ""))
 
 
 def main() -> None:
