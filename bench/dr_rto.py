@@ -38,9 +38,9 @@ from autograph.dr.drill.workload import ApiClient, canvas, new_account
 from autograph.dr.kit.document import read_kit
 from autograph.dr.recovery.checks import uses_gateway
 from autograph.dr.recovery.machine import prepare_machine
-from autograph.errors import OperationFailed
 from autograph.dr.recovery.options import RecoveryOptions
 from autograph.dr.recovery.run import Recovery
+from autograph.errors import OperationFailed
 from autograph.s3.boto import app_client
 from autograph.stack.lifecycle import Stack
 
