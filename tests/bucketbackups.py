@@ -113,6 +113,7 @@ class S3Proxy:
         parts = urlsplit(target)
         self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
         self.requests = 0
+        self.methods: list[str] = []
         self.put_attempts: dict[str, int] = {}
         self.drop_idle = False
         self._budget: int | None = None
@@ -170,6 +171,8 @@ class S3Proxy:
                     return
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                with proxy._lock:
+                    proxy.methods.append(self.command)
                 key = unquote(self.path.split("?", 1)[0].split("/", 2)[-1])
                 if self.command == "PUT":
                     with proxy._lock:

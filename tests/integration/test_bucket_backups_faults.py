@@ -77,6 +77,27 @@ def test_keep_alive_links_the_server_closed_are_replaced_without_failing(
     assert [o.key for o in client.list_objects(source)] == sorted(f"k{i}" for i in range(12))
 
 
+def test_a_multipart_upload_through_closed_keep_alive_links_sends_each_post_once(
+        buckets: Buckets, proxy: S3Proxy, infra_stack: Stack) -> None:
+    """The server closes every link after one answer: the PUTs of the parts find their pooled
+    link dead and go again on a new one; the POSTs (create, complete) are not idempotent, so
+    they take a fresh link each and reach the server exactly once."""
+    target = buckets.make("dst", {})
+    client = S3Client(S3Endpoint(proxy.url, infra_stack.creds.s3_access_key,
+                                 infra_stack.creds.s3_secret_key), retries=0)
+    parts = [os.urandom(5 * 1024 * 1024), os.urandom(5 * 1024 * 1024), b"tail"]
+    proxy.drop_idle = True
+    client.put_object(target, "warm", b"x")  # leaves a pooled link the server has closed
+    upload = client.create_multipart(target, "big")
+    etags = [client.upload_part(target, "big", upload, n, part)
+             for n, part in enumerate(parts, start=1)]
+    client.complete_multipart(target, "big", upload, etags)
+    assert proxy.methods.count("POST") == 2
+    assert proxy.methods.count("PUT") == 1 + len(parts)  # a dead link never reaches the server
+    stored = buckets.client.get_object(Bucket=target, Key="big")["Body"].read()
+    assert stored == b"".join(parts)
+
+
 def _truncate(data: bytes) -> bytes:
     return data[: len(data) * 2 // 3]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,6 +16,9 @@ from autograph.cli import dr_kit, dr_prove, dr_status
 from autograph.cli.output import console, emit_json
 from autograph.config import Settings, load_settings
 from autograph.errors import AutographError, InvalidInput, OperationFailed
+
+if TYPE_CHECKING:
+    from autograph.dr.drill.models import DrillReport
 
 # The recovery and drill machinery is imported by the command that runs it, so that the other
 # commands (and ``--help``) start without it.
@@ -159,17 +162,12 @@ def drill(
     """
     from autograph.dr.drill.models import Targets
     from autograph.dr.drill.options import DrillOptions
-    from autograph.dr.drill.report import summary_line
     from autograph.dr.drill.run import run_drills
     from autograph.dr.drill.workload import DatasetSpec
     from autograph.dr.models import SCENARIOS
 
     del simulate
-    if live and not confirm_live:
-        raise InvalidInput("--live destroys the stack's data: add "
-                           "--i-understand-this-destroys-data to confirm")
-    if database_fault not in ("corrupt", "drop"):
-        raise InvalidInput("--database-fault must be corrupt or drop")
+    _check_drill_flags(live, confirm_live, database_fault)
     settings = load_settings()
     chosen = SCENARIOS if scenario == "all" else (scenario,)
     targets = Targets(rto_seconds=rto_target or settings.rto_target_seconds,
@@ -182,6 +180,24 @@ def drill(
         database_fault=database_fault, targets=targets,  # type: ignore[arg-type]
         keep_sandbox=keep_sandbox)
     reports = run_drills(settings, options, progress=_echo)
+    _show_drills(reports, json_output)
+    if not reports or not all(report.passed for report, _ in reports):
+        raise typer.Exit(1)
+
+
+def _check_drill_flags(live: bool, confirm_live: bool, database_fault: str) -> None:
+    """Refuse ``--live`` without its confirmation, and an unknown ``--database-fault``."""
+    if live and not confirm_live:
+        raise InvalidInput("--live destroys the stack's data: add "
+                           "--i-understand-this-destroys-data to confirm")
+    if database_fault not in ("corrupt", "drop"):
+        raise InvalidInput("--database-fault must be corrupt or drop")
+
+
+def _show_drills(reports: list[tuple[DrillReport, Path]], json_output: bool) -> None:
+    """One summary line per drill (JSON lines first with ``--json``), then its criteria."""
+    from autograph.dr.drill.report import summary_line
+
     if json_output:
         emit_json([summary_line(report) | {"report": str(folder)}
                    for report, folder in reports])
@@ -193,8 +209,6 @@ def drill(
               f"({rpo.objects_lost} lost); report {folder / 'report.html'}")
         for line in report.success_criteria:
             _echo(f"  [{line.status}] {line.item}: {line.evidence}")
-    if not reports or not all(report.passed for report, _ in reports):
-        raise typer.Exit(1)
 
 
 def _s(value: float | None) -> str:

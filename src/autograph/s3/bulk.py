@@ -17,7 +17,6 @@ import os
 import re
 import ssl
 import threading
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from urllib.parse import unquote_plus, urlsplit
@@ -31,6 +30,7 @@ from autograph.s3.response import (
     ObjectMissing,
     Response,
 )
+from autograph.s3.retry import Attempts
 from autograph.s3.sigv4 import S3Endpoint, Signer, canonical_query, quote_path
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -120,17 +120,9 @@ class S3Client:
         query = canonical_query(params or {})
         label = what or f"{method} {bucket}/{key}".rstrip("/")
         idempotent = method != "POST"
-        delay = 0.2
-        attempt = stale = 0
+        tries = Attempts(self._retries, self._pool_size)
         while True:
-            send = dict(headers or {})
-            send["host"] = self._host_header
-            send["x-amz-content-sha256"] = payload_sha256 or (
-                EMPTY_SHA256 if not body else hashlib.sha256(body).hexdigest()
-            )
-            if body or method in ("PUT", "POST"):
-                send["Content-Length"] = str(len(body))
-            self._signer.sign(method, path, query, send)
+            send = self._signed_headers(method, path, query, headers, body, payload_sha256)
             conn: Link | None = None
             reused = False
             try:
@@ -145,32 +137,33 @@ class S3Client:
                         f"S3 at {self.endpoint.url}: {label} interrupted ({exc}); not re-sent, "
                         "it may have been applied"
                     ) from None
-                if reused and stale < self._pool_size:
-                    stale += 1  # the server closed an idle link: so, likely, the others
+                if tries.stale_link(reused):
                     self.close()
-                    continue
-                if attempt == self._retries:
+                elif not tries.back_off(first_at_once=True):
                     raise DependencyDown(
                         f"S3 at {self.endpoint.url} unreachable during {label}: {exc}"
                     ) from None
-                time.sleep(delay if attempt else 0)
-                attempt, delay = attempt + 1, delay * 2
                 continue
             response = Response(self._release, conn, status, answer)
             if status in ok:
                 return response
-            try:
-                detail = response.read()
-            except DependencyDown:
-                detail = b""
-            if status in _RETRY_STATUS and attempt < self._retries:
-                time.sleep(delay)
-                attempt, delay = attempt + 1, delay * 2
+            detail = _drain(response)
+            if status in _RETRY_STATUS and tries.back_off(first_at_once=False):
                 continue
-            code, message = _error_fields(detail)
-            if status == 404:
-                raise ObjectMissing(f"{label}: {code or 'not found'}")
-            raise OperationFailed(f"S3 {label} failed: {status} {code} {message}".rstrip())
+            raise _status_error(label, status, detail)
+
+    def _signed_headers(self, method: str, path: str, query: str, headers: dict[str, str] | None,
+                        body: Body, payload_sha256: str | None) -> dict[str, str]:
+        """``headers`` plus host, payload hash, length and the SigV4 ``Authorization``."""
+        send = dict(headers or {})
+        send["host"] = self._host_header
+        send["x-amz-content-sha256"] = payload_sha256 or (
+            EMPTY_SHA256 if not body else hashlib.sha256(body).hexdigest()
+        )
+        if body or method in ("PUT", "POST"):
+            send["Content-Length"] = str(len(body))
+        self._signer.sign(method, path, query, send)
+        return send
 
     # Buckets -----------------------------------------------------------------------------
     def list_buckets(self) -> list[str]:
@@ -349,6 +342,22 @@ def _object_headers(content_type: str, metadata: dict[str, str] | None) -> dict[
 
 def _md5_header(body: Body) -> str:
     return base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
+
+
+def _drain(response: Response) -> bytes:
+    """The body of an error answer, or nothing when the link breaks while reading it."""
+    try:
+        return response.read()
+    except DependencyDown:
+        return b""
+
+
+def _status_error(label: str, status: int, detail: bytes) -> ObjectMissing | OperationFailed:
+    """The error for an answer outside the expected statuses: ObjectMissing on 404."""
+    code, message = _error_fields(detail)
+    if status == 404:
+        return ObjectMissing(f"{label}: {code or 'not found'}")
+    return OperationFailed(f"S3 {label} failed: {status} {code} {message}".rstrip())
 
 
 def _error_fields(body: bytes) -> tuple[str, str]:

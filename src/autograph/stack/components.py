@@ -123,72 +123,92 @@ def service_component(settings: Settings, spec: ServiceSpec) -> Component:
 
 def build_components(settings: Settings, creds: Credentials) -> list[Component]:
     """Every component of the stack, in start order (priority, then declaration order)."""
-    pg_user = infra.postgres_os_user(settings)
-    components = [
-        Component(
-            name="postgres",
-            priority=1,
-            kind="infrastructure",
-            ports=() if settings.pg_external else (settings.pg_port,),
-            command=None if settings.pg_external else infra.postgres_command(settings),
-            health=postgres_probe(settings.pg_address, settings.pg_port, settings.pg_user,
-                                  creds.pg_password, "postgres", settings.pg_sslmode),
-            user=pg_user,
-            prepare=None if settings.pg_external
-            else lambda: infra.prepare_postgres(settings, creds),
-            after_healthy=lambda: infra.prepare_database(settings, creds),  # migrated
-            stop_signal="INT",
-            stop_wait_seconds=30,
-            cwd=str(infra.postgres_home(settings)),
-        ),
-        Component(
-            name="redis",
-            priority=1,
-            kind="infrastructure",
-            ports=() if settings.redis_external else (settings.redis_port,),
-            command=None if settings.redis_external else infra.redis_command(settings),
-            health=redis_probe(redis_kwargs(settings, creds)),
-            prepare=None if settings.redis_external
-            else lambda: infra.prepare_redis(settings, creds),
-        ),
-        Component(
-            name="s3",
-            priority=1,
-            kind="infrastructure",
-            ports=infra.s3_ports(settings),
-            command=infra.s3_command(settings),
-            health=s3_probe(lambda: app_client(settings, creds, retries=1,
-                                               connect_timeout=1, read_timeout=5)),
-            environment=infra.s3_environment(settings, creds),
-            prepare=lambda: infra.prepare_s3(settings, creds),
-            after_healthy=lambda: infra.ensure_s3_buckets(settings, creds),
-            stop_wait_seconds=settings.s3_stop_grace_seconds,
-        ),
-        Component(
-            name="walstream",
-            priority=1,
-            kind="infrastructure",
-            ports=(),
-            command=(sys.executable, "-m", "autograph.dr.postgres.walstream"),
-            health=infra.walstream_probe(settings, creds),
-            environment=_service_environment(settings),
-            depends_on=("postgres",),
-        ),
-    ]
+    components = [_postgres(settings, creds), _redis(settings, creds), _s3(settings, creds),
+                  _walstream(settings, creds)]
     if settings.offsite_s3_endpoint:  # ships WAL and the backlog to the off-site tier
-        components.append(Component(
-            name="offsite",
-            priority=1,
-            kind="infrastructure",
-            ports=(),
-            command=(sys.executable, "-m", "autograph.dr.offsite.shipper"),
-            health=infra.offsite_probe(settings),
-            environment=_service_environment(settings),
-            depends_on=("walstream",),
-        ))
+        components.append(_offsite(settings))
     wanted = set(settings.services) if settings.services is not None else None
     for spec in APPLICATION_SERVICES:
         if wanted is None or spec.name in wanted:
             components.append(service_component(settings, spec))
     return sorted(components, key=lambda c: c.priority)
+
+
+def _postgres(settings: Settings, creds: Credentials) -> Component:
+    """PostgreSQL: ours (run, prepared, migrated) or an external one (probed, migrated)."""
+    return Component(
+        name="postgres",
+        priority=1,
+        kind="infrastructure",
+        ports=() if settings.pg_external else (settings.pg_port,),
+        command=None if settings.pg_external else infra.postgres_command(settings),
+        health=postgres_probe(settings.pg_address, settings.pg_port, settings.pg_user,
+                              creds.pg_password, "postgres", settings.pg_sslmode),
+        user=infra.postgres_os_user(settings),
+        prepare=None if settings.pg_external
+        else lambda: infra.prepare_postgres(settings, creds),
+        after_healthy=lambda: infra.prepare_database(settings, creds),  # migrated
+        stop_signal="INT",
+        stop_wait_seconds=30,
+        cwd=str(infra.postgres_home(settings)),
+    )
+
+
+def _redis(settings: Settings, creds: Credentials) -> Component:
+    """Redis: ours or an external one."""
+    return Component(
+        name="redis",
+        priority=1,
+        kind="infrastructure",
+        ports=() if settings.redis_external else (settings.redis_port,),
+        command=None if settings.redis_external else infra.redis_command(settings),
+        health=redis_probe(redis_kwargs(settings, creds)),
+        prepare=None if settings.redis_external
+        else lambda: infra.prepare_redis(settings, creds),
+    )
+
+
+def _s3(settings: Settings, creds: Credentials) -> Component:
+    """The S3 server, its buckets created once it answers."""
+    return Component(
+        name="s3",
+        priority=1,
+        kind="infrastructure",
+        ports=infra.s3_ports(settings),
+        command=infra.s3_command(settings),
+        health=s3_probe(lambda: app_client(settings, creds, retries=1,
+                                           connect_timeout=1, read_timeout=5)),
+        environment=infra.s3_environment(settings, creds),
+        prepare=lambda: infra.prepare_s3(settings, creds),
+        after_healthy=lambda: infra.ensure_s3_buckets(settings, creds),
+        stop_wait_seconds=settings.s3_stop_grace_seconds,
+    )
+
+
+def _walstream(settings: Settings, creds: Credentials) -> Component:
+    """The WAL streamer (after PostgreSQL)."""
+    return Component(
+        name="walstream",
+        priority=1,
+        kind="infrastructure",
+        ports=(),
+        command=(sys.executable, "-m", "autograph.dr.postgres.walstream"),
+        health=infra.walstream_probe(settings, creds),
+        environment=_service_environment(settings),
+        depends_on=("postgres",),
+    )
+
+
+def _offsite(settings: Settings) -> Component:
+    """The off-site shipper (after the WAL streamer)."""
+    return Component(
+        name="offsite",
+        priority=1,
+        kind="infrastructure",
+        ports=(),
+        command=(sys.executable, "-m", "autograph.dr.offsite.shipper"),
+        health=infra.offsite_probe(settings),
+        environment=_service_environment(settings),
+        depends_on=("walstream",),
+    )
 

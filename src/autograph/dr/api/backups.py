@@ -13,8 +13,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from autograph.dr.api.support import cached, jsonable, required_name, run_or_submit
-from autograph.dr.models import BackupEntry, BackupList, validate_name
+from autograph.dr.api.support import cached, required_name, run_or_submit
+from autograph.dr.models import BackupEntry, BackupList, jsonable, validate_name
 from autograph.dr.ops import jobs
 from autograph.dr.postgres import DatabaseBackupManager
 from autograph.services.common.deps import ResourcesDep

@@ -13,10 +13,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from autograph.dr.api.support import cached, jsonable, required_name, run_or_submit
+from autograph.dr.api.support import cached, required_name, run_or_submit
 from autograph.dr.buckets.manager import MinIOBucketBackupManager
 from autograph.dr.buckets.models import BucketList, BucketRestoreResult
-from autograph.dr.models import BackupEntry, BackupList, validate_name
+from autograph.dr.models import BackupEntry, BackupList, jsonable, validate_name
 from autograph.errors import InvalidInput, NotFound
 from autograph.services.common.deps import ResourcesDep, get_admin
 

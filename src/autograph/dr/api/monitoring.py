@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from autograph.dr.alerts.models import Alert
-from autograph.dr.daemon import collect_status, runtime_for
+from autograph.dr.daemon import Runtime, collect_status, runtime_for
 from autograph.dr.monitor.status import DrStatus, read_alert_state
 from autograph.services.common.deps import ResourcesDep
 
@@ -31,7 +31,7 @@ class AlertsPublic(BaseModel):
     failed_deliveries: dict[str, int] = Field(default_factory=dict)
 
 
-def _runtime(resources: Any) -> Any:
+def _runtime(resources: Any) -> Runtime | None:
     return runtime_for(resources)
 
 

@@ -9,7 +9,7 @@ A lock taken before answering 202 makes a conflicting request fail with 409 at o
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -53,7 +53,10 @@ def run_or_submit(
                          "status_url": f"/api/admin/jobs/{job.id}"}, status_code=202)
 
 
-def cached(request: Request, key: str, build: Callable[[], Any]) -> Any:
+T = TypeVar("T")
+
+
+def cached(request: Request, key: str, build: Callable[[], T]) -> T:
     """An object built once per app (managers hold S3 clients worth reusing)."""
     store: dict[str, Any] | None = getattr(request.app.state, "dr_cache", None)
     if store is None:
@@ -61,4 +64,5 @@ def cached(request: Request, key: str, build: Callable[[], Any]) -> Any:
         request.app.state.dr_cache = store
     if key not in store:
         store[key] = build()
-    return store[key]
+    built: T = store[key]
+    return built

@@ -41,7 +41,8 @@ from autograph.dr.ops import hooks, locks
 from autograph.dr.ops.steps import StepTimer
 from autograph.dr.storage.s3 import S3Store
 from autograph.errors import AutographError, IntegrityError, InvalidInput, NotFound
-from autograph.s3.bulk import S3Client, S3Endpoint
+from autograph.s3.bulk import S3Client
+from autograph.s3.sigv4 import S3Endpoint
 from autograph.secrets import Credentials
 
 Entries = list[BackupEntry]

@@ -169,7 +169,7 @@ class TarReader(io.RawIOBase):
                 if not self._feed:
                     raise IntegrityError("the archive is truncated (its gzip stream ends early)")
             try:
-                out = self._engine.decompress(self._feed, READ_CHUNK)
+                out: bytes = self._engine.decompress(self._feed, READ_CHUNK)
             except CODEC.error as exc:
                 raise IntegrityError(f"the archive is corrupt (gzip: {exc})") from None
             self._feed = self._engine.unconsumed_tail

@@ -38,7 +38,9 @@ from autograph.dr.buckets.watermark import (
     write_watermark,
 )
 from autograph.errors import AutographError, DependencyDown, NotFound
-from autograph.s3.bulk import ObjectMissing, S3Client, S3Endpoint
+from autograph.s3.bulk import S3Client
+from autograph.s3.response import ObjectMissing
+from autograph.s3.sigv4 import S3Endpoint
 from autograph.secrets import Credentials
 
 log = logging.getLogger("autograph.dr.outbox")

@@ -185,64 +185,85 @@ def fetch_objects(
     Raises the first other error (DependencyDown when S3 stays unreachable, or whatever
     ``consume`` raised) after stopping the other workers.
     """
-    order = sorted(objects, key=lambda o: (o.size < large, o.key))
-    outcome = FetchOutcome()
-    tally = Tally(progress)
-    lock = threading.Lock()
-    cursor = iter(order)
-    stop = threading.Event()
-    errors: list[BaseException] = []
+    fetcher = _Fetcher(client, bucket, consume, large=large, part=part, ahead=ahead,
+                       attempts=attempts, tally=Tally(progress))
+    return fetcher.run(sorted(objects, key=lambda o: (o.size < large, o.key)), workers)
 
-    def fetch_one(listed: ListedObject, ranges: ThreadPoolExecutor) -> None:
-        for attempt in range(1, attempts + 1):
-            try:
-                if listed.size >= large:
-                    first = _read_first(client, bucket, listed.key, part)
-                    head, data = first
-                    chunks = _ranged(client, ranges, bucket, listed.key, head, data, part, ahead)
-                    consume(listed, head, _guarded(chunks, tally))
-                else:
-                    with client.get_object(bucket, listed.key) as resp:
-                        consume(listed, resp.head(), _guarded(resp.chunks(CHUNK), tally))
-                return
-            except ObjectMissing:
-                with lock:
-                    outcome.missing.append(listed.key)
-                return
-            except _ReadFailed:
-                if attempt == attempts or stop.is_set():
-                    raise
 
-    def work(ranges: ThreadPoolExecutor) -> None:
-        while not stop.is_set():
-            with lock:
-                listed = next(cursor, None)
+class _Fetcher:
+    """One :func:`fetch_objects` call: worker threads taking the next object off a shared
+    cursor, a pool for the ranged reads of big objects, and the first error stopping them all."""
+
+    def __init__(self, client: S3Client, bucket: str, consume: Consumer, *, large: int,
+                 part: int, ahead: int, attempts: int, tally: Tally) -> None:
+        self.client, self.bucket, self.consume = client, bucket, consume
+        self.large, self.part, self.ahead, self.attempts = large, part, ahead, attempts
+        self.tally = tally
+        self.outcome = FetchOutcome()
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.cursor: Iterator[ListedObject] = iter(())
+
+    def run(self, order: Sequence[ListedObject], workers: int) -> FetchOutcome:
+        """Fetch ``order`` with ``workers`` threads; raise the first error any of them met."""
+        self.cursor = iter(order)
+        with ThreadPoolExecutor(self.ahead, thread_name_prefix="s3-range") as ranges:
+            threads = [
+                threading.Thread(target=self.work, args=(ranges,), name=f"s3-fetch-{n}",
+                                 daemon=True)
+                for n in range(max(1, workers))
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        if self.errors:
+            raise self.errors[0]
+        self.outcome.fetched = self.tally.objects
+        self.outcome.bytes = self.tally.bytes
+        self.outcome.missing.sort()
+        return self.outcome
+
+    def work(self, ranges: ThreadPoolExecutor) -> None:
+        """One worker: take objects until none is left or another worker failed."""
+        while not self.stop.is_set():
+            with self.lock:
+                listed = next(self.cursor, None)
             if listed is None:
                 return
             try:
-                fetch_one(listed, ranges)
+                self.fetch_one(listed, ranges)
             except BaseException as exc:
-                with lock:
-                    errors.append(exc)
-                stop.set()
+                with self.lock:
+                    self.errors.append(exc)
+                self.stop.set()
                 return
-            tally.add(objects=1)
+            self.tally.add(objects=1)
 
-    with ThreadPoolExecutor(ahead, thread_name_prefix="s3-range") as ranges:
-        threads = [
-            threading.Thread(target=work, args=(ranges,), name=f"s3-fetch-{n}", daemon=True)
-            for n in range(max(1, workers))
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    if errors:
-        raise errors[0]
-    outcome.fetched = tally.objects
-    outcome.bytes = tally.bytes
-    outcome.missing.sort()
-    return outcome
+    def fetch_one(self, listed: ListedObject, ranges: ThreadPoolExecutor) -> None:
+        """GET one object into ``consume`` (ranged when big), retrying a read that broke off;
+        a key deleted since the listing goes to ``missing``."""
+        client, bucket = self.client, self.bucket
+        for attempt in range(1, self.attempts + 1):
+            try:
+                if listed.size >= self.large:
+                    head, data = _read_first(client, bucket, listed.key, self.part)
+                    chunks = _ranged(client, ranges, bucket, listed.key, head, data, self.part,
+                                     self.ahead)
+                    self.consume(listed, head, _guarded(chunks, self.tally))
+                else:
+                    with client.get_object(bucket, listed.key) as resp:
+                        self.consume(listed, resp.head(),
+                                     _guarded(resp.chunks(CHUNK), self.tally))
+                return
+            except ObjectMissing:
+                with self.lock:
+                    self.outcome.missing.append(listed.key)
+                return
+            except _ReadFailed:
+                if attempt == self.attempts or self.stop.is_set():
+                    raise
 
 
 def _read_first(client: S3Client, bucket: str, key: str, part: int) -> tuple[ObjectHead, bytearray]:

@@ -15,7 +15,6 @@ from autograph.dr.drill.evidence import Evidence
 from autograph.dr.drill.rpo import data_loss, parse_log
 from autograph.dr.drill.workload import (
     Account,
-    ApiClient,
     check_dataset,
     surviving_diagrams,
     surviving_objects,
@@ -23,6 +22,7 @@ from autograph.dr.drill.workload import (
 from autograph.dr.models import StepRecord
 from autograph.dr.recovery import integrity
 from autograph.dr.recovery.checks import verify
+from autograph.dr.recovery.client import ApiClient
 from autograph.dr.recovery.options import RecoveryOptions
 from autograph.dr.recovery.run import Recovery
 from autograph.errors import OperationFailed

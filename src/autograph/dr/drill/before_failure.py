@@ -19,7 +19,6 @@ from autograph.dr.drill.recorder import StepRecorder
 from autograph.dr.drill.screenshots import ShotRequest, default_chromium, take_screenshots
 from autograph.dr.drill.workload import (
     Account,
-    ApiClient,
     Dataset,
     Writer,
     load_dataset,
@@ -27,6 +26,7 @@ from autograph.dr.drill.workload import (
 )
 from autograph.dr.models import ProgressFn, Scenario, no_progress
 from autograph.dr.recovery import integrity
+from autograph.dr.recovery.client import ApiClient
 from autograph.stack.lifecycle import Stack
 
 WRITE_THROUGH_SECONDS = 2.0

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from autograph.dr.drill.models import Scenario, Screenshot, Targets
+from autograph.dr.drill.models import Screenshot, Targets
 from autograph.dr.drill.rpo import DataLoss
-from autograph.dr.models import StepRecord
+from autograph.dr.models import Scenario, StepRecord
 from autograph.dr.recovery.integrity import Fingerprint
 from autograph.dr.recovery.report import RecoveryReport
 

@@ -26,9 +26,9 @@ from autograph.dr.drill.options import DrillOptions
 from autograph.dr.drill.recorder import StepRecorder
 from autograph.dr.drill.report import report_folder, write_report
 from autograph.dr.drill.sandbox import keep_sandbox_logs, make_sandbox, remove_sandbox
-from autograph.dr.drill.workload import ApiClient
 from autograph.dr.models import ProgressFn, Scenario, no_progress
 from autograph.dr.recovery.checks import uses_gateway
+from autograph.dr.recovery.client import ApiClient
 from autograph.errors import OperationFailed
 from autograph.s3.boto import app_client
 from autograph.stack.lifecycle import Stack

@@ -147,7 +147,7 @@ def header_of(path: Path) -> dict[str, Any]:
 
 def is_sealed(path: Path) -> bool:
     """True when the kit at ``path`` needs a passphrase."""
-    return header_of(path)["kind"] == SEALED
+    return bool(header_of(path)["kind"] == SEALED)
 
 
 def read_kit(path: Path, passphrase: str | None) -> RecoveryKit:

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from autograph.config import Settings
 from autograph.connections import redis_address
 from autograph.secrets import Credentials
-from autograph.stack.components import build_components
+from autograph.stack.components import Component, build_components
 from autograph.stack.health import Health
 
 INFRASTRUCTURE = ("postgres", "redis", "s3")
@@ -40,9 +40,9 @@ def infrastructure_health(settings: Settings, creds: Credentials) -> list[Infras
     components = [c for c in build_components(settings.model_copy(update={"services": ()}),
                                               creds) if c.name in INFRASTRUCTURE]
 
-    def probe(component: object) -> Health:
+    def probe(component: Component) -> Health:
         try:
-            return component.health()  # type: ignore[attr-defined]
+            return component.health()
         except Exception as exc:  # a probe that raises reports the component down
             return Health(False, type(exc).__name__)
 

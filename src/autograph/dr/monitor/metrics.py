@@ -32,19 +32,31 @@ def _timestamp(value: object) -> float:
 
 def families(status: DrStatus) -> Iterator[Metric]:
     """The metric families for one status snapshot."""
-    per_source = {
-        "last_success_timestamp_seconds": "Unix time the last successful backup finished",
-        "last_duration_seconds": "How long the last successful backup took",
-        "last_size_bytes": "Size of the last successful backup",
-        "age_seconds": "Seconds since the last successful backup finished",
-        "next_run_timestamp_seconds": "Unix time the next scheduled backup is due",
-        "count": "Backups in the catalog",
-        "verification_failed": "Backups whose last verification failed",
-        "last_verified_timestamp_seconds": "Unix time the newest verified backup finished",
-        "within_rpo": "1 if the last backup is younger than the RPO target",
-    }
+    yield from _backups(status)
+    yield from _offsite(status)
+    yield from _snapshots(status)
+    yield from _consistent_point(status)
+    yield from _alerts_and_level(status)
+    yield from _drills(status)
+
+
+_PER_SOURCE = {
+    "last_success_timestamp_seconds": "Unix time the last successful backup finished",
+    "last_duration_seconds": "How long the last successful backup took",
+    "last_size_bytes": "Size of the last successful backup",
+    "age_seconds": "Seconds since the last successful backup finished",
+    "next_run_timestamp_seconds": "Unix time the next scheduled backup is due",
+    "count": "Backups in the catalog",
+    "verification_failed": "Backups whose last verification failed",
+    "last_verified_timestamp_seconds": "Unix time the newest verified backup finished",
+    "within_rpo": "1 if the last backup is younger than the RPO target",
+}
+
+
+def _backups(status: DrStatus) -> Iterator[Metric]:
+    """``autograph_backup_*``: one gauge family per figure, one sample per (kind, source)."""
     gauges = {name: GaugeMetricFamily(f"autograph_backup_{name}", text, labels=SOURCE)
-              for name, text in per_source.items()}
+              for name, text in _PER_SOURCE.items()}
     for item in status.sources:
         labels = [item.kind, item.source]
         last = item.last_success
@@ -66,43 +78,54 @@ def families(status: DrStatus) -> Iterator[Metric]:
             gauges[name].add_metric(labels, value)
     yield from gauges.values()
 
-    yield from _offsite(status)
 
-    if status.snapshots:
-        age = GaugeMetricFamily("autograph_snapshot_age_seconds",
-                                "Seconds since the newest bucket snapshot began",
-                                labels=["bucket"])
-        kept = GaugeMetricFamily("autograph_snapshot_count", "Bucket snapshots kept",
-                                 labels=["bucket"])
-        for snap in status.snapshots:
-            kept.add_metric([snap.bucket], float(snap.snapshots))
-            if snap.age_seconds is not None:
-                age.add_metric([snap.bucket], snap.age_seconds)
-        yield age
-        yield kept
-    if status.consistent_point is not None:
-        point = status.consistent_point
-        yield GaugeMetricFamily("autograph_consistent_point_age_seconds",
-                                "Seconds since the newest point the database and every object "
-                                "it references can be recovered to together",
-                                value=point.age_seconds)
-        yield GaugeMetricFamily("autograph_outbox_pending_objects",
-                                "Objects written but not yet in every backup tier",
-                                value=float(point.pending_objects))
+def _snapshots(status: DrStatus) -> Iterator[Metric]:
+    """Age and count of bucket snapshots, per bucket (none when snapshots are off)."""
+    if not status.snapshots:
+        return
+    age = GaugeMetricFamily("autograph_snapshot_age_seconds",
+                            "Seconds since the newest bucket snapshot began", labels=["bucket"])
+    kept = GaugeMetricFamily("autograph_snapshot_count", "Bucket snapshots kept",
+                             labels=["bucket"])
+    for snap in status.snapshots:
+        kept.add_metric([snap.bucket], float(snap.snapshots))
+        if snap.age_seconds is not None:
+            age.add_metric([snap.bucket], snap.age_seconds)
+    yield age
+    yield kept
 
+
+def _consistent_point(status: DrStatus) -> Iterator[Metric]:
+    """Age of the newest consistent point and the objects still waiting in the outbox."""
+    point = status.consistent_point
+    if point is None:
+        return
+    yield GaugeMetricFamily("autograph_consistent_point_age_seconds",
+                            "Seconds since the newest point the database and every object "
+                            "it references can be recovered to together",
+                            value=point.age_seconds)
+    yield GaugeMetricFamily("autograph_outbox_pending_objects",
+                            "Objects written but not yet in every backup tier",
+                            value=float(point.pending_objects))
+
+
+def _alerts_and_level(status: DrStatus) -> Iterator[Metric]:
+    """Alerts firing per (rule, severity), and the overall status as a one-hot gauge."""
     active = GaugeMetricFamily("autograph_alerts_active", "Alerts firing now",
                                labels=["rule", "severity"])
     for (rule, severity), count in sorted(Counter(
             (a.rule, a.severity) for a in status.active_alerts).items()):
         active.add_metric([rule, severity], float(count))
     yield active
-
     level = GaugeMetricFamily("autograph_dr_status", "1 for the current overall DR status",
                               labels=["status"])
     for name in LEVELS:
         level.add_metric([name], float(status.status == name))
     yield level
 
+
+def _drills(status: DrStatus) -> Iterator[Metric]:
+    """The last drill (when one ran), the restore proofs, and the next drill due."""
     drills = status.drills
     if drills.last_tested is not None:
         yield GaugeMetricFamily("autograph_drill_last_timestamp_seconds",

@@ -19,7 +19,8 @@ from autograph.dr.buckets.archive_read import read_manifest, verify_archive
 from autograph.dr.catalog import Catalog
 from autograph.dr.models import BackupEntry
 from autograph.errors import IntegrityError
-from autograph.s3.bulk import S3Client, S3Endpoint
+from autograph.s3.bulk import S3Client
+from autograph.s3.sigv4 import S3Endpoint
 from autograph.secrets import Credentials
 
 SLACK = timedelta(seconds=2)

@@ -36,7 +36,8 @@ from autograph.errors import (
     InvalidInput,
     OperationFailed,
 )
-from autograph.s3.bulk import S3Client, S3Endpoint
+from autograph.s3.bulk import S3Client
+from autograph.s3.sigv4 import S3Endpoint
 from autograph.secrets import Credentials
 
 LOCK_KIND = "snapshot"
