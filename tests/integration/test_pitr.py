@@ -10,7 +10,7 @@ import secrets
 import tarfile
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -98,6 +98,24 @@ def test_recovery_to_a_time_stops_there(stack: Stack) -> None:
     ids = _ids(stack)
     assert set(range(100, 105)) <= set(ids)
     assert not set(range(200, 205)) & set(ids)
+
+
+def test_recovery_to_a_time_past_the_end_of_the_wal_replays_to_its_end_at_once(
+        stack: Stack) -> None:
+    """PostgreSQL shuts down when the WAL ends before the recovery target (``recovery ended
+    before configured recovery target was reached``). The wait for its promotion used to poll
+    the dead server's socket until its 600 s limit, holding ``dr recover`` in
+    restore_database (issue 12); it now sees the server gone, with the log's reason, and
+    replays to the end of the WAL straight away."""
+    PhysicalBackupManager(stack.settings, stack.creds).create()
+    _insert(stack, 400, 404)
+    _wait_streamed(stack)
+    beyond = datetime.now(UTC) + timedelta(hours=1)  # no commit of the WAL reaches it
+    result = _recover(stack, target_time=beyond)
+    assert set(range(400, 405)) <= set(_ids(stack))
+    gap = getattr(result, "wal_gap", None) or ""
+    assert "the WAL ends before" in gap, gap
+    assert "recovery ended before configured recovery target was reached" in gap, gap
 
 
 def test_failed_recovery_puts_the_previous_cluster_back(stack: Stack, tmp_path: Path) -> None:

@@ -299,16 +299,17 @@ class PhysicalBackupManager:
                 promoted = True  # a failed migration is not retried by replaying again
                 migrated = server.migrate()
             return replayed, None, migrated
-        except Exception:
+        except Exception as exc:
             if target_time is None or promoted:
                 raise
-            log.warning("replay to %s failed; replaying to the end of the WAL instead",
-                        isoformat(target_time))
+            why = exc.message if isinstance(exc, AutographError) else str(exc)
+            log.warning("replay to %s failed (%s); replaying to the end of the WAL instead",
+                        isoformat(target_time), why)
         write_recovery_conf(live, None, user)
         with private_server(self.settings, live, user) as server:
             replayed = self._promote(server)
             migrated = server.migrate()
-        return replayed, f"the WAL ends before {isoformat(target_time)}", migrated
+        return replayed, f"the WAL ends before {isoformat(target_time)} ({why})", migrated
 
     def _promote(self, server: PrivateServer) -> str:
         """Wait for the promotion; give the stack's role its current password."""

@@ -32,6 +32,7 @@ from autograph.errors import AutographError, OperationFailed
 from autograph.schema.runner import migrate
 
 PRIVATE_HBA = "local all all trust\n"
+LOG_NAME = "server.log"  # in the private socket folder
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,12 @@ class PrivateServer:
             raise OperationFailed(f"restored cluster: {str(exc).strip()[:200]}") from None
 
     def wait_promoted(self, timeout: float = 600.0) -> str:
-        """Wait until recovery has ended; return the current WAL position (LSN)."""
+        """Wait until recovery has ended; return the current WAL position (LSN).
+
+        Raises OperationFailed with the server log's reason as soon as the server has exited
+        (PostgreSQL shuts down when the WAL ends before the recovery target: waiting on would
+        only poll a dead socket until ``timeout``), or when still in recovery at ``timeout``.
+        """
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
@@ -79,8 +85,29 @@ class PrivateServer:
                         return str(conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0])
             except AutographError as exc:
                 last = exc.message
+                if not self.running():
+                    raise OperationFailed("the restored cluster stopped during recovery: "
+                                          f"{self.failure()}") from None
             time.sleep(0.2)
         raise OperationFailed(f"PostgreSQL still in recovery after {timeout:.0f} s {last}")
+
+    def running(self) -> bool:
+        """Whether the cluster's postmaster is still alive (its pid file names it)."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):  # no pid file: shut down (or never up)
+            return False
+        return _process_alive(pid)
+
+    def failure(self) -> str:
+        """Why the server stopped: its log's FATAL/PANIC lines, else the log's last lines."""
+        try:
+            text = (self.socket_dir / LOG_NAME).read_text(errors="replace")
+        except OSError:
+            return "(no server log)"
+        fatal = [line.split(":  ", 1)[-1].strip() for line in text.splitlines()
+                 if "FATAL:" in line or "PANIC:" in line]
+        return "; ".join(fatal[-2:]) if fatal else commands.tail(text)
 
     def set_password(self, role: str, password: str) -> None:
         """Give ``role`` the stack's current password (never logged: statement logging off)."""
@@ -88,6 +115,23 @@ class PrivateServer:
             conn.execute("SET log_statement = 'none'")
             conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
                 sql.Identifier(role), sql.Literal(password)))
+
+
+def _process_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (from /proc; elsewhere: exists)."""
+    if Path("/proc/self").exists():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rsplit(")", 1)[-1].split()[:1] not in (["Z"], ["X"])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
 
 
 def _as_user(user: str | None, args: list[str]) -> list[str]:
@@ -113,7 +157,7 @@ def private_server(settings: Settings, data_dir: Path, user: str | None,
     hba = folder / "pg_hba.conf"
     hba.write_text(PRIVATE_HBA)
     _chown(hba, user)
-    log = folder / "server.log"
+    log = folder / LOG_NAME
     pg_ctl = str(settings.pg_bin / "pg_ctl")
     options = (f"-c listen_addresses='' -c unix_socket_directories='{folder}' "
                f"-c hba_file='{hba}' -c port={settings.pg_port}")
