@@ -6,7 +6,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import secrets
+import shutil
+import signal
 import tarfile
 import time
 from collections.abc import Iterator
@@ -19,7 +22,14 @@ from psycopg import sql
 from typer.testing import CliRunner
 
 from autograph.cli.main import app
+from autograph.dr.postgres.data_folder import (
+    extract_base_backup,
+    live_data_dir,
+    pg_user,
+    write_recovery_conf,
+)
 from autograph.dr.postgres.physical import PhysicalBackupManager
+from autograph.dr.postgres.private import private_server
 from autograph.errors import OperationFailed
 from autograph.stack.infra import streaming_lag_bytes
 from autograph.stack.lifecycle import Stack
@@ -100,13 +110,10 @@ def test_recovery_to_a_time_stops_there(stack: Stack) -> None:
     assert not set(range(200, 205)) & set(ids)
 
 
-def test_recovery_to_a_time_past_the_end_of_the_wal_replays_to_its_end_at_once(
+def test_recovery_to_a_time_past_the_end_of_the_wal_replays_to_its_end_and_says_why(
         stack: Stack) -> None:
-    """PostgreSQL shuts down when the WAL ends before the recovery target (``recovery ended
-    before configured recovery target was reached``). The wait for its promotion used to poll
-    the dead server's socket until its 600 s limit, holding ``dr recover`` in
-    restore_database (issue 12); it now sees the server gone, with the log's reason, and
-    replays to the end of the WAL straight away."""
+    """PostgreSQL shuts down when the WAL ends before the recovery target; the cluster is then
+    replayed to the end of the WAL, and the note says why the first replay stopped."""
     PhysicalBackupManager(stack.settings, stack.creds).create()
     _insert(stack, 400, 404)
     _wait_streamed(stack)
@@ -116,6 +123,30 @@ def test_recovery_to_a_time_past_the_end_of_the_wal_replays_to_its_end_at_once(
     gap = getattr(result, "wal_gap", None) or ""
     assert "the WAL ends before" in gap, gap
     assert "recovery ended before configured recovery target was reached" in gap, gap
+
+
+def test_the_wait_for_a_promotion_ends_when_the_restored_server_stops(stack: Stack) -> None:
+    """Issue 12: a restored cluster that had started (read-only, replaying) and then shut down
+    (as PostgreSQL does when the WAL ends before the recovery target, once consistent) was
+    polled until the wait's limit (600 s in a recovery: ``dr recover`` held in
+    restore_database, no child process, the base-backup lock held). The wait now sees the
+    server gone and says so."""
+    manager = PhysicalBackupManager(stack.settings, stack.creds)
+    entry = manager.create()
+    user = pg_user(stack.settings)
+    folder = live_data_dir(stack.settings).with_name("postgres.standby-test")
+    extract_base_backup(manager.catalog.local.path(entry.artifact), folder, user)
+    write_recovery_conf(folder, None, user)
+    (folder / "recovery.signal").rename(folder / "standby.signal")  # stays in recovery
+    try:
+        with private_server(stack.settings, folder, user) as server:
+            pid = int((folder / "postmaster.pid").read_text().split()[0])
+            os.kill(pid, signal.SIGKILL)  # the server exits while the wait polls it
+            with pytest.raises(OperationFailed) as caught:
+                server.wait_promoted(timeout=60)
+        assert "stopped during recovery" in caught.value.message, caught.value.message
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_failed_recovery_puts_the_previous_cluster_back(stack: Stack, tmp_path: Path) -> None:
