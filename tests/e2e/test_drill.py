@@ -132,6 +132,7 @@ def test_complete_failure_with_the_latest_backups_corrupted(sandbox: Stack,
     assert "no row names a missing object" in corruption.evidence
 
 
+@pytest.mark.timeout(900)  # the 300 s default was short at a load average of 20
 def test_database_corruption(sandbox: Stack, app_stack: Stack) -> None:
     report = _drill(sandbox, app_stack, "database")
     _recovered(report, app_stack.settings.dr_dir)
@@ -149,6 +150,7 @@ def test_database_corruption(sandbox: Stack, app_stack: Stack) -> None:
     assert all((folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in shots)
 
 
+@pytest.mark.timeout(900)  # the 300 s default was short at a load average of 20
 def test_object_storage_loss(sandbox: Stack, app_stack: Stack) -> None:
     report = _drill(sandbox, app_stack, "objects")
     _recovered(report, app_stack.settings.dr_dir)
