@@ -100,14 +100,8 @@ class PrivateServer:
         return _process_alive(pid)
 
     def failure(self) -> str:
-        """Why the server stopped: its log's FATAL/PANIC lines, else the log's last lines."""
-        try:
-            text = (self.socket_dir / LOG_NAME).read_text(errors="replace")
-        except OSError:
-            return "(no server log)"
-        fatal = [line.split(":  ", 1)[-1].strip() for line in text.splitlines()
-                 if "FATAL:" in line or "PANIC:" in line]
-        return "; ".join(fatal[-2:]) if fatal else commands.tail(text)
+        """Why the server stopped (see :func:`_why_stopped`)."""
+        return _why_stopped(self.socket_dir / LOG_NAME)
 
     def set_password(self, role: str, password: str) -> None:
         """Give ``role`` the stack's current password (never logged: statement logging off)."""
@@ -115,6 +109,17 @@ class PrivateServer:
             conn.execute("SET log_statement = 'none'")
             conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
                 sql.Identifier(role), sql.Literal(password)))
+
+
+def _why_stopped(log: Path) -> str:
+    """A server log's FATAL/PANIC lines (the cause), else its last lines."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return "(no server log)"
+    fatal = [line.split(":  ", 1)[-1].strip() for line in text.splitlines()
+             if "FATAL:" in line or "PANIC:" in line]
+    return "; ".join(fatal[-2:]) if fatal else commands.tail(text)
 
 
 def _process_alive(pid: int) -> bool:
@@ -167,9 +172,8 @@ def private_server(settings: Settings, data_dir: Path, user: str | None,
                                          "-t", str(int(timeout)), "-o", options, "start"]),
                          what="pg_ctl start (private)", timeout=timeout + 30)
         except AutographError as exc:
-            tail = commands.tail(log.read_text(errors="replace")) if log.exists() else ""
-            raise OperationFailed(f"the restored cluster did not start: {exc.message} "
-                                  f"{tail}".strip()) from None
+            raise OperationFailed(f"the restored cluster did not start: {exc.message}; "
+                                  f"{_why_stopped(log)}") from None
         try:
             yield PrivateServer(settings, data_dir, folder)
         finally:
