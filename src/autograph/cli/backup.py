@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import typer
+
 from autograph.cli.lazy import Lazy, LazyGroup
 from autograph.cli.output import LazyConsole, console, emit_json, human_size
 from autograph.clock import utc_now
