@@ -59,7 +59,7 @@ def dump_database(server: PgServer, dbname: str, sink: Sink,
     Raises DependencyDown if PostgreSQL is unreachable, OperationFailed if pg_dump fails or
     is killed (its stderr in the message). The caller discards the sink on error.
     """
-    # Asked beside the dump, not before it: one process start less on the critical path.
+    # Asked while the connection and snapshot are set up, not before: off the critical path.
     version_proc = commands.start([server.program("pg_dump"), "--version"])
     conn: Any = None
     try:
@@ -75,6 +75,8 @@ def dump_database(server: PgServer, dbname: str, sink: Sink,
         proc = commands.start(args, env=server.tool_env())
         counter.start()
         try:
+            # Reaped before the long part: it ran during the connection and snapshot set-up.
+            version = _version_of(version_proc)
             _pump(proc.stdout, sink, progress)
         except BaseException:
             proc.kill()
@@ -86,7 +88,6 @@ def dump_database(server: PgServer, dbname: str, sink: Sink,
         finally:
             counter.join()
         counts = counter.result()
-        version = _version_of(version_proc)
     finally:
         _reap(version_proc)
         if conn is not None:
