@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import typer
-from rich.console import Console
 
 from autograph.cli.lazy import Lazy, LazyGroup
-from autograph.cli.output import console, emit_json, human_size
+from autograph.cli.output import LazyConsole, console, emit_json, human_size
 from autograph.clock import utc_now
 from autograph.errors import AutographError
 
@@ -29,7 +28,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output o
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
 NameArg = Annotated[str, typer.Argument(help="backup name (see `autograph backup db list`)")]
 
-out = Console()
+out = LazyConsole()
+HELP_ASKED = "autograph.help_asked"  # ctx.meta key: a subcommand's --help is on the line
 db_app = typer.Typer(help="PostgreSQL backups (pg_dump -Fc, local disk + S3).",
                      no_args_is_help=True)
 
@@ -45,15 +45,18 @@ def _manager() -> DatabaseBackupManager:
 
 @contextmanager
 def progress_bar(enabled: bool = True) -> Iterator[ProgressFn]:
-    """A rich progress display on stderr, as a ProgressFn (step text, fraction or None)."""
-    if not enabled:
+    """A rich progress display on stderr, as a ProgressFn (step text, fraction or None).
+
+    Only on a terminal: elsewhere rich would not draw it (transient), yet importing it and its
+    refresh thread would cost start-up and CPU time (scripts, cron, the benches)."""
+    if not enabled or not console.is_terminal:
         yield lambda _step, _fraction: None
         return
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
+    with Progress(*columns, console=console.rich, transient=True) as bar:
         task = bar.add_task("starting", total=None)
 
         def update(step: str, fraction: float | None) -> None:
@@ -223,9 +226,14 @@ def show_sync(report: SyncReport, json_output: bool) -> None:
         raise AutographError(f"{len(report.failed)} backup(s) could not be uploaded")
 
 
-def _journal_events() -> None:
+def _journal_events(ctx: typer.Context) -> None:
     """Record this command's backup events (failures, small backups, verifications) in the
-    event journal, where the gateway's monitor turns them into alerts."""
+    event journal, where the gateway's monitor turns them into alerts.
+
+    Not for ``--help``: click runs this before the subcommand reads its options, and loading
+    the settings would be most of the help's start-up time."""
+    if ctx.meta.get(HELP_ASKED):
+        return
     from autograph.config import load_settings
     from autograph.dr.ops import hooks, journal, leases
 
@@ -255,6 +263,11 @@ class BackupGroup(LazyGroup):
         "snapshots": Lazy("autograph.cli.backup_snapshots", "snapshots_app"),
         "offsite": Lazy("autograph.cli.backup_offsite", "offsite_app"),
     }
+
+    def invoke(self, ctx: Any) -> object:  # typer vendors click: its Context type is private
+        # What follows the subcommand's name, read before the group callback runs (and clears).
+        ctx.meta[HELP_ASKED] = "--help" in ctx.args
+        return super().invoke(ctx)
 
 
 backup_app = typer.Typer(cls=BackupGroup, no_args_is_help=True, callback=_journal_events,

@@ -58,7 +58,7 @@ def bars(enabled: bool = True) -> Iterator[tuple[ProgressFn, CountsFn]]:
         TextColumn("{task.fields[figures]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, transient=True) as display:
+    with Progress(*columns, console=console.rich, transient=True) as display:
         step = display.add_task("starting", total=None, figures="")
         objects = display.add_task("objects", total=None, figures="", visible=False)
         size = display.add_task("bytes", total=None, figures="", visible=False)

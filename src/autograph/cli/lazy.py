@@ -33,6 +33,7 @@ class Lazy:
         if not isinstance(app, typer.Typer):  # a register(app) function: take what it adds
             app, register = typer.Typer(), app
             register(app)
+        app.rich_markup_mode = None  # plain help, as the root's (cli/main.py says why)
         group = typer.main.get_group(app)
         loaded = group if self.command is None else group.commands[self.command]
         loaded.name = name

@@ -4,11 +4,34 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
-console = Console(stderr=True)
+
+class LazyConsole:
+    """A rich ``Console`` made on first use: importing rich is a noticeable part of start-up
+    that ``--help``, and commands that fail before printing, need not pay."""
+
+    def __init__(self, *, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    @property
+    def rich(self) -> Console:
+        """The Console itself (for rich objects that take one, such as ``Progress``)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.rich, name)
+
+
+console = LazyConsole(stderr=True)
 
 
 def emit_json(data: Any) -> None:

@@ -13,28 +13,34 @@ from autograph.secrets import Credentials
 def make_client(
     endpoint: str, access_key: str, secret_key: str, region: str = "us-east-1",
     *, max_pool: int = 32, connect_timeout: float = 3.0, read_timeout: float = 60.0,
-    retries: int = 5,
+    retries: int = 5, transfers: bool = True,
 ) -> Any:
-    """A path-style S3 client for ``endpoint`` with bounded timeouts and retries."""
-    # boto3 costs ~0.1 s to import: only the processes that talk to S3 pay for it.
-    import boto3
+    """A path-style S3 client for ``endpoint`` with bounded timeouts and retries.
+
+    ``transfers=False``: a plain botocore client, without boto3's managed-transfer methods
+    (``upload_fileobj``…) and so without importing boto3, s3transfer and multiprocessing
+    (≈ 0.1 CPU s of a backup command's start-up); the backup tiers use only the S3 API calls.
+    """
+    # Imported here: only the processes that talk to S3 pay for it.
     from botocore.config import Config
 
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=access_key,
-        aws_secret_access_key=secret_key,
-        region_name=region,
-        config=Config(
-            s3={"addressing_style": "path"},
-            signature_version="s3v4",
-            max_pool_connections=max_pool,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retries={"max_attempts": retries, "mode": "standard"},
-        ),
+    config = Config(
+        s3={"addressing_style": "path"},
+        signature_version="s3v4",
+        max_pool_connections=max_pool,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        retries={"max_attempts": retries, "mode": "standard"},
     )
+    options = {"endpoint_url": endpoint, "aws_access_key_id": access_key,
+               "aws_secret_access_key": secret_key, "region_name": region, "config": config}
+    if transfers:
+        import boto3
+
+        return boto3.session.Session().client("s3", **options)
+    import botocore.session
+
+    return botocore.session.get_session().create_client("s3", **options)
 
 
 class LazyClient:
@@ -66,6 +72,7 @@ def app_client(settings: Settings, creds: Credentials, **options: Any) -> Any:
 def backup_client(settings: Settings, creds: Credentials, **options: Any) -> Any:
     """The client for the secondary backup copy (may be another server)."""
     endpoint = settings.backup_s3_endpoint or settings.s3_url
+    options.setdefault("transfers", False)  # S3 API calls only (see make_client)
     return make_client(endpoint, creds.backup_s3_access_key, creds.backup_s3_secret_key,
                        settings.s3_region, **options)
 

@@ -8,6 +8,7 @@ from the pipe straight into the sink (which hashes them on the way): there is no
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,9 +38,18 @@ class DumpInfo:
         self.tables = len(self.row_counts)
 
 
-def pg_dump_version(server: PgServer) -> str:
-    """``pg_dump --version`` (e.g. ``pg_dump (PostgreSQL) 15.8``)."""
-    return commands.run([server.program("pg_dump"), "--version"], timeout=30).stdout.strip()
+def _version_of(proc: subprocess.Popen[bytes]) -> str:
+    """What a started ``pg_dump --version`` printed (e.g. ``pg_dump (PostgreSQL) 15.8``)."""
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise OperationFailed("pg_dump --version: timed out") from None
+    if proc.returncode != 0:
+        raise OperationFailed(f"pg_dump --version failed (exit {proc.returncode}): "
+                              f"{commands.tail(err.decode(errors='replace'))}")
+    return out.decode(errors="replace").strip()
 
 
 def dump_database(server: PgServer, dbname: str, sink: Sink,
@@ -49,9 +59,11 @@ def dump_database(server: PgServer, dbname: str, sink: Sink,
     Raises DependencyDown if PostgreSQL is unreachable, OperationFailed if pg_dump fails or
     is killed (its stderr in the message). The caller discards the sink on error.
     """
-    version = pg_dump_version(server)
-    conn = server.connect(dbname, autocommit=False)
+    # Asked while the connection and snapshot are set up, not before: off the critical path.
+    version_proc = commands.start([server.program("pg_dump"), "--version"])
+    conn: Any = None
     try:
+        conn = server.connect(dbname, autocommit=False)
         conn.isolation_level = IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
@@ -63,6 +75,8 @@ def dump_database(server: PgServer, dbname: str, sink: Sink,
         proc = commands.start(args, env=server.tool_env())
         counter.start()
         try:
+            # Reaped before the long part: it ran during the connection and snapshot set-up.
+            version = _version_of(version_proc)
             _pump(proc.stdout, sink, progress)
         except BaseException:
             proc.kill()
@@ -75,8 +89,20 @@ def dump_database(server: PgServer, dbname: str, sink: Sink,
             counter.join()
         counts = counter.result()
     finally:
-        conn.close()
+        _reap(version_proc)
+        if conn is not None:
+            conn.close()
     return DumpInfo(counts, str(server_version), size, version)
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    """Kill (if still running) and wait for a helper process; close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def _pump(stream: Any, sink: Sink, progress: ProgressFn) -> None:

@@ -201,6 +201,7 @@ def offsite_client(settings: Settings, **options: Any) -> Any:
         raise ConfigError("no off-site tier configured (AUTOGRAPH_OFFSITE_S3_ENDPOINT)")
     access, secret = offsite_credentials(settings)
     options = {"connect_timeout": 3.0, "read_timeout": 30.0, "retries": 2, **options}
+    options.setdefault("transfers", False)  # S3 API calls only (see make_client)
     return make_client(str(settings.offsite_s3_endpoint), access, secret,
                        settings.offsite_s3_region, **options)
 
