@@ -5,7 +5,8 @@ with its key, size, etag, content type, user metadata and the sha256 of its byte
 are stored once per distinct content as a blob named by that sha256 (``<sha256>.z`` when zlib
 shrinks them by a tenth or more), so a snapshot stores only what changed since the previous
 one. Both tiers hold both: ``BACKUPS/snapshots/{index,blobs}/`` on local disk and
-``snapshots/{index,blobs}/`` in the ``minio-backups`` bucket. The index is
+``snapshots/{index,blobs,packs}/`` in the ``minio-backups`` bucket (small blobs travel there in
+packs, :mod:`.packs`). The index is
 written last (the commit point): an index names only blobs that were stored before it.
 """
 
@@ -23,6 +24,7 @@ from typing import Any
 
 from autograph.clock import isoformat
 from autograph.config import Settings
+from autograph.dr.buckets.snapshots.packs import PackedBlobs
 from autograph.dr.models import ShipReport
 from autograph.dr.storage import BackupStore
 from autograph.dr.storage.local import LocalStore
@@ -177,7 +179,8 @@ class SnapshotStore:
                                    retries=2)
             bucket = settings.backup_bucket_objects
             self.remote = Tier("s3", S3Store(client, bucket, "snapshots/index/"),
-                               S3Store(client, bucket, "snapshots/blobs/"))
+                               PackedBlobs(S3Store(client, bucket, "snapshots/blobs/"),
+                                           S3Store(client, bucket, "snapshots/packs/")))
         self.offsite: Tier | None = None
         if with_offsite and offsite_enabled(settings):
             client = offsite_client(settings)

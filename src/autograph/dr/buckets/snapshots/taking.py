@@ -136,6 +136,8 @@ class SnapshotTaker:
         if self.store.remote is not None:
             try:
                 progress("copying new blobs to S3", None)
+                if eager is not None:
+                    eager.finish()
                 self._mirror_blobs(snapshot.objects, None if eager is None else
                                    eager.present | eager.uploaded)
                 self.store.remote.index.put(name + INDEX_SUFFIX, io.BytesIO(data))
