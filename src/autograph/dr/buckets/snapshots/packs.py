@@ -37,6 +37,7 @@ from autograph.errors import AutographError, IntegrityError, NotFound
 from autograph.s3.bulk import S3Client
 
 PACK_BYTES = 8 * 1024 * 1024  # a pack is sent once it holds this much
+PACK_MIN_BLOBS = 8  # fewer left at the end go loose: a pack of a few saves little, costs a list
 PACK_FORMAT = "autograph-pack/1"
 PACK_SUFFIX = ".pack"
 IDX_SUFFIX = ".idx"
@@ -243,10 +244,22 @@ class PackBuilder:
         return self._send(*full)
 
     def flush(self) -> list[str] | None:
-        """Send what is gathered; the same answer as :meth:`add`."""
+        """Send what is gathered: as a pack, or loose when under PACK_MIN_BLOBS (an
+        incremental snapshot's few changes should not leave a pack index to read on every
+        listing). The same answer as :meth:`add`."""
         with self._lock:
-            full = self._take()
-        return self._send(*full) if full[1] else None
+            parts, members = self._take()
+        if len(members) >= PACK_MIN_BLOBS:
+            return self._send(parts, members)
+        lost = []
+        loose = self._store.loose
+        for (key, _span), data in zip(members.items(), parts, strict=True):
+            try:
+                self._client.put_object(loose.bucket, loose.full_key(key), data,
+                                        sha256=hashlib.sha256(data).hexdigest())
+            except AutographError:
+                lost.append(key)
+        return lost or None
 
     def _take(self) -> tuple[list[bytes], dict[str, tuple[int, int]]]:
         parts, members = self._parts, self._members
