@@ -17,7 +17,7 @@ import io
 import json
 import re
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,9 @@ class SnapshotObject:
         return self.blob_key.endswith(COMPRESSED_SUFFIX)
 
 
+_RECORD_FIELDS = tuple(f.name for f in fields(SnapshotObject))
+
+
 @dataclass
 class Snapshot:
     """A bucket's full state at ``started_at`` (the listing began then)."""
@@ -107,7 +110,8 @@ class Snapshot:
 
     def encode(self) -> bytes:
         body = {**self.summary(), "format": FORMAT, "vanished": self.vanished,
-                "objects": [asdict(o) for o in self.objects]}
+                "objects": [{name: getattr(o, name) for name in _RECORD_FIELDS}
+                            for o in self.objects]}  # not asdict: it deep-copies each record
         return gzip.compress(json.dumps(body, separators=(",", ":")).encode(), 6, mtime=0)
 
     @classmethod
