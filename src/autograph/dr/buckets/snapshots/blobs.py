@@ -16,10 +16,11 @@ import io
 import os
 import secrets
 import threading
-import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from isal import isal_zlib
 
 from autograph.dr.buckets.snapshots.packs import PackBuilder, PackedBlobs
 from autograph.dr.buckets.snapshots.store import COMPRESSED_SUFFIX
@@ -30,7 +31,7 @@ from autograph.s3.response import ObjectHead
 
 LARGE = 64 * 1024 * 1024  # never compressed, streamed on restore
 IN_MEMORY = 4 * 1024 * 1024  # objects up to this size are hashed and compressed in memory
-COMPRESS_LEVEL = 3
+COMPRESS_LEVEL = 1  # ISA-L level 1: zlib's format (read back by zlib), a tenth of its CPU
 PathOf = Callable[[str], Path]  # the local file of a blob key
 
 
@@ -53,10 +54,17 @@ def blob_key(sha: str, size: int, packed_size: int | None) -> str:
     return sha + COMPRESSED_SUFFIX if use_packed else sha
 
 
+def squeeze(data: bytes) -> bytes:
+    """``data`` zlib-compressed the way every blob is (snapshots and the outbox replicator
+    alike, so the same bytes get the same blob name). zlib level 3 spent 3 ms on 100 KB of
+    random bytes, ISA-L 0.23 ms: half a first snapshot's objects are such bytes."""
+    return bytes(isal_zlib.compress(data, COMPRESS_LEVEL))
+
+
 def store_small(folder: Path, body: bytes, path_of: PathOf) -> StoredBlob:
     """Hash, compress and write one object held in memory (one file, one fsync)."""
     sha = hashlib.sha256(body).hexdigest()
-    packed = zlib.compress(body, COMPRESS_LEVEL)
+    packed = squeeze(body)
     blob = blob_key(sha, len(body), len(packed))
     data = packed if blob.endswith(COMPRESSED_SUFFIX) else body
     target = path_of(blob)
@@ -82,7 +90,7 @@ def store_stream(folder: Path, chunks: Iterable[bytes | bytearray], head: Object
     raw_temp, packed_temp = folder / f".incoming-{token}", folder / f".incoming-{token}.z"
     digest = hashlib.sha256()
     size = 0
-    packer = zlib.compressobj(COMPRESS_LEVEL) if head.size < LARGE else None
+    packer = isal_zlib.compressobj(COMPRESS_LEVEL) if head.size < LARGE else None
     try:
         with open(raw_temp, "wb") as raw, open(packed_temp, "wb") as packed:
             for chunk in chunks:
