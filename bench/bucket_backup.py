@@ -16,7 +16,7 @@ objects restore`` into another. Each command runs as a child process: wall time,
 server's CPU meanwhile, and its peak RSS. Prints a table and the ratios the issue targets.
 
     python bench/bucket_backup.py [--objects 5000] [--big-mb 1024] [--rounds 3]
-                                  [--skip-slow-peers]
+                                  [--skip-slow-peers] [--skip-restore]
 
 The machine is shared and noisy: ours and rclone run ``--rounds`` times, alternating which goes
 first, and the ratios are of medians; (a) runs ``--peer-rounds`` times, (c) once.
@@ -149,6 +149,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs of ours and rclone (median)")
     parser.add_argument("--peer-rounds", type=int, default=2, help="runs of (a) (median)")
     parser.add_argument("--skip-slow-peers", action="store_true", help="skip (a) and (c)")
+    parser.add_argument("--skip-restore", action="store_true", help="time the backups only")
     parser.add_argument("--peer-boto3", nargs=2, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.peer_boto3:
@@ -228,7 +229,7 @@ def main() -> None:
             (work / "c.tar.gz").unlink()
         print("restore", flush=True)
         source = {o.key: o.size for o in client.list_objects(SOURCE)}
-        for r in range(options.rounds):
+        for r in range(0 if options.skip_restore else options.rounds):
             client.create_bucket(f"bench-rclone-{r}")
             ours_first = r % 2 == 1
             if not ours_first:
@@ -272,8 +273,9 @@ def report(runs: dict[str, list[Run]], loads: list[float]) -> None:
           f"{paired(runs, 'ours', 'd')}")
     print(f"  {'ours --no-upload (verified local archive) / rclone sync':62s} "
           f"{paired(runs, 'local', 'd')}")
-    print(f"  {'ours restore / rclone copy (target <= 1.5)':62s} "
-          f"{paired(runs, 'restore', 'rclone_copy')}")
+    if "restore" in runs:
+        print(f"  {'ours restore / rclone copy (target <= 1.5)':62s} "
+              f"{paired(runs, 'restore', 'rclone_copy')}")
     lines = {"ours (+ S3 copy) / rclone sync, CPU": cpu["ours"] / cpu["d"]}
     if "a" in wall:
         lines["(a) boto3+tarfile / ours as shipped (target >= 3)"] = wall["a"] / wall["ours"]
@@ -282,7 +284,7 @@ def report(runs: dict[str, list[Run]], loads: list[float]) -> None:
     print("ratios of medians")
     for label, value in lines.items():
         print(f"  {label:62s} {value:5.2f}")
-    peak = max(r.peak_rss_mb for k in ("local", "ours", "restore") for r in runs[k])
+    peak = max(r.peak_rss_mb for k in ("local", "ours", "restore") for r in runs.get(k, []))
     print(f"  peak RSS of ours (create, restore; target < 300 MB)      {peak:5.0f} MB")
     print(json.dumps({k: [vars(r) for r in rs] for k, rs in runs.items()}))
 
