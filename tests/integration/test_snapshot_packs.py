@@ -17,7 +17,7 @@ import pytest
 from autograph.dr.buckets.snapshots.blobs import IN_MEMORY
 from autograph.dr.buckets.snapshots.manager import SnapshotManager
 from autograph.dr.buckets.snapshots.packs import IDX_SUFFIX, PACK_MIN_BLOBS, PACK_SUFFIX
-from autograph.errors import IntegrityError
+from autograph.errors import IntegrityError, NotFound
 from autograph.stack.lifecycle import Stack
 from bucketbackups import Buckets, bucket_settings
 
@@ -135,8 +135,13 @@ def test_a_pack_without_index_is_invisible_and_pruning_collects_it(
     assert report.errors == [] and report.blobs_removed == {"local": 0, "s3": 0}
     assert orphan not in _keys(buckets, "packs") and len(_keys(buckets, "packs")) == 2
 
-    dropped = snap.objects[3]  # one packed blob deleted: its pack's index is rewritten
-    manager.store.remote.blobs.delete(dropped.blob_key)
+    dropped, kept = snap.objects[3], snap.objects[4]
+    long_lived = _manager(infra_stack, buckets, clock).store.remote  # the outbox's, say
+    assert long_lived is not None and len(long_lived.blobs.list()) == len(listed)
+    manager.store.remote.blobs.delete(dropped.blob_key)  # its pack's index is rewritten
+    with pytest.raises(NotFound):  # the long-lived store does not trust its stale map
+        long_lived.blobs.stat(dropped.blob_key)
+    assert long_lived.blobs.stat(kept.blob_key).size == kept.blob_size
     after = {o.key for o in _manager(infra_stack, buckets, clock).store.remote.blobs.list()}
     assert after == listed - {dropped.blob_key}
     assert _manager(infra_stack, buckets, clock).verify(snap.name)["status"] == "degraded"

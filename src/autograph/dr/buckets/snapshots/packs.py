@@ -107,10 +107,21 @@ class PackedBlobs:
         return [found[k] for k in sorted(found)]
 
     def stat(self, key: str) -> StoredObject:
+        """A packed blob is confirmed by reading its pack's index again: a long-lived store
+        (the outbox replicator's) must not trust a pack that pruning has since dropped."""
         where = self._packed().get(key)
-        if where is None:
-            return self.loose.stat(key)
-        return StoredObject(key, where.length, where.modified)
+        if where is not None:
+            try:
+                with self.packs.open(where.pack + IDX_SUFFIX) as handle:
+                    members = decode_index(handle.read(), where.pack)[1]
+            except (IntegrityError, NotFound):
+                members = {}
+            if members.get(key) == (where.offset, where.length):
+                return StoredObject(key, where.length, where.modified)
+            with self._lock:
+                if self._map is not None:
+                    self._map.pop(key, None)
+        return self.loose.stat(key)
 
     @contextlib.contextmanager
     def open(self, key: str) -> Iterator[BinaryIO]:
