@@ -163,3 +163,31 @@ def test_a_damaged_pack_index_counts_as_missing_blobs_and_nothing_is_restored(
     with pytest.raises(IntegrityError, match="nothing was restored"):
         _manager(infra_stack, buckets, clock).restore(snap.name)
     assert buckets.etags(bucket) == {}
+
+
+def test_blobs_an_offline_snapshot_could_not_copy_follow_in_a_pack_once_checked(
+        infra_stack: Stack, buckets: Buckets) -> None:
+    clock = Clock()
+    bucket = _bucket(buckets, _objects(20))
+    down = buckets.settings.model_copy(update={"backup_s3_endpoint": "http://127.0.0.1:9"})
+    offline = SnapshotManager(down, infra_stack.creds, clock=clock).take(bucket)
+    assert offline.tiers == ["local"] and offline.s3_error
+    victim = offline.snapshot.objects[0]  # bit rot: the catch-up must not copy it
+    path = _manager(infra_stack, buckets, clock).store.blob_path(victim.blob_key)
+    good = path.read_bytes()
+    path.write_bytes(bytes([good[0] ^ 0xFF]) + good[1:])
+    clock.now += timedelta(minutes=2)
+    refused = _manager(infra_stack, buckets, clock).take(bucket)
+    assert refused.tiers == ["local"] and "damaged" in (refused.s3_error or "")
+    path.write_bytes(good)
+    clock.now += timedelta(minutes=2)
+    online = _manager(infra_stack, buckets, clock).take(bucket)
+    assert online.tiers == ["local", "s3"] and online.snapshot.new_blobs == 0
+    assert len(_keys(buckets, "packs")) >= 2 and _keys(buckets, "blobs") == []
+    manager = _manager(infra_stack, buckets, clock)
+    for blob in manager.store.blobs_dir.iterdir():
+        blob.unlink()
+    before = buckets.contents(bucket)
+    _clear(buckets, bucket)
+    assert manager.restore(online.snapshot.name).blobs_from == {"s3": 20}
+    assert buckets.contents(bucket) == before

@@ -239,6 +239,7 @@ class PackBuilder:
         self._parts: list[bytes] = []
         self._members: dict[str, tuple[int, int]] = {}
         self._size = 0
+        self.error: AutographError | None = None  # the last failed send's
 
     def add(self, key: str, data: bytes) -> list[str] | None:
         """Append a blob; when that fills the pack, send it. Returns the blobs whose pack
@@ -268,7 +269,8 @@ class PackBuilder:
             try:
                 self._client.put_object(loose.bucket, loose.full_key(key), data,
                                         sha256=hashlib.sha256(data).hexdigest())
-            except AutographError:
+            except AutographError as exc:
+                self.error = exc
                 lost.append(key)
         return lost or None
 
@@ -288,7 +290,8 @@ class PackBuilder:
                                     sha256=name)
             self._client.put_object(packs.bucket, packs.full_key(name + IDX_SUFFIX), index,
                                     sha256=hashlib.sha256(index).hexdigest())
-        except AutographError:
+        except AutographError as exc:
+            self.error = exc
             return sorted(members)
         self._store.remember(name, members)
         return None
