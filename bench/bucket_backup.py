@@ -16,7 +16,7 @@ objects restore`` into another. Each command runs as a child process: wall time,
 server's CPU meanwhile, and its peak RSS. Prints a table and the ratios the issue targets.
 
     python bench/bucket_backup.py [--objects 5000] [--big-mb 1024] [--rounds 3]
-                                  [--skip-slow-peers]
+                                  [--skip-slow-peers] [--skip-restore]
 
 The machine is shared and noisy: ours and rclone run ``--rounds`` times, alternating which goes
 first, and the ratios are of medians; (a) runs ``--peer-rounds`` times, (c) once.
@@ -149,6 +149,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs of ours and rclone (median)")
     parser.add_argument("--peer-rounds", type=int, default=2, help="runs of (a) (median)")
     parser.add_argument("--skip-slow-peers", action="store_true", help="skip (a) and (c)")
+    parser.add_argument("--skip-restore", action="store_true", help="time the backups only")
     parser.add_argument("--peer-boto3", nargs=2, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.peer_boto3:
@@ -178,10 +179,12 @@ def main() -> None:
         cli = [sys.executable, "-m", "autograph.cli.main", "backup", "objects"]
         aws = shutil.which("aws") or "/root/.pyenv/shims/aws"
         runs: dict[str, list[Run]] = {}
+        loads: list[float] = [os.getloadavg()[0]]
 
         def measure(key: str, label: str, args: list[str], environment: dict[str, str]) -> Run:
             run = timed(label, args, environment, server)
             runs.setdefault(key, []).append(run)
+            loads.append(os.getloadavg()[0])
             return run
 
         def purge(bucket: str) -> None:
@@ -226,7 +229,7 @@ def main() -> None:
             (work / "c.tar.gz").unlink()
         print("restore", flush=True)
         source = {o.key: o.size for o in client.list_objects(SOURCE)}
-        for r in range(options.rounds):
+        for r in range(0 if options.skip_restore else options.rounds):
             client.create_bucket(f"bench-rclone-{r}")
             ours_first = r % 2 == 1
             if not ours_first:
@@ -242,31 +245,46 @@ def main() -> None:
             assert restored == source, "the restored bucket differs from the source"
             purge(f"bench-ours-{r}")
             purge(f"bench-rclone-{r}")
-        report(runs)
+        report(runs, loads)
     finally:
         stack.down()
         remove_home(home)
 
 
-def report(runs: dict[str, list[Run]]) -> None:
-    """Medians over the rounds, and the ratios the issue sets targets for."""
+def paired(runs: dict[str, list[Run]], ours: str, peer: str) -> str:
+    """Round by round ratios ours/peer: median (min-max)."""
+    ratios = [a.wall / b.wall for a, b in zip(runs[ours], runs[peer], strict=False)]
+    return (f"{statistics.median(ratios):5.2f}x ({min(ratios):.2f}-{max(ratios):.2f}), "
+            f"{len(ratios)} pairs")
+
+
+def report(runs: dict[str, list[Run]], loads: list[float]) -> None:
+    """Medians over the rounds, the paired ratios the issue sets targets for (the shipped
+    command first), and the load average during the run."""
     wall = {key: statistics.median(r.wall for r in rs) for key, rs in runs.items()}
-    print("medians (wall seconds)")
+    cpu = {key: statistics.median(r.cpu + r.server_cpu for r in rs) for key, rs in runs.items()}
+    print("medians (wall seconds; CPU = the command's + the S3 server's)")
     for key, value in wall.items():
-        print(f"  {runs[key][0].label:42s} {value:7.1f} s  ({len(runs[key])} run(s))")
-    lines = {
-        "ours (verified local archive) / rclone sync (target <= 1.5)": wall["local"] / wall["d"],
-        "ours (+ S3 copy) / rclone sync": wall["ours"] / wall["d"],
-        "ours restore / rclone copy (target <= 1.5)": wall["restore"] / wall["rclone_copy"],
-    }
+        print(f"  {runs[key][0].label:42s} {value:7.1f} s  CPU {cpu[key]:6.1f} s  "
+              f"({len(runs[key])} run(s))")
+    print(f"load average (1 min) during the run: {min(loads):.1f}-{max(loads):.1f}")
+    print("paired ratios, wall, median (min-max)")
+    print(f"  {'ours as shipped (+ S3 copy) / rclone sync (target <= 1.0)':62s} "
+          f"{paired(runs, 'ours', 'd')}")
+    print(f"  {'ours --no-upload (verified local archive) / rclone sync':62s} "
+          f"{paired(runs, 'local', 'd')}")
+    if "restore" in runs:
+        print(f"  {'ours restore / rclone copy (target <= 1.5)':62s} "
+              f"{paired(runs, 'restore', 'rclone_copy')}")
+    lines = {"ours (+ S3 copy) / rclone sync, CPU": cpu["ours"] / cpu["d"]}
     if "a" in wall:
-        lines["(a) boto3+tarfile / ours local (target >= 3)"] = wall["a"] / wall["local"]
-        lines["(a) boto3+tarfile / ours + S3 copy"] = wall["a"] / wall["ours"]
-        lines["(c) aws sync+tar / ours local"] = wall["c"] / wall["local"]
+        lines["(a) boto3+tarfile / ours as shipped (target >= 3)"] = wall["a"] / wall["ours"]
+        lines["(a) boto3+tarfile / ours local"] = wall["a"] / wall["local"]
+        lines["(c) aws sync+tar / ours as shipped"] = wall["c"] / wall["ours"]
     print("ratios of medians")
     for label, value in lines.items():
         print(f"  {label:62s} {value:5.2f}")
-    peak = max(r.peak_rss_mb for k in ("local", "ours", "restore") for r in runs[k])
+    peak = max(r.peak_rss_mb for k in ("local", "ours", "restore") for r in runs.get(k, []))
     print(f"  peak RSS of ours (create, restore; target < 300 MB)      {peak:5.0f} MB")
     print(json.dumps({k: [vars(r) for r in rs] for k, rs in runs.items()}))
 

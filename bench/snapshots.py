@@ -19,9 +19,9 @@ the S3 tier's copies are not counted). "CLI start-up" is ``autograph backup --he
 cost in every ``autograph`` row. Single runs (no medians): on a shared machine, read the
 ratios as rough.
 
-Then ``--pairs`` (3) times, alternating on the changed bucket: a full archive, and a first
-snapshot into an emptied snapshot store (both tiers cleared, untimed); the paired ratios of the
-first snapshot to the archive and of the incremental one (c) to the archives are printed as
+Then ``--pairs`` (3) rounds, the order alternating: a full archive; and a first snapshot into
+an emptied snapshot store (both tiers cleared, untimed), ~1% of the objects changed (untimed)
+and an incremental snapshot. The ratios of each round's snapshots to its archive are printed as
 median (min-max) with the load average.
 
     nice -n 10 python bench/snapshots.py [--objects 5000] [--pairs 3]
@@ -63,9 +63,9 @@ def disk_bytes(root: Path, skip: Path | None = None) -> int:
     return total
 
 
-def change(client: S3Client, objects: int) -> dict[str, int]:
+def change(client: S3Client, objects: int, seed: int = 7) -> dict[str, int]:
     """Overwrite ~1% of the objects with new random bytes, add and delete a few."""
-    rnd = random.Random(7)
+    rnd = random.Random(seed)
     keys = sorted(o.key for o in client.list_objects(SOURCE))
     picked = rnd.sample(keys, max(1, objects // 100) + max(1, objects // 500))
     overwrite, delete = picked[: max(1, objects // 100)], picked[max(1, objects // 100):]
@@ -75,7 +75,7 @@ def change(client: S3Client, objects: int) -> dict[str, int]:
         client.delete_object(SOURCE, key)
     added = max(1, objects // 500)
     for i in range(added):
-        client.put_object(SOURCE, f"uploads/new-{i:04d}.bin", os.urandom(50_000))
+        client.put_object(SOURCE, f"uploads/new-{seed}-{i:04d}.bin", os.urandom(50_000))
     return {"overwritten": len(overwrite), "added": added, "deleted": len(delete)}
 
 
@@ -166,31 +166,41 @@ def main() -> None:
                 return timed(f"full archive #{n}", [*backup, "objects", "create", SOURCE,
                                                     "--name", f"pair_{n}", "--json"], env, server)
 
-            def first(n: int) -> Run:
+            def snapshots(n: int) -> tuple[Run, Run]:
+                """A first snapshot into an emptied store, then ~1% changed, then the next."""
                 shutil.rmtree(snaps, ignore_errors=True)
                 for item in list(backups.list_objects(settings.backup_bucket_objects,
                                                       "snapshots/")):
                     backups.delete_object(settings.backup_bucket_objects, item.key)
-                return timed(f"first snapshot #{n}", [*backup, "snapshots", "create", SOURCE,
+                made = timed(f"first snapshot #{n}", [*backup, "snapshots", "create", SOURCE,
                                                       "--json"], env, server)
+                change(client, options.objects, seed=100 + n)
+                return made, timed(f"snapshot after 1% changed #{n}", [
+                    *backup, "snapshots", "create", SOURCE, "--json"], env, server)
 
-            paired(archive, first, options.pairs, rows["c"][0])
+            paired(archive, snapshots, options.pairs)
     finally:
         stack.down()
         remove_home(home)
 
 
-def paired(archive: Callable[[int], Run], first: Callable[[int], Run], pairs: int,
-           incremental: Run) -> None:
-    """Archive and first snapshot in turn; print the paired ratios, median (min-max)."""
-    firsts, increments, loads = [], [], []
+def paired(archive: Callable[[int], Run], snapshots: Callable[[int], tuple[Run, Run]],
+           pairs: int) -> None:
+    """Per round a full archive and a first + an incremental snapshot, in turn (the archive
+    first in even rounds, last in odd ones); print the ratios to the round's archive, median
+    (min-max), and the load average."""
+    firsts, increments, loads = [], [], [os.getloadavg()[0]]
     for n in range(pairs):
-        base = archive(n)
+        if n % 2 == 0:
+            base = archive(n)
+            first, incremental = snapshots(n)
+        else:
+            first, incremental = snapshots(n)
+            base = archive(n)
         loads.append(os.getloadavg()[0])
-        firsts.append(first(n).wall / base.wall)
+        firsts.append(first.wall / base.wall)
         increments.append(incremental.wall / base.wall)
-        loads.append(os.getloadavg()[0])
-    print(f"\npaired, {pairs} runs, load {min(loads):.1f}-{max(loads):.1f}:")
+    print(f"\npaired, {pairs} rounds, load average {min(loads):.1f}-{max(loads):.1f}:")
     for label, ratios in (("first snapshot / full archive (target <= 1.5)", firsts),
                           ("snapshot after 1% change / full archive (target <= 0.3)",
                            increments)):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import psycopg
 
 from autograph.clock import Clock, utc_now
 from autograph.config import Settings
+from autograph.dr.buckets.snapshots.blobs import squeeze
 from autograph.dr.buckets.snapshots.store import COMPRESSED_SUFFIX, SnapshotStore, Tier
 from autograph.dr.buckets.watermark import (
     OutboxState,
@@ -48,7 +48,6 @@ log = logging.getLogger("autograph.dr.outbox")
 LOCK_KIND = "outbox"
 BATCH = 200
 WORKERS = 8  # objects copied at once (each is a GET and a PUT per tier: latency-bound)
-COMPRESS_LEVEL = 3  # as the snapshots: the same bytes get the same blob name
 VISIBILITY_MARGIN = timedelta(seconds=1)
 PRUNE_AFTER = timedelta(hours=2)
 Shipped = Callable[[str, str], None]
@@ -80,7 +79,7 @@ def pack(data: bytes) -> tuple[str, bytes]:
     """The blob name and stored bytes a snapshot would use for ``data``."""
     sha = hashlib.sha256(data).hexdigest()
     if len(data) >= 256:
-        packed = zlib.compress(data, COMPRESS_LEVEL)
+        packed = squeeze(data)  # as the snapshots: the same bytes get the same blob name
         if len(packed) <= 0.9 * len(data):
             return sha + COMPRESSED_SUFFIX, packed
     return sha, data

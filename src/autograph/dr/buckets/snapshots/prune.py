@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from autograph.dr.buckets.snapshots.store import SnapshotStore, merged, parse_name
+from autograph.dr.buckets.snapshots.packs import PackedBlobs
+from autograph.dr.buckets.snapshots.store import SnapshotStore, Tier, merged, parse_name
 from autograph.errors import AutographError
 
 
@@ -98,19 +99,31 @@ def prune(store: SnapshotStore, buckets: tuple[str, ...], now: datetime,
             report.errors.append(f"{name}: {exc.message}; blobs not collected")
             return report
     for tier in store.tiers():
-        count = 0
         try:
-            # a blob stored after the newest index (the outbox replicator's) is named by no
-            # snapshot yet: recovery to the protected point needs it
-            newest = max((o.modified for o in tier.index.list("snap_") if o.modified),
-                         default=None)
-            for blob in tier.blobs.list():
-                recent = (newest is not None and blob.modified is not None
-                          and blob.modified > newest)
-                if blob.key not in referenced and not recent:
-                    tier.blobs.delete(blob.key)
-                    count += 1
+            report.blobs_removed[tier.name] = _collect(tier, referenced)
         except AutographError as exc:
             report.errors.append(f"{tier.name} blobs: {exc.message}")
-        report.blobs_removed[tier.name] = count
+            report.blobs_removed.setdefault(tier.name, 0)
     return report
+
+
+def _collect(tier: Tier, referenced: set[str]) -> int:
+    """Delete the tier's blobs no snapshot names, except those stored after its newest index
+    (the outbox replicator's: recovery to the protected point needs them); in the S3 tier,
+    packs without an index too. Returns how many blobs went."""
+    newest = max((o.modified for o in tier.index.list("snap_") if o.modified), default=None)
+    unused = [blob.key for blob in tier.blobs.list()
+              if blob.key not in referenced
+              and not (newest is not None and blob.modified is not None
+                       and blob.modified > newest)]
+    if not isinstance(tier.blobs, PackedBlobs):
+        for key in unused:
+            tier.blobs.delete(key)
+        return len(unused)
+    loose = {o.key for o in tier.blobs.loose.list()}
+    tier.blobs.delete_packed(unused)  # one index rewrite per pack, not one per blob
+    for key in unused:
+        if key in loose:
+            tier.blobs.loose.delete(key)
+    tier.blobs.collect_orphans()
+    return len(unused)

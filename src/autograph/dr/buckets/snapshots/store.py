@@ -5,7 +5,8 @@ with its key, size, etag, content type, user metadata and the sha256 of its byte
 are stored once per distinct content as a blob named by that sha256 (``<sha256>.z`` when zlib
 shrinks them by a tenth or more), so a snapshot stores only what changed since the previous
 one. Both tiers hold both: ``BACKUPS/snapshots/{index,blobs}/`` on local disk and
-``snapshots/{index,blobs}/`` in the ``minio-backups`` bucket. The index is
+``snapshots/{index,blobs,packs}/`` in the ``minio-backups`` bucket (small blobs travel there in
+packs, :mod:`.packs`). The index is
 written last (the commit point): an index names only blobs that were stored before it.
 """
 
@@ -16,13 +17,14 @@ import io
 import json
 import re
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from autograph.clock import isoformat
 from autograph.config import Settings
+from autograph.dr.buckets.snapshots.packs import PackedBlobs
 from autograph.dr.models import ShipReport
 from autograph.dr.storage import BackupStore
 from autograph.dr.storage.local import LocalStore
@@ -72,6 +74,9 @@ class SnapshotObject:
         return self.blob_key.endswith(COMPRESSED_SUFFIX)
 
 
+_RECORD_FIELDS = tuple(f.name for f in fields(SnapshotObject))
+
+
 @dataclass
 class Snapshot:
     """A bucket's full state at ``started_at`` (the listing began then)."""
@@ -105,7 +110,8 @@ class Snapshot:
 
     def encode(self) -> bytes:
         body = {**self.summary(), "format": FORMAT, "vanished": self.vanished,
-                "objects": [asdict(o) for o in self.objects]}
+                "objects": [{name: getattr(o, name) for name in _RECORD_FIELDS}
+                            for o in self.objects]}  # not asdict: it deep-copies each record
         return gzip.compress(json.dumps(body, separators=(",", ":")).encode(), 6, mtime=0)
 
     @classmethod
@@ -177,7 +183,8 @@ class SnapshotStore:
                                    retries=2)
             bucket = settings.backup_bucket_objects
             self.remote = Tier("s3", S3Store(client, bucket, "snapshots/index/"),
-                               S3Store(client, bucket, "snapshots/blobs/"))
+                               PackedBlobs(S3Store(client, bucket, "snapshots/blobs/"),
+                                           S3Store(client, bucket, "snapshots/packs/")))
         self.offsite: Tier | None = None
         if with_offsite and offsite_enabled(settings):
             client = offsite_client(settings)

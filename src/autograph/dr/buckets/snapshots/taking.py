@@ -5,14 +5,17 @@ stored once, :mod:`.blobs`), then commit the index: S3 after its blobs, local, o
 from __future__ import annotations
 
 import builtins
+import hashlib
 import io
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from autograph.clock import Clock
 from autograph.dr.buckets.snapshots.blobs import IN_MEMORY, EagerUpload, store_small, store_stream
+from autograph.dr.buckets.snapshots.packs import PackBuilder, PackedBlobs
 from autograph.dr.buckets.snapshots.store import (
     COMPRESSED_SUFFIX,
     INDEX_SUFFIX,
@@ -25,7 +28,13 @@ from autograph.dr.buckets.snapshots.store import (
 )
 from autograph.dr.models import ProgressFn
 from autograph.dr.storage.local import fsync_dir
-from autograph.errors import AutographError, DependencyDown, IntegrityError, NotFound
+from autograph.errors import (
+    AutographError,
+    DependencyDown,
+    IntegrityError,
+    NotFound,
+    OperationFailed,
+)
 from autograph.s3.bulk import S3Client
 from autograph.s3.response import ListedObject, ObjectMissing
 
@@ -136,6 +145,8 @@ class SnapshotTaker:
         if self.store.remote is not None:
             try:
                 progress("copying new blobs to S3", None)
+                if eager is not None:
+                    eager.finish()
                 self._mirror_blobs(snapshot.objects, None if eager is None else
                                    eager.present | eager.uploaded)
                 self.store.remote.index.put(name + INDEX_SUFFIX, io.BytesIO(data))
@@ -216,20 +227,38 @@ class SnapshotTaker:
     def _mirror_blobs(self, objects: builtins.list[SnapshotObject],
                       present: set[str] | None) -> None:
         """Upload the blobs the S3 tier lacks (``present``: what it holds, None to list it),
-        catching up on what the workers or an earlier snapshot could not upload."""
+        catching up on what the workers or an earlier snapshot could not upload: small ones
+        in packs, each checked against its name first. Raises what the tier raised."""
         remote = self.store.remote
         assert remote is not None
         if present is None:
             present = {o.key for o in remote.blobs.list()}
         missing = sorted({o.blob_key for o in objects} - present)
+        packer = (PackBuilder(remote.blobs, self.backups_s3)
+                  if isinstance(remote.blobs, PackedBlobs) else None)
+        lost: builtins.list[str] = []
 
         def upload(blob: str) -> None:
+            path = self.store.blob_path(blob)
             plain = not blob.endswith(COMPRESSED_SUFFIX)  # its name is its sha256
-            remote.blobs.put(blob, self.store.blob_path(blob),
-                             expected_sha256=blob if plain else None)
+            if packer is not None and path.stat().st_size <= IN_MEMORY:
+                data = path.read_bytes()
+                try:
+                    body = data if plain else zlib.decompress(data)
+                except zlib.error:
+                    body = b""
+                if hashlib.sha256(body).hexdigest() != blob.removesuffix(COMPRESSED_SUFFIX):
+                    raise IntegrityError(f"local blob {blob[:12]}… is damaged; not copied")
+                lost.extend(packer.add(blob, data) or [])
+                return
+            remote.blobs.put(blob, path, expected_sha256=blob if plain else None)
 
         with ThreadPoolExecutor(self.workers, thread_name_prefix="snapshot-s3") as pool:
             list(pool.map(upload, missing))
+        if packer is not None:
+            lost.extend(packer.flush() or [])
+            if lost:  # the S3 index must not name them
+                raise packer.error or OperationFailed(f"{len(lost)} blobs not copied to S3")
 
 
 SHRINK_FRACTION = 0.5
