@@ -9,6 +9,7 @@ import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from autograph.errors import OperationFailed
 
@@ -106,3 +107,26 @@ def tail(text: str, lines: int = 5) -> str:
     """The last non-empty lines of a command's output, joined on one line."""
     kept = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return " | ".join(kept[-lines:]) or "(no output)"
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True if a process with ``pid`` exists on this machine (and, where /proc tells, is not
+    a zombie: a dead child its parent has not reaped yet)."""
+    if not pid or pid < 1:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        if Path("/proc/self").exists():
+            return False
+    except OSError:
+        pass
+    else:
+        return stat.rsplit(")", 1)[-1].split()[:1] not in (["Z"], ["X"])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True

@@ -97,7 +97,7 @@ class PrivateServer:
             pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
         except (OSError, ValueError, IndexError):  # no pid file: shut down (or never up)
             return False
-        return _process_alive(pid)
+        return commands.pid_alive(pid)
 
     def failure(self) -> str:
         """Why the server stopped (see :func:`_why_stopped`)."""
@@ -120,23 +120,6 @@ def _why_stopped(log: Path) -> str:
     fatal = [line.split(":  ", 1)[-1].strip() for line in text.splitlines()
              if "FATAL:" in line or "PANIC:" in line]
     return "; ".join(fatal[-2:]) if fatal else commands.tail(text)
-
-
-def _process_alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie (from /proc; elsewhere: exists)."""
-    if Path("/proc/self").exists():
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return False
-        return stat.rsplit(")", 1)[-1].split()[:1] not in (["Z"], ["X"])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    return True
 
 
 def _as_user(user: str | None, args: list[str]) -> list[str]:

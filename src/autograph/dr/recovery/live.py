@@ -9,7 +9,6 @@ never as live.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from autograph.clock import Clock, utc_now
+from autograph.commands import pid_alive
 from autograph.dr.ops.steps import OperationState
 
 LiveStatus = Literal["passed", "failed", "skipped", "running", "pending"]
@@ -50,19 +50,6 @@ class LiveRecovery(BaseModel):
 def state_path(dr_dir: Path) -> Path:
     """Where a recovery keeps its state (as :class:`autograph.dr.recovery.run.Recovery`)."""
     return dr_dir / "recovery" / "state.json"
-
-
-def pid_alive(pid: int | None) -> bool:
-    """True if a process with ``pid`` exists on this machine."""
-    if not pid or pid < 1:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    return True
 
 
 def read_live(dr_dir: Path, clock: Clock = utc_now) -> LiveRecovery:
