@@ -36,7 +36,13 @@ class Buckets:
     def make(self, stem: str, objects: dict[str, Any] | None = None) -> str:
         """Create bucket ``t-<stem>-<token>`` holding ``objects``: key -> bytes, or key ->
         (bytes, content type, metadata)."""
-        bucket = self.name(stem)
+        return self._create(self.name(stem), objects)
+
+    def make_app_bucket(self, objects: dict[str, Any] | None = None) -> str:
+        """Create the settings' first application bucket holding ``objects`` (as ``make``)."""
+        return self._create(self.settings.app_buckets[0], objects)
+
+    def _create(self, bucket: str, objects: dict[str, Any] | None) -> str:
         self.client.create_bucket(Bucket=bucket)
         self.made.append(bucket)
         for key, value in (objects or {}).items():

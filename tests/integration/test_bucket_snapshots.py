@@ -61,15 +61,6 @@ def manager(infra_stack: Stack, buckets: Buckets, clock: Clock) -> SnapshotManag
     return SnapshotManager(buckets.settings, infra_stack.creds, clock=clock)
 
 
-def _bucket(buckets: Buckets, objects: dict[str, object]) -> str:
-    name = buckets.settings.app_buckets[0]
-    buckets.client.create_bucket(Bucket=name)
-    buckets.made.append(name)
-    for key, value in objects.items():
-        buckets.put(name, key, value)
-    return name
-
-
 def _clear(buckets: Buckets, bucket: str) -> None:
     for key in buckets.etags(bucket):
         buckets.client.delete_object(Bucket=bucket, Key=key)
@@ -77,7 +68,7 @@ def _clear(buckets: Buckets, bucket: str) -> None:
 
 def test_a_second_snapshot_stores_only_what_changed(manager: SnapshotManager,
                                                    buckets: Buckets, clock: Clock) -> None:
-    bucket = _bucket(buckets, FIRST)
+    bucket = buckets.make_app_bucket(FIRST)
     first = manager.take(bucket)
     assert first.tiers == ["local", "s3"] and first.s3_error is None
     assert len(first.snapshot.objects) == 5
@@ -100,7 +91,7 @@ def test_a_second_snapshot_stores_only_what_changed(manager: SnapshotManager,
 def test_each_snapshot_restores_the_full_state_of_its_time(manager: SnapshotManager,
                                                            buckets: Buckets,
                                                            clock: Clock) -> None:
-    bucket = _bucket(buckets, FIRST)
+    bucket = buckets.make_app_bucket(FIRST)
     at_first = buckets.contents(bucket)
     first = manager.take(bucket).snapshot
     clock.advance(120)
@@ -115,7 +106,7 @@ def test_each_snapshot_restores_the_full_state_of_its_time(manager: SnapshotMana
 
 def test_overwrite_false_keeps_existing_keys_and_reports_extra_ones(
         manager: SnapshotManager, buckets: Buckets) -> None:
-    bucket = _bucket(buckets, FIRST)
+    bucket = buckets.make_app_bucket(FIRST)
     snap = manager.take(bucket).snapshot
     buckets.put(bucket, "a.json", b"changed since")
     buckets.put(bucket, "extra", b"not in the snapshot")
@@ -133,7 +124,7 @@ def test_overwrite_false_keeps_existing_keys_and_reports_extra_ones(
 
 def test_a_damaged_local_blob_is_read_from_s3_and_a_lost_one_refuses_before_writing(
         manager: SnapshotManager, buckets: Buckets) -> None:
-    bucket = _bucket(buckets, FIRST)
+    bucket = buckets.make_app_bucket(FIRST)
     snap = manager.take(bucket).snapshot
     record = next(o for o in snap.objects if o.key == "dir/b.bin")
     path = manager.store.blob_path(record.sha256)
@@ -157,7 +148,7 @@ def test_a_damaged_local_blob_is_read_from_s3_and_a_lost_one_refuses_before_writ
 
 def test_s3_tier_unreachable_commits_locally_and_the_next_snapshot_uploads_the_blobs(
         infra_stack: Stack, buckets: Buckets, clock: Clock) -> None:
-    bucket = _bucket(buckets, FIRST)
+    bucket = buckets.make_app_bucket(FIRST)
     down = buckets.settings.model_copy(update={"backup_s3_endpoint": "http://127.0.0.1:9"})
     offline = SnapshotManager(down, infra_stack.creds, clock=clock)
     taken = offline.take(bucket)
@@ -172,7 +163,7 @@ def test_s3_tier_unreachable_commits_locally_and_the_next_snapshot_uploads_the_b
 
 def test_pruning_thins_old_snapshots_and_keeps_every_blob_a_kept_one_needs(
         manager: SnapshotManager, buckets: Buckets, clock: Clock) -> None:
-    bucket = _bucket(buckets, {"k": b"version 0"})
+    bucket = buckets.make_app_bucket({"k": b"version 0"})
     names = []
     for step in range(6):  # one every 20 minutes, each with new bytes for "k"
         buckets.put(bucket, "k", f"version {step}".encode())
@@ -190,7 +181,7 @@ def test_pruning_thins_old_snapshots_and_keeps_every_blob_a_kept_one_needs(
 
 
 def test_bad_input_and_a_second_operation(manager: SnapshotManager, buckets: Buckets) -> None:
-    bucket = _bucket(buckets, {"k": b"v"})
+    bucket = buckets.make_app_bucket({"k": b"v"})
     with pytest.raises(InvalidInput):
         manager.take("not-an-app-bucket")
     with pytest.raises(InvalidInput):
@@ -231,7 +222,7 @@ def _cli(settings: object, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_cli_takes_lists_and_restores_the_newest_snapshot_of_a_bucket(
         buckets: Buckets) -> None:
-    bucket = _bucket(buckets, FIRST)
+    bucket = buckets.make_app_bucket(FIRST)
     taken = _cli(buckets.settings, "create", bucket, "--json")
     assert taken.returncode == 0, taken.stderr
     name = json.loads(taken.stdout)[0]["name"]
@@ -254,7 +245,7 @@ def test_a_mass_deletion_is_flagged_and_recovery_plans_from_the_snapshot_before_
     from autograph.dr.recovery import backups as recovery_backups
     from autograph.dr.recovery.options import RecoveryOptions
 
-    bucket = _bucket(buckets, FIRST)
+    bucket = buckets.make_app_bucket(FIRST)
     good = manager.take(bucket).snapshot
     assert good.shrunk is None
     clock.advance(120)
@@ -291,7 +282,7 @@ def test_dr_status_shows_each_buckets_newest_snapshot_and_its_age(
         infra_stack: Stack, manager: SnapshotManager, buckets: Buckets, clock: Clock) -> None:
     from autograph.dr.daemon import snapshot_states
 
-    bucket = _bucket(buckets, {"k": b"v"})
+    bucket = buckets.make_app_bucket({"k": b"v"})
     taken = manager.take(bucket).snapshot
     clock.advance(45)
     settings = buckets.settings.model_copy(update={"scheduler_enabled": True,
@@ -322,7 +313,7 @@ def test_a_failed_cli_snapshot_is_journaled_for_the_gateways_monitor(buckets: Bu
 def test_compressible_objects_are_stored_compressed_and_restore_byte_for_byte(
         manager: SnapshotManager, buckets: Buckets) -> None:
     canvas = json.dumps({"nodes": [{"id": i, "label": f"node {i}"} for i in range(2000)]})
-    bucket = _bucket(buckets, {"canvas.json": (canvas.encode(), "application/json", {}),
+    bucket = buckets.make_app_bucket({"canvas.json": (canvas.encode(), "application/json", {}),
                                "noise.bin": os.urandom(20_000), "tiny": b"x" * 100})
     snap = manager.take(bucket).snapshot
     records = {o.key: o for o in snap.objects}
@@ -348,7 +339,7 @@ def test_compressible_objects_are_stored_compressed_and_restore_byte_for_byte(
 def test_small_and_large_objects_land_once_in_both_tiers_with_no_temporary_files(
         manager: SnapshotManager, buckets: Buckets) -> None:
     big = b"".join(os.urandom(1024) * 8 for _ in range(IN_MEMORY // 8192 + 10))  # streamed
-    bucket = _bucket(buckets, {"big.bin": big, "small.txt": b"hello " * 100,
+    bucket = buckets.make_app_bucket({"big.bin": big, "small.txt": b"hello " * 100,
                                "copy-of-small.txt": b"hello " * 100})
     result = manager.take(bucket)
     records = {o.key: o for o in result.snapshot.objects}

@@ -51,15 +51,6 @@ def _objects(count: int) -> dict[str, object]:
     return found
 
 
-def _bucket(buckets: Buckets, objects: dict[str, object]) -> str:
-    name = buckets.settings.app_buckets[0]
-    buckets.client.create_bucket(Bucket=name)
-    buckets.made.append(name)
-    for key, value in objects.items():
-        buckets.put(name, key, value)
-    return name
-
-
 def _keys(buckets: Buckets, area: str) -> list[str]:
     bucket = buckets.settings.backup_bucket_objects
     pages = buckets.client.get_paginator("list_objects_v2").paginate(
@@ -76,7 +67,7 @@ def test_small_blobs_travel_in_packs_and_restore_byte_for_byte_from_them(
         infra_stack: Stack, buckets: Buckets) -> None:
     clock = Clock()
     big = os.urandom(IN_MEMORY + 4096)  # streamed: uploaded loose
-    bucket = _bucket(buckets, {**_objects(60), "big.bin": big, "same": b"x" * 500,
+    bucket = buckets.make_app_bucket({**_objects(60), "big.bin": big, "same": b"x" * 500,
                                "same-too": b"x" * 500})
     result = _manager(infra_stack, buckets, clock).take(bucket)
     assert result.tiers == ["local", "s3"] and result.snapshot.new_blobs == 62
@@ -100,7 +91,7 @@ def test_small_blobs_travel_in_packs_and_restore_byte_for_byte_from_them(
 def test_an_incremental_snapshot_with_few_changes_stores_them_loose(
         infra_stack: Stack, buckets: Buckets) -> None:
     clock = Clock()
-    bucket = _bucket(buckets, _objects(20))
+    bucket = buckets.make_app_bucket(_objects(20))
     manager = _manager(infra_stack, buckets, clock)
     manager.take(bucket)
     packs, loose = _keys(buckets, "packs"), _keys(buckets, "blobs")
@@ -122,7 +113,7 @@ def test_an_incremental_snapshot_with_few_changes_stores_them_loose(
 def test_a_pack_without_index_is_invisible_and_pruning_collects_it(
         infra_stack: Stack, buckets: Buckets) -> None:
     clock = Clock()
-    bucket = _bucket(buckets, _objects(30))
+    bucket = buckets.make_app_bucket(_objects(30))
     snap = _manager(infra_stack, buckets, clock).take(bucket).snapshot
     orphan = "0" * 64 + PACK_SUFFIX  # a snapshot killed between the pack and its index
     buckets.client.put_object(Bucket=buckets.settings.backup_bucket_objects,
@@ -150,7 +141,7 @@ def test_a_pack_without_index_is_invisible_and_pruning_collects_it(
 def test_a_damaged_pack_index_counts_as_missing_blobs_and_nothing_is_restored(
         infra_stack: Stack, buckets: Buckets) -> None:
     clock = Clock()
-    bucket = _bucket(buckets, _objects(30))
+    bucket = buckets.make_app_bucket(_objects(30))
     manager = _manager(infra_stack, buckets, clock)
     snap = manager.take(bucket).snapshot
     index = next(k for k in _keys(buckets, "packs") if k.endswith(IDX_SUFFIX))
@@ -168,7 +159,7 @@ def test_a_damaged_pack_index_counts_as_missing_blobs_and_nothing_is_restored(
 def test_blobs_an_offline_snapshot_could_not_copy_follow_in_a_pack_once_checked(
         infra_stack: Stack, buckets: Buckets) -> None:
     clock = Clock()
-    bucket = _bucket(buckets, _objects(20))
+    bucket = buckets.make_app_bucket(_objects(20))
     down = buckets.settings.model_copy(update={"backup_s3_endpoint": "http://127.0.0.1:9"})
     offline = SnapshotManager(down, infra_stack.creds, clock=clock).take(bucket)
     assert offline.tiers == ["local"] and offline.s3_error
