@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from alertservers import free_port
 from autograph.dr.postgres import DatabaseBackupManager
-from autograph.errors import AutographError, OperationFailed
+from autograph.errors import AutographError, DependencyDown, NotFound, OperationFailed
 from autograph.stack.lifecycle import Stack
 from bucketbackups import S3Proxy
 from dbbackups import isolated_settings, recorded_events, table_rows
@@ -143,3 +144,16 @@ def test_pg_restore_failing_after_the_data_loaded_leaves_the_live_database_as_it
     assert last == ("written after the backup",)
     assert manager.server.databases(live) == [live]
     assert [e.event for e in events] == ["restore_failed"]
+
+
+def test_restoring_an_unknown_backup_while_postgres_is_down_says_the_name_is_unknown(
+        infra_stack: Stack, manager: DatabaseBackupManager) -> None:
+    manager.create("known")
+    closed_port = free_port()
+    down = DatabaseBackupManager(manager.settings.model_copy(update={"pg_port": closed_port}),
+                                 infra_stack.creds)
+    with pytest.raises(NotFound, match="no database backup named unknown"):
+        down.restore("unknown")
+    # The known name gets as far as PostgreSQL, which is then named as the problem.
+    with pytest.raises(DependencyDown, match="PostgreSQL"):
+        down.restore("known")

@@ -159,6 +159,7 @@ def restore(name: NameArg,
     manager = _manager()
     database = target or manager.server.live_database
     if not yes:
+        manager.get(name)  # an unknown name is said before asking to replace anything
         typer.confirm(f"replace database {database} with backup {name}? (the current one is "
                       "kept for rollback)", abort=True)
     with progress_bar() as progress:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autograph.dr.catalog import Catalog, Fetched
-from autograph.dr.models import ProgressFn
+from autograph.dr.models import BackupEntry, ProgressFn
 from autograph.dr.postgres.restore import load_dump, toc_entries
 from autograph.dr.postgres.server import PgServer
 from autograph.dr.postgres.verify import TocSummary, check_toc
@@ -54,6 +54,15 @@ class Loaded:
     counts: dict[str, int]
 
 
+def find_backup(catalog: Catalog, name: str) -> BackupEntry:
+    """The catalog entry of ``name``: the local manifest when there is one (no S3 round trips),
+    else any tier's. Raises NotFound."""
+    try:
+        return catalog.get(name, tiers=("local",))
+    except NotFound:
+        return catalog.get(name)
+
+
 def load_checked(catalog: Catalog, server: PgServer, name: str, scratch: str,
                  jobs: int | None, progress: ProgressFn) -> Loaded:
     """Load backup ``name`` into the new database ``scratch``; its checksum is verified before
@@ -62,10 +71,7 @@ def load_checked(catalog: Catalog, server: PgServer, name: str, scratch: str,
     Raises NotFound, IntegrityError (no intact copy; TOC incomplete), OperationFailed
     (pg_restore), DependencyDown; ``scratch`` does not exist after a failure.
     """
-    try:  # the local manifest is enough while the local copy is intact: no S3 round trips
-        entry = catalog.get(name, tiers=("local",))
-    except NotFound:
-        entry = catalog.get(name)
+    entry = find_backup(catalog, name)
     if "local" in entry.locations:
         path = catalog.local.path(entry.artifact)
         check = _Checksum(path, entry.sha256)

@@ -36,7 +36,7 @@ from autograph.dr.models import (
 )
 from autograph.dr.ops import hooks, locks
 from autograph.dr.ops.steps import StepTimer
-from autograph.dr.postgres.checked_load import load_checked
+from autograph.dr.postgres.checked_load import find_backup, load_checked
 from autograph.dr.postgres.dump import dump_database
 from autograph.dr.postgres.remote_copy import RemoteCopy
 from autograph.dr.postgres.restore import check_counts
@@ -257,6 +257,7 @@ class DatabaseBackupManager(KindManager):
         (pg_restore failed), DependencyDown.
         """
         validate_name(name)
+        find_backup(self.catalog, name)  # an unknown name is the answer, whatever else is down
         target = validate_name(target, "database name") if target else self.server.live_database
         started = time.monotonic()
         steps = StepTimer()
