@@ -8,7 +8,7 @@ import http.client
 import secrets
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -112,10 +112,14 @@ class S3Proxy:
     ``cut_after(n)``: after ``n`` more requests, every open connection is dropped and the port
     refuses connections (S3 unreachable). ``fail_puts(key)``: PUTs of ``key`` answer 500.
     ``drop_idle``: every connection is closed after one answer, without saying so (as servers
-    do with idle keep-alive connections).
+    do with idle keep-alive connections). ``fail_once(method, marker, reach_server=...)``: the
+    next request of ``method`` whose path and query contain ``marker`` answers 500, after the
+    real server applied it or without it reaching the server. ``answer_headers``: a function
+    rewriting the real server's answer headers (an SSE-KMS server's opaque ETags, say).
+    ``seen`` lists every request as ``"METHOD path?query"``.
     """
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, port: int = 0) -> None:
         parts = urlsplit(target)
         self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
         self.requests = 0
@@ -124,9 +128,13 @@ class S3Proxy:
         self.drop_idle = False
         self._budget: int | None = None
         self._failing: set[str] = set()
+        self._once: list[tuple[str, str, bool]] = []
+        self.seen: list[str] = []
+        self.answer_headers: Callable[[str, list[tuple[str, str]]], list[tuple[str, str]]] | None \
+            = None
         self._lock = threading.Lock()
         self._dead = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -138,6 +146,27 @@ class S3Proxy:
 
     def fail_puts(self, key: str) -> None:
         self._failing.add(key)
+
+    def fail_once(self, method: str, marker: str, *, reach_server: bool) -> None:
+        with self._lock:
+            self._once.append((method, marker, reach_server))
+
+    def _one_fault(self, method: str, target: str) -> bool | None:
+        """None: no fault for this request; else whether it goes to the server first."""
+        with self._lock:
+            self.seen.append(f"{method} {target}")
+            for fault in self._once:
+                if fault[0] == method and fault[1] in target:
+                    self._once.remove(fault)
+                    return fault[2]
+        return None
+
+    def _send_500(self, handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(500)
+        body = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
 
     def _admit(self) -> bool:
         with self._lock:
@@ -188,6 +217,10 @@ class S3Proxy:
                         self.send_header("Content-Length", "0")
                         self.end_headers()
                         return
+                fault = proxy._one_fault(self.command, self.path)
+                if fault is False:
+                    proxy._send_500(self)
+                    return
                 upstream = http.client.HTTPConnection(proxy._host, proxy._port, timeout=30)
                 try:
                     upstream.request(self.command, self.path, body=body,
@@ -196,8 +229,14 @@ class S3Proxy:
                     data = answer.read()
                 finally:
                     upstream.close()
+                headers = answer.getheaders()
+                if proxy.answer_headers is not None:
+                    headers = proxy.answer_headers(self.command, headers)
+                if fault:
+                    proxy._send_500(self)
+                    return
                 self.send_response(answer.status)
-                for name, value in answer.getheaders():
+                for name, value in headers:
                     if name.lower() not in ("content-length", "transfer-encoding",
                                             "connection"):
                         self.send_header(name, value)

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from urllib.parse import unquote_plus, urlsplit
 
 from autograph.errors import DependencyDown, InvalidInput, OperationFailed
+from autograph.s3.completion import completion_body, settle
 from autograph.s3.http11 import Link
 from autograph.s3.response import (
     META_PREFIX,
@@ -37,16 +38,25 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 UNSIGNED = "UNSIGNED-PAYLOAD"
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _RETRY_STATUS = frozenset({500, 502, 503, 504})
+_RETRY_CODES = frozenset({"InternalError", "SlowDown", "ServiceUnavailable"})
 Body = bytes | bytearray | memoryview
+
+
+class Unconfirmed(DependencyDown):
+    """A non-idempotent request (POST) reached S3, or may have, but its outcome is unknown:
+    the link broke after it was sent, or S3 answered 5xx. It is never re-sent blindly."""
 
 
 class S3Client:
     """A thread-safe S3 client over at most ``pool_size`` idle keep-alive connections.
 
-    Requests are retried ``retries`` times on network errors and 5xx, except that a request
-    which is not idempotent (``POST``: create or complete a multipart upload) goes out on a fresh
-    link and is never re-sent once it may have reached the server: a second "complete" could
-    fail or a second "create" leave an orphan upload, so the error is reported instead.
+    Retry rules. An idempotent request (GET, HEAD, PUT of an object or part, DELETE) is re-sent
+    at once when a reused keep-alive link turns out closed, and up to ``retries`` times with
+    backoff on network errors and 5xx. A POST (create or complete a multipart upload) goes out
+    on a fresh link and is re-sent only when that link could not even be opened (nothing was
+    written); once a byte may have reached the server, a broken link or a 5xx raises
+    :class:`Unconfirmed`: a second "create" would leave an orphan upload. "Complete" is then
+    settled by asking S3 (see :meth:`complete_multipart`).
     """
 
     def __init__(
@@ -132,22 +142,24 @@ class S3Client:
             except OSError as exc:
                 if conn is not None:
                     conn.close()
-                if not idempotent:
-                    raise DependencyDown(
-                        f"S3 at {self.endpoint.url}: {label} interrupted ({exc}); not re-sent, "
-                        "it may have been applied"
-                    ) from None
-                if tries.stale_link(reused):
+                if conn is not None and not idempotent:
+                    raise Unconfirmed(f"S3 at {self.endpoint.url}: {label} interrupted ({exc}); "
+                                      "not re-sent, it may have been applied") from None
+                if conn is not None and tries.stale_link(reused):
                     self.close()
                 elif not tries.back_off(first_at_once=True):
                     raise DependencyDown(
                         f"S3 at {self.endpoint.url} unreachable during {label}: {exc}"
                     ) from None
-                continue
+                continue  # idempotent, or a POST whose link never opened (nothing was sent)
             response = Response(self._release, conn, status, answer)
             if status in ok:
                 return response
             detail = _drain(response)
+            if status in _RETRY_STATUS and not idempotent:
+                code, message = _error_fields(detail)
+                raise Unconfirmed(f"S3 {label} answered {status} {code} {message}".rstrip()
+                                  + "; not re-sent, it may have been applied")
             if status in _RETRY_STATUS and tries.back_off(first_at_once=False):
                 continue
             raise _status_error(label, status, detail)
@@ -300,25 +312,35 @@ class S3Client:
             raise OperationFailed(f"S3 gave part {number} of {bucket}/{key} no etag")
         return etag
 
-    def complete_multipart(self, bucket: str, key: str, upload_id: str, etags: list[str]) -> str:
-        """Assemble the parts (etags in part order); return the object's etag."""
-        body = (
-            "<CompleteMultipartUpload>"
-            + "".join(
-                f'<Part><PartNumber>{n}</PartNumber><ETag>"{e}"</ETag></Part>'
-                for n, e in enumerate(etags, start=1)
-            )
-            + "</CompleteMultipartUpload>"
-        )
-        with self.request(
-            "POST", bucket, key, params={"uploadId": upload_id}, body=body.encode()
-        ) as resp:
-            reply = resp.read()
-        root = ET.fromstring(reply)
-        if root.tag.endswith("Error"):
-            code, message = _error_fields(reply)
-            raise OperationFailed(f"S3 complete upload {bucket}/{key} failed: {code} {message}")
-        return root.findtext(f"{_NS}ETag", "").strip('"')
+    def complete_multipart(self, bucket: str, key: str, upload_id: str, etags: list[str],
+                           *, size: int | None = None) -> str:
+        """Assemble the parts (etags in part order) into an object of ``size`` bytes (when
+        known); return its etag.
+
+        When the answer is lost (broken link, 5xx, an error inside a 200) the request is not
+        re-posted blindly: :func:`~autograph.s3.completion.settle` asks S3 whether the upload is
+        still open (then it is completed again) or the object is there and is ours.
+        """
+        where = f"{bucket}/{key}"
+        for _ in range(self._retries + 1):
+            try:
+                with self.request("POST", bucket, key, params={"uploadId": upload_id},
+                                  body=completion_body(etags),
+                                  what=f"complete upload {where}") as resp:
+                    reply = resp.read()
+                root = ET.fromstring(reply)
+                if not root.tag.endswith("Error"):
+                    return root.findtext(f"{_NS}ETag", "").strip('"')
+                code, message = _error_fields(reply)
+                if code not in _RETRY_CODES:
+                    raise OperationFailed(f"S3 complete upload {where} failed: {code} {message}")
+            except Unconfirmed:
+                pass
+            done = settle(self.request, bucket, key, upload_id, etags, size)
+            if done is not None:  # None: still open, complete it again
+                return done
+        raise OperationFailed(f"S3 complete upload {where}: not confirmed after "
+                              f"{self._retries + 1} attempts (the upload is still open)")
 
     def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
         """Drop an unfinished multipart upload (best effort)."""

@@ -211,7 +211,7 @@ def _upload(growing: GrowingFile, upload: Upload, counts: Callable[[int], None])
     try:
         with ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="archive-upload") as pool:
             parts: list[Future[str]] = []
-            number, data = 1, first
+            number, data, sent = 1, first, 0
             while data:
                 while sum(not f.done() for f in parts) >= UPLOADS_IN_FLIGHT:
                     next(f for f in parts if not f.done()).exception()
@@ -221,10 +221,12 @@ def _upload(growing: GrowingFile, upload: Upload, counts: Callable[[int], None])
                     )
                 )
                 counts(number * UPLOAD_PART)
+                sent += len(data)
                 data = growing.read_exact(UPLOAD_PART, number * UPLOAD_PART)
                 number += 1
             etags = [f.result() for f in parts]
-        upload.etag = client.complete_multipart(upload.bucket, upload.key, upload_id, etags)
+        upload.etag = client.complete_multipart(upload.bucket, upload.key, upload_id, etags,
+                                                size=sent)
     except BaseException:
         client.abort_multipart(upload.bucket, upload.key, upload_id)
         raise

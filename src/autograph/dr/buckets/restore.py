@@ -4,7 +4,8 @@ The archive is read once, in order, in the caller's thread (each object's sha256
 its last byte is read); objects are stored from a pool of worker threads, small ones in one PUT
 with their Content-MD5, big ones as multipart uploads whose parts are sent while the next ones
 are read. Bytes waiting to be sent are bounded (``budget``). A failing request is retried (by
-the client on network errors and 5xx; ``attempts`` more times here), then the object is reported
+the client on network errors and 5xx; idempotent PUTs ``attempts`` more times here, never the
+POSTs that create or complete a multipart upload), then the object is reported
 in ``failed``: never dropped silently. With ``overwrite=False`` a key that exists
 (listed before the restore, or created meanwhile: ``If-None-Match: *``) is skipped, unread.
 """
@@ -145,10 +146,10 @@ class _Putter:
         """Multipart: parts read here (the reader's thread), sent by the pool, completed by a
         helper thread once they are all in."""
         try:
-            upload_id = self.retrying(
-                lambda: self.client.create_multipart(
-                    self.bucket, item.key, content_type=item.content_type, metadata=item.metadata
-                )
+            # Not retried here: a second "create" after one that may have arrived leaves an
+            # orphan upload (the client re-sends only what provably never left).
+            upload_id = self.client.create_multipart(
+                self.bucket, item.key, content_type=item.content_type, metadata=item.metadata
             )
         except AutographError as exc:
             self._fail(item, exc)
@@ -187,9 +188,9 @@ class _Putter:
     ) -> None:
         try:
             etags = [future.result() for future in parts]
-            self.retrying(
-                lambda: self.client.complete_multipart(self.bucket, item.key, upload_id, etags)
-            )
+            # The client settles a lost answer itself (asks S3, never re-posts blindly).
+            self.client.complete_multipart(self.bucket, item.key, upload_id, etags,
+                                           size=item.size)
             self._done(item, stored=True)
         except AutographError as exc:
             self.client.abort_multipart(self.bucket, item.key, upload_id)

@@ -2,7 +2,8 @@
 
 Uploads are multipart above one part (16 MiB), parts sent concurrently (bounded: memory stays at
 a few parts), each with its Content-MD5 so the server rejects a damaged part; the final ETag is
-compared with the one expected from the parts' MD5s where the server uses the usual format.
+compared with the one expected from the parts' MD5s only where it is an MD5 (see
+:mod:`autograph.s3.etags`: never under SSE-KMS/SSE-C, whose ETags are opaque).
 Small files go in one PUT with Content-MD5. An interrupted upload is aborted, so nothing
 appears under the key. Connection failures raise DependencyDown.
 """
@@ -34,6 +35,7 @@ from autograph.errors import (
     NotFound,
     OperationFailed,
 )
+from autograph.s3.etags import contradicts, multipart_etag
 
 PART_SIZE = 16 * 1024 * 1024
 MAX_IN_FLIGHT = 3
@@ -129,8 +131,7 @@ class S3Writer(HashedWriter):
                     Bucket=self._store.bucket, Key=self._full_key, UploadId=self._upload_id,
                     MultipartUpload={"Parts": parts},
                 )
-                combined = hashlib.md5(b"".join(self._part_md5s), usedforsecurity=False)
-                expected = f"{combined.hexdigest()}-{len(parts)}"
+                expected = multipart_etag(self._part_md5s)
         except (BotoCoreError, ClientError) as exc:
             self.abort()
             raise s3_error(exc, self._where()) from None
@@ -141,7 +142,8 @@ class S3Writer(HashedWriter):
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
         etag = str(answer.get("ETag", "")).strip('"')
-        if etag and _comparable(etag, expected) and etag != expected:
+        headers = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        if contradicts(etag, expected, headers):
             self._store.delete(self.key)
             raise IntegrityError(f"{self._where()}: uploaded ETag {etag} != expected {expected}")
         self.result = StoredObject(self.key, self.size, None, self.hexdigest())
@@ -162,11 +164,6 @@ class S3Writer(HashedWriter):
 
     def __enter__(self) -> S3Writer:
         return self
-
-
-def _comparable(etag: str, expected: str) -> bool:
-    """True when both ETags have the same shape (plain MD5, or MD5-of-MD5s with a count)."""
-    return ("-" in etag) == ("-" in expected) and len(etag.split("-")[0]) == 32
 
 
 class S3Store:
