@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from autograph.config import Settings
 from autograph.dr.storage import (
@@ -36,14 +36,14 @@ from autograph.dr.storage import (
     fill,
     sha256_of,
 )
-from autograph.dr.storage.crypto import (
-    DecryptingReader,
-    EncryptionKey,
-    Encryptor,
-    load_or_create_key,
-    plaintext_size,
-)
 from autograph.errors import ConfigError
+
+if TYPE_CHECKING:
+    from autograph.dr.storage.crypto import EncryptionKey
+
+# autograph.dr.storage.crypto (and so ``cryptography``, ~10 ms of every backup command's
+# start-up) is imported inside the functions that encrypt or decrypt: only a configured
+# off-site tier with encryption on ever needs it.
 
 AREAS = ("database", "base", "minio", "snapshots/index", "snapshots/blobs")
 """The off-site folders of the catalog kinds and the snapshot store (WAL: ``wal/<sysid>``)."""
@@ -55,7 +55,12 @@ class OffsiteWriter(HashedWriter):
     def __init__(self, inner: BackupStore, key: str, enc: EncryptionKey | None) -> None:
         self._inner_cm = inner.writer(key)
         self._sink: Any = None
-        self._enc = Encryptor(enc) if enc is not None else None
+        if enc is not None:
+            from autograph.dr.storage.crypto import Encryptor
+
+            self._enc: Any = Encryptor(enc)
+        else:
+            self._enc = None
         self._counter = HashingCounter()  # of the plaintext
         self.ciphertext_sha256: str | None = None
 
@@ -127,6 +132,8 @@ class OffsiteStore:
             if self.key is None and not self.keys:
                 yield raw
             else:
+                from autograph.dr.storage.crypto import DecryptingReader
+
                 where = f"{self.inner.describe()}{key}"
                 yield cast(BinaryIO, DecryptingReader(raw, self.keys, where))
 
@@ -144,6 +151,8 @@ class OffsiteStore:
     def _plain(self, item: StoredObject) -> StoredObject:
         if self.key is None and not self.keys:
             return item
+        from autograph.dr.storage.crypto import plaintext_size
+
         return replace(item, size=plaintext_size(item.size), sha256=None)
 
     def list(self, prefix: str = "") -> list[StoredObject]:
@@ -189,6 +198,8 @@ def offsite_key(settings: Settings) -> EncryptionKey | None:
     """The off-site encryption key (created at first use); None when encryption is off."""
     if not settings.offsite_encryption:
         return None
+    from autograph.dr.storage.crypto import load_or_create_key
+
     configured = settings.offsite_key.get_secret_value() if settings.offsite_key else None
     return load_or_create_key(settings.secrets_dir, configured)
 
