@@ -12,7 +12,9 @@ round times, in this process:
 3. the big object read in full (ours: ``fetch_objects``, 8 MiB ranged GETs 3 ahead; obstore: one
    streamed GET, and 8 MiB ranged GETs 4 in flight);
 4. PUT ``--puts`` small objects, 16 concurrent (ours: ``dr.buckets.restore.put_objects``, the
-   restore's engine; obstore: async and sync as in 2).
+   restore's engine; obstore: async and sync as in 2);
+5. PUT one object of the big one's size (ours: ``put_objects``, multipart of 8 MiB parts;
+   obstore: ``put`` with ``use_multipart``, 8 MiB chunks, 4 in flight).
 
 First, key fidelity: keys the bucket backup's tests copy (tab, newline, a control character, a
 directory marker, ...) are stored with ours and read back with obstore; the ones it cannot list
@@ -195,6 +197,17 @@ def obstore_put_sync(store: S3Store, bodies: list[tuple[Item, bytes]]) -> Moved:
     return len(sizes), sum(sizes)
 
 
+def obstore_put_big(store: S3Store, key: str, body: bytes) -> Moved:
+    """One multipart upload of 8 MiB parts, 4 in flight (ours: ``put_objects``' large path)."""
+    obs.put(store, key, io.BytesIO(body), use_multipart=True, chunk_size=PART, max_concurrency=4)
+    return 1, len(body)
+
+
+def ours_put_big(client: S3Client, key: str, body: bytes, sha256: str) -> Moved:
+    """Through the restore's engine (``put_objects``: Content-MD5 on every part)."""
+    return ours_put(client, [(Item(key, len(body), "application/octet-stream", {}, sha256), body)])
+
+
 # Key fidelity ----------------------------------------------------------------------------------
 AWKWARD_KEYS = [
     "sp ace/tab\there",
@@ -290,6 +303,8 @@ def phases(
     keys = [o.key for o in small]
     everything = (len(listed), sum(o.size for o in listed))
     put_bytes = sum(i.size for i, _ in puts("x"))
+    big_body = os.urandom(big.size)  # as big as the big object, uploaded
+    big_sha256 = hashlib.sha256(big_body).hexdigest()  # known beforehand, as from a manifest
 
     def ours_listing(_tag: str) -> Moved:
         found = ours_list(ours)
@@ -322,6 +337,15 @@ def phases(
                 "ours": lambda t: ours_put(ours, puts(f"ours-{t}")),
                 "obstore async": lambda t: obstore_put_async(put_store, puts(f"oa-{t}")),
                 "obstore sync x16": lambda t: obstore_put_sync(put_store, puts(f"os-{t}")),
+            },
+        ),
+        (
+            "put big",
+            (1, len(big_body)),
+            {
+                "ours": lambda t: ours_put_big(ours, f"big-ours-{t}", big_body, big_sha256),
+                "obstore multipart x4": lambda t: obstore_put_big(put_store, f"big-o-{t}",
+                                                                  big_body),
             },
         ),
     ]
@@ -425,7 +449,9 @@ def report(results: Results, key_failures: list[str]) -> None:
             )
     loads = [r.load for c in results.runs.values() for rs in c.values() for r in rs]
     print(f"\nload average (1 min) during the runs: {min(loads):.1f}-{max(loads):.1f}")
-    for phase in ("get small", "get big"):
+    for phase in ("get small", "get big", "put small", "put big"):
+        if phase not in best:
+            continue
         label, ratio = best[phase]
         verdict = "within" if ratio <= 1.5 else "outside"
         print(
