@@ -171,13 +171,42 @@ def test_pruning_thins_old_snapshots_and_keeps_every_blob_a_kept_one_needs(
         clock.advance(20 * 60)
     clock.advance(3 * 3600)  # all older than the keep-all hour now
     report = manager.prune()
-    kept = sorted(n for n, why in report.decisions.items() if why)
+    kept = sorted(d.name for d in report.decisions if d.keep)
     assert names[-1] in kept and len(kept) == 2  # the newest of each of the two hours
     assert set(report.removed) == set(names) - set(kept)
     assert report.blobs_removed == {"local": 4, "s3": 4}
     for name in kept:
         assert manager.verify(name, deep=True)["status"] == "passed"
     assert manager.list(bucket)["snapshots"][0]["name"] == names[-1]
+
+
+def test_pruning_honours_keep_within_and_keep_hourly_in_both_tiers(
+        infra_stack: Stack, buckets: Buckets, clock: Clock) -> None:
+    settings = buckets.settings.model_copy(update={
+        "snapshot_keep_all_seconds": 30 * 60, "snapshot_keep_hourly": 2,
+        "snapshot_keep_daily": 0})
+    manager = SnapshotManager(settings, infra_stack.creds, clock=clock)
+    bucket = buckets.make_app_bucket({"k": b"version 0"})
+    names = []
+    for step in range(8):  # 12:00, 12:20 … 14:20, each with new bytes for "k"
+        buckets.put(bucket, "k", f"version {step}".encode())
+        names.append(manager.take(bucket).snapshot.name)
+        clock.advance(20 * 60)
+    clock.advance(-10 * 60)  # now 14:30
+    plan = {d.name: d for d in manager.prune(dry_run=True).decisions}
+    assert plan[names[7]].reasons == ["last (1 of 1)", "within the last 30m",
+                                      "hourly 2026-03-01T14 (1 of 2)"]
+    assert plan[names[6]].reasons == ["within the last 30m"]  # 14:00: exactly 30 min old
+    assert plan[names[5]].reasons == ["hourly 2026-03-01T13 (2 of 2)"]  # 13:40
+    assert not plan[names[4]].keep and "older than 30m" in plan[names[4]].reasons
+    expected = set(names[5:])
+    report = manager.prune()
+    assert {d.name for d in report.decisions if d.outcome == "removed"} == set(names) - expected
+    assert report.blobs_removed == {"local": 5, "s3": 5}  # the bytes only they held
+    for tier in manager.store.tiers():  # the indexes went from each tier, the kept ones stay
+        assert {o.key.removesuffix(INDEX_SUFFIX) for o in tier.index.list("snap_")} == expected
+    for name in expected:
+        assert manager.verify(name, deep=True)["status"] == "passed"
 
 
 def test_bad_input_and_a_second_operation(manager: SnapshotManager, buckets: Buckets) -> None:

@@ -74,6 +74,17 @@ policies = st.builds(
 )
 
 
+wide_policies = st.builds(
+    RetentionPolicy,
+    daily=st.integers(0, 10),
+    weekly=st.integers(0, 3),
+    monthly=st.integers(0, 3),
+    hourly=st.integers(0, 30),
+    within=st.timedeltas(timedelta(0), timedelta(days=20)),
+    last=st.integers(0, 5),
+)
+
+
 def protected(candidate: Candidate, candidates: list[Candidate], now: datetime) -> bool:
     verified = [c for c in candidates if c.verified]
     newest_verified = max(verified, key=lambda c: (c.created_at, c.name), default=None)
@@ -86,22 +97,28 @@ def protected(candidate: Candidate, candidates: list[Candidate], now: datetime) 
 
 
 def reference_kept(candidates: list[Candidate], policy: RetentionPolicy, now: datetime) -> set[str]:
-    """An independent oracle: group by period, take the N most recent periods, newest in each."""
-    if not (policy.daily or policy.weekly or policy.monthly):
+    """An independent oracle: group by period, take the N most recent periods, newest in each;
+    the N newest; everything at most ``within`` old."""
+    if policy.is_empty:
         return {c.name for c in candidates}
-    period_keys: dict[str, Callable[[datetime], tuple[int, int, int]]] = {
+    period_keys: dict[str, Callable[[datetime], tuple[int, ...]]] = {
+        "hourly": lambda t: (t.year, t.month, t.day, t.hour),
         "daily": lambda t: (t.year, t.month, t.day),
         "weekly": lambda t: (t.isocalendar()[0], t.isocalendar()[1], 0),
         "monthly": lambda t: (t.year, t.month, 0),
     }
     kept = {c.name for c in candidates if protected(c, candidates, now)}
     past = [c for c in candidates if c.created_at <= now]
+    newest_first = sorted(past, key=lambda c: (c.created_at, c.name), reverse=True)
+    kept.update(c.name for c in newest_first[: policy.last])
+    kept.update(c.name for c in past if now - c.created_at <= policy.within)
     for rule, count in (
+        ("hourly", policy.hourly),
         ("daily", policy.daily),
         ("weekly", policy.weekly),
         ("monthly", policy.monthly),
     ):
-        groups: dict[tuple[int, int, int], list[Candidate]] = {}
+        groups: dict[tuple[int, ...], list[Candidate]] = {}
         for c in past:
             groups.setdefault(period_keys[rule](c.created_at.astimezone(UTC)), []).append(c)
         for period in sorted(groups, reverse=True)[:count]:
@@ -118,6 +135,19 @@ def test_matches_the_independent_reference(
     assert kept_names(apply_policy(candidates, policy, now)) == reference_kept(
         candidates, policy, now
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories(), wide_policies)
+def test_last_within_and_hourly_match_the_independent_reference(
+    history: tuple[list[Candidate], datetime], policy: RetentionPolicy
+) -> None:
+    candidates, now = history
+    decisions = apply_policy(candidates, policy, now)
+    assert kept_names(decisions) == reference_kept(candidates, policy, now)
+    assert all(d.reasons and all(d.reasons) for d in decisions)
+    survivors = [c for c in candidates if c.name in kept_names(decisions)]
+    assert all(d.keep for d in apply_policy(survivors, policy, now))
 
 
 @settings(max_examples=300, deadline=None)
@@ -315,3 +345,72 @@ def test_bad_input_is_rejected(candidates: list[Candidate], now: datetime) -> No
 def test_negative_counts_are_rejected() -> None:
     with pytest.raises(InvalidInput, match="keep-weekly"):
         RetentionPolicy(weekly=-1)
+
+
+def test_hourly_keeps_the_newest_of_each_utc_hour_for_the_most_recent_hours() -> None:
+    india = timezone(timedelta(hours=5, minutes=30))  # 17:29 there is 11:59 UTC
+    candidates = [
+        backup("h09", datetime(2026, 3, 29, 9, 40, tzinfo=UTC)),
+        backup("h10_last_second", datetime(2026, 3, 29, 10, 59, 59, tzinfo=UTC)),
+        backup("h11_first", datetime(2026, 3, 29, 11, 0, tzinfo=UTC)),
+        backup("h11_late", datetime(2026, 3, 29, 17, 29, tzinfo=india)),
+    ]
+    now = datetime(2026, 3, 29, 12, 5, tzinfo=UTC)
+    decisions = by_name(apply_policy(candidates, RetentionPolicy(hourly=2), now))
+    assert decisions["h11_late"].reasons == ("hourly 2026-03-29T11 (1 of 2)",)
+    assert decisions["h11_first"].reasons == ("hourly 2026-03-29T11 kept by newer h11_late",)
+    assert decisions["h10_last_second"].reasons == ("hourly 2026-03-29T10 (2 of 2)",)
+    assert decisions["h09"].reasons == (
+        "hourly 2026-03-29T09 is older than the 2 most recent hours",
+    )
+    assert kept_names(list(decisions.values())) == {"h11_late", "h10_last_second"}
+
+
+def test_hourly_periods_cross_midnight_and_month_ends() -> None:
+    candidates = [backup(f"b{i}", datetime(2026, 1, 31, 22, 30, tzinfo=UTC) + timedelta(hours=i))
+                  for i in range(4)]  # 22:30, 23:30 on Jan 31; 00:30, 01:30 on Feb 1
+    now = datetime(2026, 2, 1, 1, 45, tzinfo=UTC)
+    decisions = by_name(apply_policy(candidates, RetentionPolicy(hourly=3), now))
+    assert decisions["b1"].reasons == ("hourly 2026-01-31T23 (3 of 3)",)
+    assert not decisions["b0"].keep
+
+
+def test_within_keeps_everything_up_to_the_boundary_included() -> None:
+    now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    candidates = [
+        backup("fresh", now - timedelta(minutes=1)),
+        backup("on_the_edge", now - timedelta(hours=2)),
+        backup("just_past", now - timedelta(hours=2, microseconds=1)),
+        backup("yesterday", now - timedelta(days=1)),
+        backup("skewed", now + timedelta(minutes=5)),
+    ]
+    decisions = by_name(apply_policy(candidates, RetentionPolicy(within=timedelta(hours=2)), now))
+    assert decisions["fresh"].reasons == ("within the last 2h",)
+    assert decisions["on_the_edge"].reasons == ("within the last 2h",)
+    assert decisions["just_past"].reasons == ("older than 2h",)
+    assert not decisions["yesterday"].keep
+    assert decisions["skewed"].reasons == ("created after now (clock skew)",)
+
+
+def test_last_keeps_the_newest_whatever_their_age_and_rules_are_ored() -> None:
+    now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    candidates = [backup(f"m{i}", now - timedelta(days=40 * i + 1)) for i in range(4)]
+    policy = RetentionPolicy(last=2, within=timedelta(days=1), hourly=48)
+    decisions = by_name(apply_policy(candidates, policy, now))
+    assert decisions["m0"].reasons == ("last (1 of 2)", "within the last 1d",
+                                       "hourly 2026-11-26T12 (1 of 48)")
+    assert decisions["m1"].reasons == ("last (2 of 2)", "hourly 2026-10-17T12 (2 of 48)")
+    assert decisions["m3"].reasons == ("hourly 2026-07-29T12 (4 of 48)",)
+    only_last = by_name(apply_policy(candidates, RetentionPolicy(last=2), now))
+    assert only_last["m2"].reasons == ("not among the 2 newest",)
+    assert kept_names(list(only_last.values())) == {"m0", "m1"}
+
+
+@pytest.mark.parametrize(
+    ("knobs", "message"),
+    [({"hourly": -1}, "keep-hourly"), ({"last": -2}, "keep-last"),
+     ({"within": timedelta(seconds=-1)}, "keep-within")],
+)
+def test_negative_new_knobs_are_rejected(knobs: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        RetentionPolicy(**knobs)  # type: ignore[arg-type]

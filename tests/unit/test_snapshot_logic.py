@@ -1,4 +1,4 @@
-"""Pure parts of bucket snapshots: names, thinning, mass-deletion detection, status."""
+"""Pure parts of bucket snapshots: names, retention, mass-deletion detection, status."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from autograph.dr.buckets.snapshots.prune import SnapshotPolicy, thin
+from autograph.dr.buckets.snapshots.prune import decide
 from autograph.dr.buckets.snapshots.store import Snapshot, SnapshotObject, parse_name, snapshot_name
 from autograph.dr.buckets.snapshots.taking import shrinkage
 from autograph.dr.monitor.status import snapshot_status
+from autograph.dr.retention.policy import RetentionPolicy
 from autograph.errors import IntegrityError, InvalidInput
 
 NOON = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
@@ -32,28 +33,48 @@ def test_names_round_trip_to_the_millisecond_and_odd_names_are_refused() -> None
             parse_name(bad)
 
 
-def test_thinning_keeps_the_last_hour_then_one_per_hour_then_one_per_day() -> None:
+def _verdict(names: list[str], policy: RetentionPolicy) -> dict[str, tuple[str, ...]]:
+    """``{name: keep reasons}`` (empty: removed) of one bucket's snapshots."""
+    bucket = parse_name(names[0])[0] if names else "diagrams"
+    return {d.name: tuple(d.reasons) if d.keep else ()
+            for d in decide({"local": names}, [bucket], NOON, policy)}
+
+
+def test_retention_keeps_the_last_hour_then_one_per_hour_then_one_per_day() -> None:
     times = [NOON - timedelta(minutes=m) for m in range(0, 60 * 50, 20)]  # 50 h, every 20 min
     names = [snapshot_name("diagrams", t) for t in times]
-    policy = SnapshotPolicy(keep_all=timedelta(hours=1), hourly=24, daily=3)
-    verdict = thin(names, NOON, policy)
+    policy = RetentionPolicy(last=1, within=timedelta(hours=1), hourly=24, daily=3)
+    verdict = _verdict(names, policy)
     kept = [n for n in names if verdict[n]]
-    assert verdict[names[0]] == "newest"
+    assert verdict[names[0]][0] == "last (1 of 1)"
     assert all(verdict[n] for n in names[:4])  # 0, 20, 40, 60 minutes old
+    assert "within the last 1h" in verdict[names[3]]  # exactly one hour old: the boundary
+    assert "within the last 1h" not in verdict[names[4]]
     recent_hours = sorted({t.replace(minute=0) for t in times}, reverse=True)[:24]
     assert set(recent_hours) <= {parse_name(n)[1].replace(minute=0) for n in kept}
     older = [n for n in kept if parse_name(n)[1] < recent_hours[-1]]
-    assert all("day" in str(verdict[n]) for n in older)
+    assert older and all(r.startswith("daily") for n in older for r in verdict[n])
     days = {parse_name(n)[1].date() for n in kept}
     assert len(days) == 3
     assert len(kept) < len(names) / 2
-    assert thin([], NOON, policy) == {}
+    assert _verdict([], policy) == {}
 
 
-def test_only_the_newest_survives_an_empty_policy() -> None:
+def test_only_the_newest_survives_a_policy_of_zeros() -> None:
     names = [snapshot_name("exports", NOON - timedelta(hours=h)) for h in range(5)]
-    verdict = thin(names, NOON, SnapshotPolicy(keep_all=timedelta(0), hourly=0, daily=0))
+    verdict = _verdict(names, RetentionPolicy(last=1))
     assert [n for n in names if verdict[n]] == [names[0]]
+
+
+def test_each_bucket_is_decided_on_its_own_with_its_tiers() -> None:
+    old = NOON - timedelta(days=30)
+    a, b = snapshot_name("diagrams", old), snapshot_name("exports", old - timedelta(hours=1))
+    decisions = {d.name: d for d in decide({"local": [a, b], "s3": [b]},
+                                           ["diagrams", "exports"], NOON,
+                                           RetentionPolicy(last=1, hourly=2))}
+    assert decisions[a].keep and decisions[b].keep  # each the newest of its own bucket
+    assert (decisions[a].kind, decisions[a].source) == ("snapshot", "diagrams")
+    assert decisions[b].locations == ["local", "s3"]
 
 
 def _flag(parent: Snapshot | None, keys: list[str], name: str = "s") -> Snapshot:

@@ -147,14 +147,17 @@ def restore(
 @snapshots_app.command("prune")
 def prune(dry_run: Annotated[bool, typer.Option(help="only say what would go")] = False,
           json_output: JsonOpt = False) -> None:
-    """Thin old snapshots (all of the last hour, hourly for 48 h, daily for 14 days by default)
-    and remove the blobs no kept snapshot names."""
+    """Apply the snapshot retention (all of the last hour, hourly for 48 h, daily for 14 days by
+    default; the newest always) and remove the blobs no kept snapshot names."""
     report = _manager().prune(dry_run=dry_run)
-    if json_output:
-        emit_json(report.as_dict())
+    if json_output:  # the retention report, plus the keys this command has always printed
+        emit_json({**report.model_dump(mode="json"), "removed": report.removed,
+                   "kept": {d.name: "; ".join(d.reasons) for d in report.decisions if d.keep},
+                   "errors": report.errors})
         return
-    for name, why in sorted(report.decisions.items()):
-        out.print(f"{'keep  ' if why else 'remove'} {name}" + (f"  ({why})" if why else ""))
+    for item in sorted(report.decisions, key=lambda d: d.name):
+        why = f"  ({'; '.join(item.reasons)})" if item.keep else ""
+        out.print(f"{'keep  ' if item.keep else 'remove'} {item.name}{why}")
     if not dry_run:
         out.print(f"blobs removed: {report.blobs_removed}")
     for error in report.errors:

@@ -18,7 +18,9 @@ from pydantic import BaseModel, Field, JsonValue
 
 from autograph.errors import InvalidInput
 
-Kind = Literal["database", "bucket", "basebackup"]
+Kind = Literal["database", "bucket", "basebackup", "snapshot"]
+"""Every kind of backup; ``KINDS`` are those stored as artifact + manifest in a catalog (bucket
+snapshots keep their own index layout, :mod:`autograph.dr.buckets.snapshots.store`)."""
 Tier = Literal["local", "s3", "offsite"]
 VerificationStatus = Literal["passed", "failed", "not_verified"]
 CopyState = Literal["uploaded", "missing", "disabled"]

@@ -30,7 +30,7 @@ import psycopg
 from autograph.clock import Clock, utc_now
 from autograph.config import Settings
 from autograph.dr.buckets.snapshots.blobs import squeeze
-from autograph.dr.buckets.snapshots.store import COMPRESSED_SUFFIX, SnapshotStore, Tier
+from autograph.dr.buckets.snapshots.store import COMPRESSED_SUFFIX, SnapshotStore, TierStores
 from autograph.dr.buckets.watermark import (
     OutboxState,
     read_state,
@@ -133,7 +133,7 @@ class Replicator:
         self._save_state(result)
         return result
 
-    def _drain(self, conn: psycopg.Connection[Any], tiers: list[Tier],
+    def _drain(self, conn: psycopg.Connection[Any], tiers: list[TierStores],
                result: PassResult) -> datetime | None:
         """Ship batches until none is left for the tiers still up; the database time of the
         last (empty-handed) look, or None when every tier failed or a row could not be
@@ -161,7 +161,7 @@ class Replicator:
                                    marks)
             result.rows += len(marks)
 
-    def _ship_row(self, row: tuple[Any, ...], up: list[Tier],
+    def _ship_row(self, row: tuple[Any, ...], up: list[TierStores],
                   result: PassResult) -> list[str] | None:
         """Copy one object into the tiers that lack it; the tiers now holding it (all of
         ``up`` when the object no longer exists: nothing is left to ship), or None."""
@@ -181,7 +181,7 @@ class Replicator:
                       bucket, key)
             return None
         blob, stored = pack(data)
-        done = []
+        done: list[str] = []
         for tier in wanted:
             try:
                 sent = self._put_blob(tier, blob, stored)
@@ -193,7 +193,7 @@ class Replicator:
             done.append(tier.name)
         return done or None
 
-    def _put_blob(self, tier: Tier, blob: str, stored: bytes) -> bool:
+    def _put_blob(self, tier: TierStores, blob: str, stored: bytes) -> bool:
         """Store the blob unless the tier has it with this size; True when sent."""
         try:
             if tier.blobs.stat(blob).size == len(stored):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from autograph.dr.buckets.snapshots.store import SnapshotStore, Tier
+from autograph.dr.buckets.snapshots.store import SnapshotStore, TierStores
 from autograph.errors import AutographError, DependencyDown, IntegrityError, NotFound
 
 WATERMARK_KEY = "outbox.watermark.json"
@@ -37,7 +37,7 @@ class OutboxState(BaseModel):
     shipped_total: int = 0
 
 
-def write_watermark(tier: Tier, moment: datetime) -> None:
+def write_watermark(tier: TierStores, moment: datetime) -> None:
     """Record ``moment`` as the tier's protected point (never moves it backwards).
 
     Raises DependencyDown / OperationFailed from the tier's store."""
@@ -48,7 +48,7 @@ def write_watermark(tier: Tier, moment: datetime) -> None:
     tier.index.put(WATERMARK_KEY, io.BytesIO(body))
 
 
-def read_watermark(tier: Tier) -> datetime | None:
+def read_watermark(tier: TierStores) -> datetime | None:
     """The tier's protected point, or None when it has none (no replicator ran).
 
     Raises DependencyDown when the tier is unreachable, IntegrityError when unreadable."""

@@ -64,6 +64,10 @@ class PruneReport(BaseModel):
     decisions: list[PruneDecision] = Field(default_factory=list)
     unreachable: dict[str, str] = Field(
         default_factory=dict, description="'kind/tier' -> why: nothing was deleted for that kind")
+    blobs_removed: dict[str, int] = Field(
+        default_factory=dict, description="snapshots: blobs no kept snapshot names, per tier")
+    problems: list[str] = Field(
+        default_factory=list, description="snapshots: why blobs were not (all) collected")
 
     @property
     def removed(self) -> list[str]:
@@ -74,6 +78,11 @@ class PruneReport(BaseModel):
     def failed(self) -> dict[str, str]:
         """Names the policy let go but that could not be deleted, with the reason."""
         return {d.name: d.error or "" for d in self.decisions if d.outcome == "not removed"}
+
+    @property
+    def errors(self) -> list[str]:
+        """Every failure in one line each: deletions (``name: why``), then the problems."""
+        return [f"{name}: {why}" for name, why in self.failed.items()] + self.problems
 
 
 def candidate(entry: BackupEntry, busy: set[str]) -> Candidate:

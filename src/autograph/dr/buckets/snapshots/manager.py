@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from autograph.clock import Clock, isoformat, utc_now
 from autograph.config import Settings
 from autograph.dr.buckets.models import validate_bucket
 from autograph.dr.buckets.restore import put_objects
-from autograph.dr.buckets.snapshots.prune import PruneReport, SnapshotPolicy, prune
+from autograph.dr.buckets.snapshots.prune import prune, snapshot_policy
 from autograph.dr.buckets.snapshots.reading import blob_ok, locate, read_objects
 from autograph.dr.buckets.snapshots.store import (
     Snapshot,
@@ -30,6 +30,7 @@ from autograph.dr.buckets.snapshots.store import (
 from autograph.dr.buckets.snapshots.taking import SnapshotResult, SnapshotTaker
 from autograph.dr.models import ProgressFn, no_progress
 from autograph.dr.ops import hooks, locks
+from autograph.dr.retention.prune import PruneReport
 from autograph.errors import (
     Conflict,
     DependencyDown,
@@ -171,15 +172,13 @@ class SnapshotManager:
 
     def prune(self, *, dry_run: bool = False,
               lock: locks.OperationLock | None = None) -> PruneReport:
-        """Thin the snapshots of every application bucket per the settings' policy and
-        collect unreferenced blobs. Raises Conflict while another snapshot operation runs."""
-        policy = SnapshotPolicy(keep_all=timedelta(seconds=self.settings.snapshot_keep_all_seconds),
-                                hourly=self.settings.snapshot_keep_hourly,
-                                daily=self.settings.snapshot_keep_daily)
+        """Prune the snapshots of every application bucket with the settings' retention policy
+        (:func:`.prune.snapshot_policy`) and collect unreferenced blobs. Raises Conflict while
+        another snapshot operation runs."""
         held = lock or self.acquire("prune")
         try:
-            return prune(self.store, self.settings.app_buckets, self.clock(), policy,
-                         dry_run=dry_run)
+            return prune(self.store, self.settings.app_buckets, self.clock(),
+                         snapshot_policy(self.settings), dry_run=dry_run)
         finally:
             held.release()
 

@@ -1,94 +1,78 @@
-"""Thinning bucket snapshots and collecting the blobs no snapshot names any more.
+"""Pruning bucket snapshots with the one retention policy, then collecting the blobs no
+snapshot names any more.
 
-Per bucket: every snapshot of the last ``keep_all`` window, then the newest of each hour for the
-``hourly`` most recent hours that have one, and the newest of each day for the ``daily`` most
-recent days that have one; the newest snapshot is always kept. Long-term history is the weekly
-archives' job (SPEC §5). Blobs are collected under the snapshot lock, so no snapshot being taken
-can name a blob this removes.
+What to keep is decided per bucket by :func:`autograph.dr.retention.policy.apply_policy`, the
+pure function that prunes every kind, with the snapshot policy of the settings: the newest
+snapshot (``last`` 1), every snapshot of the last ``snapshot_keep_all_seconds`` (``within``),
+then the newest of each hour for ``snapshot_keep_hourly`` hours and of each day for
+``snapshot_keep_daily`` days that have one. Long-term history is the weekly archives' job
+(SPEC §5). The report is the catalog's :class:`~autograph.dr.retention.prune.PruneReport` (kind
+``snapshot``) plus the blobs collected. Blobs are collected under the snapshot lock, so no
+snapshot being taken can name a blob this removes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from autograph.config import Settings
 from autograph.dr.buckets.snapshots.packs import PackedBlobs
-from autograph.dr.buckets.snapshots.store import SnapshotStore, Tier, merged, parse_name
+from autograph.dr.buckets.snapshots.store import SnapshotStore, TierStores, merged, parse_name
+from autograph.dr.models import Tier
+from autograph.dr.retention.policy import Candidate, RetentionPolicy, apply_policy
+from autograph.dr.retention.prune import PruneDecision, PruneReport
 from autograph.errors import AutographError
 
-
-@dataclass(frozen=True)
-class SnapshotPolicy:
-    """How long every snapshot is kept, and how many hourly and daily ones after that."""
-
-    keep_all: timedelta = timedelta(hours=1)
-    hourly: int = 48
-    daily: int = 14
+TIER_ORDER: tuple[Tier, ...] = ("local", "s3", "offsite")
 
 
-def thin(names: list[str], now: datetime, policy: SnapshotPolicy) -> dict[str, str | None]:
-    """``{name: reason kept, or None to remove}`` for one bucket's snapshot names. Pure."""
-    dated = sorted(((parse_name(n)[1], n) for n in names), reverse=True)
-    verdict: dict[str, str | None] = dict.fromkeys(names)
-    if not dated:
-        return verdict
-    verdict[dated[0][1]] = "newest"
-    for moment, name in dated:
-        if now - moment <= policy.keep_all and verdict[name] is None:
-            verdict[name] = f"within the last {policy.keep_all}"
-
-    def newest_per(period: Callable[[datetime], object], count: int, label: str) -> None:
-        seen: list[object] = []
-        for moment, name in dated:
-            key = period(moment)
-            if key in seen:
-                continue
-            if len(seen) == count:
-                return
-            seen.append(key)
-            if verdict[name] is None:
-                verdict[name] = f"newest of its {label}"
-
-    newest_per(lambda m: (m.date(), m.hour), policy.hourly, "hour")
-    newest_per(lambda m: m.date(), policy.daily, "day")
-    return verdict
+def snapshot_policy(settings: Settings) -> RetentionPolicy:
+    """The snapshot retention of ``settings`` (the newest snapshot is always kept)."""
+    return RetentionPolicy(last=1, within=timedelta(seconds=settings.snapshot_keep_all_seconds),
+                           hourly=settings.snapshot_keep_hourly,
+                           daily=settings.snapshot_keep_daily)
 
 
-@dataclass
-class PruneReport:
-    """What pruning decided and did."""
-
-    decisions: dict[str, str | None]
-    removed: list[str]
-    blobs_removed: dict[str, int]
-    errors: list[str]
-
-    def as_dict(self) -> dict[str, object]:
-        return {"kept": {n: r for n, r in self.decisions.items() if r},
-                "removed": self.removed, "blobs_removed": self.blobs_removed,
-                "errors": self.errors}
+def decide(per_tier: dict[str, list[str]], buckets: Sequence[str], now: datetime,
+           policy: RetentionPolicy) -> list[PruneDecision]:
+    """One decision per snapshot of ``buckets`` (each bucket apart, newest first), with the
+    tiers holding it. Pure."""
+    holders = {tier: set(names) for tier, names in per_tier.items()}
+    decisions: list[PruneDecision] = []
+    for bucket in buckets:
+        candidates = [Candidate(name, parse_name(name)[1], frozenset(), verified=False)
+                      for name in merged(per_tier, bucket)]
+        for decision in apply_policy(candidates, policy, now):
+            decisions.append(PruneDecision(
+                kind="snapshot", source=bucket, name=decision.name,
+                created_at=parse_name(decision.name)[1], keep=decision.keep,
+                reasons=list(decision.reasons),
+                locations=[t for t in TIER_ORDER if decision.name in holders.get(t, ())],
+                outcome="kept" if decision.keep else "would remove"))
+    return decisions
 
 
 def prune(store: SnapshotStore, buckets: tuple[str, ...], now: datetime,
-          policy: SnapshotPolicy, *, dry_run: bool = False) -> PruneReport:
-    """Remove the snapshots ``thin`` does not keep, then the blobs only they named.
+          policy: RetentionPolicy, *, dry_run: bool = False) -> PruneReport:
+    """Remove the snapshots ``policy`` lets go, then the blobs only they named.
     The caller holds the snapshot lock."""
-    decisions: dict[str, str | None] = {}
     per_tier, _ = store.names()  # one listing for every bucket
-    for bucket in buckets:
-        decisions.update(thin(merged(per_tier, bucket), now, policy))
-    removed = sorted(n for n, reason in decisions.items() if reason is None)
-    report = PruneReport(decisions, removed, {}, [])
+    report = PruneReport(dry_run=dry_run, at=now, decisions=decide(per_tier, buckets, now,
+                                                                   policy))
     if dry_run:
         return report
     deleted: set[str] = set()
-    for name in removed:
+    for decision in report.decisions:
+        if decision.keep:
+            continue
         try:
-            store.delete(name)
-            deleted.add(name)
+            store.delete(decision.name)
         except AutographError as exc:  # still there: its blobs stay referenced
-            report.errors.append(f"{name}: {exc.message}")
+            decision.outcome, decision.error = "not removed", exc.message
+        else:
+            decision.outcome = "removed"
+            deleted.add(decision.name)
     referenced: set[str] = set()
     for name in merged(per_tier):
         if name in deleted:
@@ -96,18 +80,18 @@ def prune(store: SnapshotStore, buckets: tuple[str, ...], now: datetime,
         try:
             referenced.update(o.blob_key for o in store.load(name)[0].objects)
         except AutographError as exc:  # cannot tell what it names: collect nothing
-            report.errors.append(f"{name}: {exc.message}; blobs not collected")
+            report.problems.append(f"{name}: {exc.message}; blobs not collected")
             return report
     for tier in store.tiers():
         try:
             report.blobs_removed[tier.name] = _collect(tier, referenced)
         except AutographError as exc:
-            report.errors.append(f"{tier.name} blobs: {exc.message}")
+            report.problems.append(f"{tier.name} blobs: {exc.message}")
             report.blobs_removed.setdefault(tier.name, 0)
     return report
 
 
-def _collect(tier: Tier, referenced: set[str]) -> int:
+def _collect(tier: TierStores, referenced: set[str]) -> int:
     """Delete the tier's blobs no snapshot names, except those stored after its newest index
     (the outbox replicator's: recovery to the protected point needs them); in the S3 tier,
     packs without an index too. Returns how many blobs went."""

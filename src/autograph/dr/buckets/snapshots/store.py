@@ -25,7 +25,7 @@ from typing import Any
 from autograph.clock import isoformat
 from autograph.config import Settings
 from autograph.dr.buckets.snapshots.packs import PackedBlobs
-from autograph.dr.models import ShipReport
+from autograph.dr.models import ShipReport, Tier
 from autograph.dr.storage import BackupStore
 from autograph.dr.storage.local import LocalStore
 from autograph.dr.storage.offsite import offsite_client, offsite_enabled, open_offsite
@@ -160,10 +160,10 @@ def parse_name(name: str) -> tuple[str, datetime]:
 
 
 @dataclass
-class Tier:
-    """One tier's index and blob stores."""
+class TierStores:
+    """One tier's index and blob stores (``name``: which tier, as the catalog names tiers)."""
 
-    name: str
+    name: Tier
     index: BackupStore
     blobs: BackupStore
 
@@ -174,26 +174,26 @@ class SnapshotStore:
     def __init__(self, settings: Settings, creds: Credentials | None, *,
                  with_s3: bool = True, with_offsite: bool = True) -> None:
         root = settings.backups_dir / "snapshots"
-        self.local = Tier("local", LocalStore(root / "index"), LocalStore(root / "blobs"))
-        self.remote: Tier | None = None
+        self.local = TierStores("local", LocalStore(root / "index"), LocalStore(root / "blobs"))
+        self.remote: TierStores | None = None
         if with_s3 and creds is not None:
             from autograph.s3.boto import backup_client
 
             client = backup_client(settings, creds, connect_timeout=3.0, read_timeout=60.0,
                                    retries=2)
             bucket = settings.backup_bucket_objects
-            self.remote = Tier("s3", S3Store(client, bucket, "snapshots/index/"),
+            self.remote = TierStores("s3", S3Store(client, bucket, "snapshots/index/"),
                                PackedBlobs(S3Store(client, bucket, "snapshots/blobs/"),
                                            S3Store(client, bucket, "snapshots/packs/")))
-        self.offsite: Tier | None = None
+        self.offsite: TierStores | None = None
         if with_offsite and offsite_enabled(settings):
             client = offsite_client(settings)
             index, blobs = (open_offsite(settings, f"snapshots/{area}", client)
                             for area in ("index", "blobs"))
             assert index is not None and blobs is not None
-            self.offsite = Tier("offsite", index, blobs)
+            self.offsite = TierStores("offsite", index, blobs)
 
-    def tiers(self) -> list[Tier]:
+    def tiers(self) -> list[TierStores]:
         return ([self.local] + ([self.remote] if self.remote else [])
                 + ([self.offsite] if self.offsite else []))
 
