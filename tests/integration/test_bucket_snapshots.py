@@ -17,8 +17,9 @@ import pytest
 
 from autograph.dr.buckets.snapshots.blobs import IN_MEMORY
 from autograph.dr.buckets.snapshots.manager import SnapshotManager
-from autograph.dr.buckets.snapshots.schedule import run_due
 from autograph.dr.buckets.snapshots.store import INDEX_SUFFIX
+from autograph.dr.scheduler import Scheduler
+from autograph.dr.schedules import snapshot_schedule
 from autograph.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from autograph.stack.lifecycle import Stack
 from bucketbackups import Buckets, bucket_settings
@@ -207,6 +208,12 @@ def test_pruning_honours_keep_within_and_keep_hourly_in_both_tiers(
         assert {o.key.removesuffix(INDEX_SUFFIX) for o in tier.index.list("snap_")} == expected
     for name in expected:
         assert manager.verify(name, deep=True)["status"] == "passed"
+    again = _cli(settings, "prune", "--dry-run", "--json")  # its clock: now, hours later
+    assert again.returncode == 0, again.stderr
+    shown = json.loads(again.stdout)
+    assert set(shown["kept"]) | set(shown["removed"]) == expected and shown["errors"] == []
+    assert shown["kept"][names[7]].startswith("last (1 of 1)")
+    assert {d["kind"] for d in shown["decisions"]} == {"snapshot"} and shown["dry_run"]
 
 
 def test_bad_input_and_a_second_operation(manager: SnapshotManager, buckets: Buckets) -> None:
@@ -225,22 +232,50 @@ def test_bad_input_and_a_second_operation(manager: SnapshotManager, buckets: Buc
     assert (manager.store.local.index.list()[0].key == snap.name + INDEX_SUFFIX)
 
 
-def test_the_schedule_snapshots_each_bucket_once_per_interval(
-        manager: SnapshotManager, buckets: Buckets, clock: Clock) -> None:
+def test_the_scheduler_snapshots_each_bucket_once_per_interval(
+        infra_stack: Stack, manager: SnapshotManager, buckets: Buckets, clock: Clock) -> None:
     for bucket in buckets.settings.app_buckets:
         buckets.client.create_bucket(Bucket=bucket)
         buckets.made.append(bucket)
         buckets.put(bucket, "k", bucket.encode())
-    assert run_due(manager, 120) == 120
-    assert len(manager.list()["snapshots"]) == 3
+    settings = buckets.settings.model_copy(update={"snapshot_interval_seconds": 120})
+
+    def scheduler() -> Scheduler:  # the gateway's start-up delay does not hold snapshots back
+        return Scheduler([snapshot_schedule(settings, infra_stack.creds, clock)],
+                         settings.backups_dir, clock=clock, startup_delay=30, retry=3600)
+
+    running = scheduler()
+    first = running.tick()
+    assert [r.results for r in first] == [dict.fromkeys(settings.app_buckets, "succeeded")]
+    assert first[0].prune_error is None and len(manager.list()["snapshots"]) == 3
+    assert {p.next_run_at for p in running.plan()} == {clock() + timedelta(seconds=120)}
     clock.advance(30)
-    assert run_due(manager, 120) == 90  # nothing due yet: no new snapshot
+    assert running.tick() == [] and scheduler().tick() == []  # nothing due, even after a restart
     assert len(manager.list()["snapshots"]) == 3
     clock.advance(90)
-    run_due(manager, 120)
+    assert [r.results for r in running.tick()] == [
+        dict.fromkeys(settings.app_buckets, "succeeded")]
     names = [r["name"] for r in manager.list()["snapshots"]]
     assert len(names) == 6
     assert {manager.latest(b) for b in buckets.settings.app_buckets} == set(names[:3])
+
+
+def test_a_failed_scheduled_snapshot_is_retried_one_interval_later_without_a_prune(
+        infra_stack: Stack, buckets: Buckets, clock: Clock) -> None:
+    missing = buckets.settings.app_buckets[1]  # never created
+    settings = buckets.settings.model_copy(update={"snapshot_interval_seconds": 120,
+                                                   "app_buckets": (missing,)})
+    scheduler = Scheduler([snapshot_schedule(settings, infra_stack.creds, clock)],
+                          settings.backups_dir, clock=clock, startup_delay=30, retry=3600)
+    [record] = scheduler.tick()
+    assert record.results == {missing: "failed"} and missing in record.errors[missing]
+    assert record.pruned == [] and record.prune_error is None
+    [plan] = scheduler.plan()
+    assert plan.retrying_after_failure and plan.next_run_at == clock() + timedelta(seconds=120)
+    clock.advance(119)
+    assert scheduler.tick() == []
+    clock.advance(1)
+    assert [r.results for r in scheduler.tick()] == [{missing: "failed"}]
 
 
 def _cli(settings: object, *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -160,13 +160,17 @@ def test_two_gateways_take_one_snapshot_of_a_bucket_per_interval(
         gateways.extend(Gateway(settings, tmp_path / f"gateway-{i}.log") for i in (1, 2))
         first = wait_for("a snapshot", lambda: store.all_names(bucket))
         seen = utc_now()
-        for gateway in gateways:  # both runtimes (scheduler and snapshot loop) ran since
+        for gateway in gateways:  # both runtimes' schedulers (snapshots included) ran since
             wait_for("a scheduler tick", lambda g=gateway: ticked_after(
                 g, infra_stack.creds.admin_api_key, seen))
         assert store.all_names(bucket) == first and len(first) == 1
         status = gateways[1].status(infra_stack.creds.admin_api_key)
         assert [(s["bucket"], s["latest"], s["status"]) for s in status["snapshots"]] == [
             (bucket, first[0], "ok")]
+        [shown] = status["snapshots"]  # the admin API shows the snapshot schedule's next run
+        taken = datetime.fromisoformat(shown["taken_at"].replace("Z", "+00:00"))
+        assert datetime.fromisoformat(shown["next_scheduled_run"].replace("Z", "+00:00")) == (
+            taken + timedelta(seconds=3600))
     finally:
         stop_all(gateways)
         for name in (bucket, kept_in):

@@ -11,6 +11,7 @@ from autograph.dr.buckets.snapshots.store import Snapshot, SnapshotObject, parse
 from autograph.dr.buckets.snapshots.taking import shrinkage
 from autograph.dr.monitor.status import snapshot_status
 from autograph.dr.retention.policy import RetentionPolicy
+from autograph.dr.scheduler import NextRun
 from autograph.errors import IntegrityError, InvalidInput
 
 NOON = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
@@ -110,9 +111,17 @@ def test_snapshot_status_warns_when_the_loop_stopped_or_never_ran() -> None:
     stale = snapshot_status("diagrams", [("s1", NOON - timedelta(seconds=400))], now=NOON,
                             interval=120, rpo_target_seconds=300)
     assert stale.status == "warning" and not stale.within_rpo
-    assert "snapshot loop" in stale.problems[0]
+    assert "scheduler running" in stale.problems[0]
+    assert stale.next_scheduled_run is None  # no schedule given
     none = snapshot_status("diagrams", [], now=NOON, interval=120, rpo_target_seconds=300)
     assert none.status == "warning" and none.problems == ["no snapshot yet"]
+    run = NextRun(kind="snapshot", source="diagrams", interval_seconds=120, last_success=None,
+                  last_success_name=None, next_run_at=NOON + timedelta(seconds=120),
+                  retrying_after_failure=True, last_error="bucket down")
+    failing = snapshot_status("diagrams", [], now=NOON, interval=120, rpo_target_seconds=300,
+                              run=run)
+    assert (failing.next_scheduled_run, failing.retrying_after_failure, failing.last_error) == (
+        NOON + timedelta(seconds=120), True, "bucket down")
 
 
 def test_an_index_damaged_anywhere_is_an_integrity_error() -> None:

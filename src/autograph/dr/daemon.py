@@ -1,7 +1,8 @@
 """The gateway's background DR work: the backup schedules and the monitor, wired from settings.
 
-:class:`Runtime` starts one scheduler thread per backup kind (each run guarded by its
-cross-process lock, see :mod:`autograph.dr.scheduler`) and one monitor thread. Every gateway
+:class:`Runtime` starts one scheduler thread per scheduled kind, bucket snapshots included (each
+run guarded by its cross-process lock, see :mod:`autograph.dr.scheduler`), and one monitor
+thread. Every gateway
 process journals its backup events (:mod:`autograph.dr.ops.journal`); one of them, the leader (it
 holds ``BACKUPS/.locks/monitor.lock``), runs the monitor and the alert dispatcher, whose state
 it keeps in ``HOME/dr/alerts-state.json``. When the leader stops, another process takes over
@@ -19,7 +20,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,11 +49,11 @@ from autograph.dr.offsite.status import offsite_status
 from autograph.dr.ops import hooks, jobstore, journal, leases, locks
 from autograph.dr.proof.schedule import proven_kinds
 from autograph.dr.proof.status import last_drill, proven
-from autograph.dr.scheduler import Scheduler
+from autograph.dr.scheduler import LastRun, NextRun, Scheduler
 from autograph.dr.schedules import (
-    SCHEDULED_KINDS,
     build_scheduler,
     intervals,
+    newest_snapshots,
     open_catalogs,
     sources,
 )
@@ -64,21 +65,37 @@ log = logging.getLogger("autograph.dr.daemon")
 
 # The DR status -------------------------------------------------------------------------------
 
-def snapshot_states(settings: Settings, creds: Credentials, now: datetime,
-                    unreachable: dict[str, str]) -> list[SnapshotStatus]:
-    """Per application bucket, its newest snapshot's age (none when snapshots are off)."""
-    from autograph.dr.buckets.snapshots.store import SnapshotStore, parse_name
+def snapshot_names(settings: Settings, creds: Credentials,
+                   unreachable: dict[str, str]) -> dict[str, list[str]] | None:
+    """Snapshot names per tier (None when snapshots are off); unreachable tiers are added to
+    ``unreachable``."""
+    from autograph.dr.buckets.snapshots.store import SnapshotStore
 
     if not (settings.scheduler_enabled and settings.snapshot_interval_seconds > 0):
-        return []
-    store = SnapshotStore(settings, creds)
-    per_tier, down = store.names()
+        return None
+    per_tier, down = SnapshotStore(settings, creds).names()
     unreachable.update({f"snapshot/{tier}": why for tier, why in down.items()})
-    names = {n for found in per_tier.values() for n in found}
-    dated = [(n, *parse_name(n)) for n in names]
+    return per_tier
+
+
+def snapshot_states(settings: Settings, creds: Credentials, now: datetime,
+                    unreachable: dict[str, str], *,
+                    names: dict[str, list[str]] | None = None,
+                    plan: Mapping[tuple[Kind, str], NextRun] | None = None,
+                    ) -> list[SnapshotStatus]:
+    """Per application bucket, its newest snapshot's age and next scheduled snapshot (none
+    when snapshots are off). ``names``: :func:`snapshot_names`, read here when not given."""
+    from autograph.dr.buckets.snapshots.store import parse_name
+
+    if names is None:
+        names = snapshot_names(settings, creds, unreachable)
+    if names is None:
+        return []
+    dated = [(n, *parse_name(n)) for n in {n for found in names.values() for n in found}]
     return [snapshot_status(bucket, [(n, at) for n, b, at in dated if b == bucket], now=now,
                             interval=settings.snapshot_interval_seconds,
-                            rpo_target_seconds=settings.rpo_target_seconds)
+                            rpo_target_seconds=settings.rpo_target_seconds,
+                            run=(plan or {}).get(("snapshot", bucket)))
             for bucket in settings.app_buckets]
 
 
@@ -97,15 +114,20 @@ def collect_status(settings: Settings, creds: Credentials, *, clock: Clock = utc
     listings = {kind: catalog.list() for kind, catalog in catalogs.items()}
     unreachable = {f"{kind}/{tier}": why for kind, listing in listings.items()
                    for tier, why in listing.unreachable.items()}
+    names = snapshot_names(settings, creds, unreachable)
+    latest: dict[Kind, dict[str, LastRun]] = (
+        {"snapshot": newest_snapshots(names)} if names is not None else {})
+    kinds = [kind for kind in scheduler.schedules if kind in listings or kind in latest]
     plan = {(run.kind, run.source): run for run in scheduler.plan(
-        listings={kind: listing.backups for kind, listing in listings.items()})}
+        kinds, listings={kind: listing.backups for kind, listing in listings.items()},
+        latest=latest)}
     every = intervals(settings)
     margin = timedelta(seconds=settings.backup_overdue_margin_seconds)
     states = [source_status(kind, source, listings[kind].backups, plan.get((kind, source)),
                             now=now, interval=every[kind], margin=margin,
                             rpo_target_seconds=settings.rpo_target_seconds)
               for kind, names in sources(settings).items() for source in names]
-    snapshots = snapshot_states(settings, creds, now, unreachable)
+    snapshots = snapshot_states(settings, creds, now, unreachable, names=names, plan=plan)
     active = alerts if alerts is not None else read_alert_state(settings.dr_dir)[0]
     scheduled = settings.scheduler_enabled and settings.proof_enabled
     drills = drill_status(settings.dr_dir, now,
@@ -189,12 +211,12 @@ class Runtime:
             self._wake.set()
 
         self._unsubscribe = hooks.on_event(on_event)
-        if self.settings.scheduler_enabled:
-            for kind in SCHEDULED_KINDS:
-                self._spawn(f"dr-scheduler-{kind}", self.scheduler.run, self._stop,
-                            self.settings.scheduler_poll_seconds, [kind])
-        if self.settings.scheduler_enabled and self.settings.snapshot_interval_seconds > 0:
-            self._spawn("dr-snapshots", self._snapshot_loop)
+        if self.settings.scheduler_enabled:  # a thread per kind: a long dump delays no other
+            for kind, schedule in self.scheduler.schedules.items():
+                poll = min(self.settings.scheduler_poll_seconds,
+                           schedule.interval.total_seconds())
+                self._spawn(f"dr-scheduler-{kind}", self.scheduler.run, self._stop, poll,
+                            [kind])
         if self.settings.outbox_interval_seconds > 0:
             self._spawn("dr-outbox", self._outbox_loop)
         if self.settings.scheduler_enabled and self.settings.proof_enabled:
@@ -243,13 +265,6 @@ class Runtime:
             scheduled_only=self.settings.scheduler_enabled, creds=self.creds)
         log.info("this process now runs the DR monitor")
         return True
-
-    def _snapshot_loop(self) -> None:
-        from autograph.dr.buckets.snapshots import schedule as snapshot_schedule
-        from autograph.dr.buckets.snapshots.manager import SnapshotManager
-
-        manager = SnapshotManager(self.settings, self.creds, clock=self.clock)
-        snapshot_schedule.loop(manager, self.settings.snapshot_interval_seconds, self._stop)
 
     def _outbox_loop(self) -> None:
         """Drain the object outbox every ``outbox_interval_seconds``; one gateway at a time

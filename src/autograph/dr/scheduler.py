@@ -1,10 +1,14 @@
-"""Backup schedules: the database every 24 h, each bucket every 7 days, prune after each run.
+"""Backup schedules: the database every 24 h, each bucket every 7 days, each bucket's
+snapshot every few minutes; prune after each run. Every cadence of the DR core is a
+:class:`Schedule` run here.
 
-The next run is derived from the catalog, not from memory: the newest successful *scheduled*
-backup of each source (database, bucket) plus the interval. A restart just after a run therefore
-waits a whole interval, and a run missed while the gateway was down is due at once (after a short
-start-up delay). After a failed run the source waits ``retry`` before trying again; failures are
-recorded in a small state file beside the lock, so every process sees them.
+The next run is derived from the stored backups, not from memory: the newest successful
+*scheduled* backup of each source (database, bucket) in the catalog plus the interval (for
+snapshots, which keep their own index, the newest snapshot of each bucket). A restart just
+after a run therefore waits a whole interval, and a run missed while the gateway was down is due
+at once (after a short start-up delay). After a failed run the source waits ``retry`` before
+trying again; failures are recorded in a small state file beside the lock, so every process
+sees them.
 
 One run at a time across processes: a run holds ``BACKUPS/.locks/schedule-<kind>.lock``
 (an ``fcntl`` lock through :func:`autograph.dr.ops.locks.acquire`) and decides what is due only
@@ -27,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -43,19 +47,40 @@ BackupFn = Callable[[str], object]
 """Runs one scheduled backup of a source (database or bucket name); raises on failure."""
 PruneFn = Callable[[], object]
 
+
+class LastRun(NamedTuple):
+    """A source's newest successful run: when, and the backup it made."""
+
+    at: datetime
+    name: str
+
+
+LatestFn = Callable[[], Mapping[str, LastRun]]
+"""The newest successful run of each source, for a kind outside the catalog."""
+
 Outcome = Literal["succeeded", "failed", "deferred"]
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """One kind's schedule: how often, which sources, how to back one up and prune after."""
+    """One kind's schedule: how often, which sources, how to back one up and prune after.
+
+    A source's last success comes from ``catalog`` (its newest scheduled backup) or, for a
+    kind outside the catalog (bucket snapshots), from ``latest``. ``startup_delay`` and
+    ``retry`` replace the scheduler's for this kind; with ``prune_after_failure`` False the
+    prune follows only a run in which some source succeeded.
+    """
 
     kind: Kind
     interval: timedelta
     sources: tuple[str, ...]
-    catalog: Catalog
+    catalog: Catalog | None
     backup: BackupFn
     prune: PruneFn | None = None
+    latest: LatestFn | None = None
+    startup_delay: timedelta | None = None
+    retry: timedelta | None = None
+    prune_after_failure: bool = True
 
 
 class ScheduleState(BaseModel):
@@ -101,6 +126,14 @@ def last_scheduled(backups: Iterable[BackupEntry], source: str) -> BackupEntry |
     """The newest scheduled backup of ``source``, or None."""
     mine = [b for b in backups if b.source == source and is_scheduled(b)]
     return max(mine, key=lambda b: (b.created_at, b.name)) if mine else None
+
+
+def last_runs(backups: Iterable[BackupEntry], sources: Iterable[str]) -> dict[str, LastRun]:
+    """The newest scheduled backup of each of ``sources`` that has one."""
+    listed = list(backups)
+    found = {source: last_scheduled(listed, source) for source in sources}
+    return {source: LastRun(entry.created_at, entry.name)
+            for source, entry in found.items() if entry is not None}
 
 
 def next_run(last_success: datetime | None, interval: timedelta, *, started_at: datetime,
@@ -167,32 +200,48 @@ class Scheduler:
     # Planning ----------------------------------------------------------------------------------
 
     def plan(self, kinds: Iterable[Kind] | None = None,
-             listings: Mapping[Kind, Sequence[BackupEntry]] | None = None) -> list[NextRun]:
-        """When each source of each schedule is due next (reads the catalog, unless the
-        kind's backups are given in ``listings``; takes no lock)."""
+             listings: Mapping[Kind, Sequence[BackupEntry]] | None = None,
+             latest: Mapping[Kind, Mapping[str, LastRun]] | None = None) -> list[NextRun]:
+        """When each source of each schedule is due next (reads the stored backups, unless the
+        kind's backups are given in ``listings`` or its last runs in ``latest``; takes no
+        lock)."""
         runs: list[NextRun] = []
         for kind in kinds or list(self.schedules):
             schedule = self.schedules[kind]
-            given = listings.get(kind) if listings is not None else None
+            given = latest.get(kind) if latest is not None else None
+            if given is None and listings is not None and kind in listings:
+                given = last_runs(listings[kind], schedule.sources)
             runs.extend(self._plan(schedule, self.load_state(kind), given))
         return runs
 
+    @staticmethod
+    def last_runs(schedule: Schedule) -> Mapping[str, LastRun]:
+        """Each source's newest successful run, read from where the kind keeps its backups."""
+        if schedule.latest is not None:
+            return schedule.latest()
+        if schedule.catalog is None:
+            raise ValueError(f"the {schedule.kind} schedule has neither a catalog nor latest")
+        return last_runs(schedule.catalog.list().backups, schedule.sources)
+
     def _plan(self, schedule: Schedule, state: ScheduleState,
-              backups: Sequence[BackupEntry] | None = None) -> list[NextRun]:
-        if backups is None:
-            backups = schedule.catalog.list().backups
+              last: Mapping[str, LastRun] | None = None) -> list[NextRun]:
+        if last is None:
+            last = self.last_runs(schedule)
+        startup_delay = (self.startup_delay if schedule.startup_delay is None
+                         else schedule.startup_delay)
+        retry = self.retry if schedule.retry is None else schedule.retry
         runs = []
         for source in schedule.sources:
-            last = last_scheduled(backups, source)
-            last_at = last.created_at if last else None
+            done = last.get(source)
+            last_at = done.at if done else None
             failed = state.failed_at.get(source)
             due = next_run(last_at, schedule.interval, started_at=self.started_at,
-                           startup_delay=self.startup_delay, failed_at=failed, retry=self.retry)
+                           startup_delay=startup_delay, failed_at=failed, retry=retry)
             retrying = failed is not None and (last_at is None or failed > last_at)
             runs.append(NextRun(
                 kind=schedule.kind, source=source,
                 interval_seconds=schedule.interval.total_seconds(), last_success=last_at,
-                last_success_name=last.name if last else None, next_run_at=due,
+                last_success_name=done.name if done else None, next_run_at=due,
                 retrying_after_failure=retrying,
                 last_error=state.errors.get(source) if retrying else None))
         return runs
@@ -255,7 +304,8 @@ class Scheduler:
         self._save_state(schedule.kind, state)
         record = RunRecord(kind=schedule.kind, started_at=started, finished_at=self.clock(),
                            results=results, errors=errors)
-        if schedule.prune is not None:
+        if schedule.prune is not None and (schedule.prune_after_failure
+                                           or "succeeded" in results.values()):
             try:
                 pruned = schedule.prune()
                 record.pruned = list(getattr(pruned, "removed", []))
@@ -290,11 +340,20 @@ class Scheduler:
 
     def run(self, stop: threading.Event, poll_seconds: float,
             kinds: Sequence[Kind] | None = None) -> None:
-        """Tick every ``poll_seconds`` until ``stop`` is set (meant for a daemon thread)."""
+        """Tick every ``poll_seconds``, or sooner when a known due time comes first, until
+        ``stop`` is set (meant for a daemon thread)."""
         while not stop.is_set():
             try:
                 self.tick(kinds)
             except Exception:  # e.g. the backup folder unwritable: log, keep trying
                 log.exception("scheduler tick failed")
-            stop.wait(poll_seconds)
+            stop.wait(self.wait_seconds(poll_seconds, kinds))
 
+    def wait_seconds(self, poll_seconds: float, kinds: Iterable[Kind] | None = None) -> float:
+        """How long to sleep before the next tick: ``poll_seconds``, or until the earliest due
+        time already known for ``kinds`` (at least 50 ms), so a short cadence is kept."""
+        known = [self._next[k] for k in (kinds or list(self.schedules)) if k in self._next]
+        if not known:
+            return poll_seconds
+        until = (min(known) - self.clock()).total_seconds()
+        return max(0.05, min(poll_seconds, until))

@@ -1,23 +1,33 @@
 """The plan's backup schedules built from settings: what each scheduled kind backs up, how
 often, the backup it runs and the prune that follows it (run by :mod:`autograph.dr.scheduler`
-in the gateway's :mod:`autograph.dr.daemon`)."""
+in the gateway's :mod:`autograph.dr.daemon`). Bucket snapshots are one more schedule
+(:func:`snapshot_schedule`), not a loop of their own."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import threading
+from collections.abc import Callable, Mapping
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from autograph.clock import Clock, utc_now
 from autograph.config import Settings
 from autograph.dr.catalog import Catalog, open_catalog
 from autograph.dr.models import Kind
 from autograph.dr.retention.prune import PRUNED_KINDS, prune_kind
-from autograph.dr.scheduler import BackupFn, Schedule, Scheduler
+from autograph.dr.scheduler import BackupFn, LastRun, Schedule, Scheduler
 from autograph.secrets import Credentials
 
+if TYPE_CHECKING:
+    from autograph.dr.buckets.snapshots.manager import SnapshotManager
+
+log = logging.getLogger("autograph.dr.snapshots")
+
 SCHEDULED_KINDS: tuple[Kind, ...] = (*PRUNED_KINDS, "basebackup")
-"""The plan's scheduled kinds (database dumps, bucket archives) and the base backups that,
-with the streamed WAL, give recovery to the latest point (SPEC §7)."""
+"""The plan's scheduled catalog kinds (database dumps, bucket archives) and the base backups
+that, with the streamed WAL, give recovery to the latest point (SPEC §7); bucket snapshots
+(``snapshot``) are scheduled too when ``snapshot_interval_seconds`` is above 0."""
 
 
 def open_catalogs(settings: Settings, creds: Credentials) -> dict[Kind, Catalog]:
@@ -73,9 +83,54 @@ def sources(settings: Settings) -> dict[Kind, tuple[str, ...]]:
             "basebackup": ("cluster",)}
 
 
+def newest_snapshots(names: Mapping[str, list[str]]) -> dict[str, LastRun]:
+    """Each bucket's newest snapshot, from snapshot names per tier (any tier counts)."""
+    from autograph.dr.buckets.snapshots.store import parse_name
+
+    newest: dict[str, LastRun] = {}
+    for name in {n for found in names.values() for n in found}:
+        bucket, at = parse_name(name)
+        if bucket not in newest or (at, name) > newest[bucket]:
+            newest[bucket] = LastRun(at, name)
+    return newest
+
+
+def snapshot_schedule(settings: Settings, creds: Credentials,
+                      clock: Clock = utc_now) -> Schedule:
+    """Each application bucket snapshotted every ``snapshot_interval_seconds``, then the
+    snapshots pruned (only after a round that took one). Due one interval after the bucket's
+    newest snapshot, whoever took it; with none, at once (no start-up delay); after a failure,
+    one interval later. The manager is built on first use."""
+    made: list[SnapshotManager] = []
+    guard = threading.Lock()
+
+    def manager() -> SnapshotManager:
+        with guard:
+            if not made:
+                from autograph.dr.buckets.snapshots.manager import SnapshotManager
+
+                made.append(SnapshotManager(settings, creds, clock=clock))
+            return made[0]
+
+    def take(bucket: str) -> object:
+        result = manager().take(bucket)
+        log.info("snapshot %s: %d objects, %d new (%d bytes) in %.1f s%s",
+                 result.snapshot.name, len(result.snapshot.objects), result.snapshot.new_blobs,
+                 result.snapshot.new_bytes, result.duration_seconds,
+                 f"; S3 copy failed: {result.s3_error}" if result.s3_error else "")
+        return result
+
+    every = timedelta(seconds=settings.snapshot_interval_seconds)
+    return Schedule("snapshot", every, tuple(settings.app_buckets), None, take,
+                    lambda: manager().prune(),
+                    latest=lambda: newest_snapshots(manager().store.names()[0]),
+                    startup_delay=timedelta(0), retry=every, prune_after_failure=False)
+
+
 def build_schedules(settings: Settings, creds: Credentials, catalogs: dict[Kind, Catalog],
                     clock: Clock = utc_now) -> list[Schedule]:
-    """The plan's schedules, each followed by a prune of its kind."""
+    """The plan's schedules, each followed by a prune of its kind, and the snapshot schedule
+    when snapshots are on."""
     runners = {"database": database_backup(settings, creds, clock),
                "bucket": bucket_backup(settings, creds, clock),
                "basebackup": base_backup(settings, creds, clock)}
@@ -88,8 +143,11 @@ def build_schedules(settings: Settings, creds: Credentials, catalogs: dict[Kind,
             return lambda: prune_base_backups(settings, catalogs[kind])
         return lambda: prune_kind(catalogs[kind], clock())
 
-    return [Schedule(kind, every[kind], what[kind], catalogs[kind], runners[kind], pruner(kind))
-            for kind in SCHEDULED_KINDS]
+    schedules = [Schedule(kind, every[kind], what[kind], catalogs[kind], runners[kind],
+                          pruner(kind)) for kind in SCHEDULED_KINDS]
+    if settings.snapshot_interval_seconds > 0:
+        schedules.append(snapshot_schedule(settings, creds, clock))
+    return schedules
 
 
 def build_scheduler(settings: Settings, creds: Credentials, catalogs: dict[Kind, Catalog],

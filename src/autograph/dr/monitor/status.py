@@ -78,6 +78,9 @@ class SnapshotStatus(BaseModel):
     age_seconds: float | None = None
     interval_seconds: float
     within_rpo: bool = Field(description="the newest snapshot is younger than the RPO target")
+    next_scheduled_run: datetime | None = None
+    retrying_after_failure: bool = False
+    last_error: str | None = None
 
 
 class ConsistentPoint(BaseModel):
@@ -207,23 +210,32 @@ def read_alert_state(dr_dir: Path) -> tuple[list[Alert], list[Alert]]:
 
 
 def snapshot_status(bucket: str, names: list[tuple[str, datetime]], *, now: datetime,
-                    interval: float, rpo_target_seconds: int) -> SnapshotStatus:
-    """One bucket's snapshots (``(name, taken_at)``, any order): a warning when none is
-    younger than twice the interval plus a minute (the loop stopped, or keeps failing)."""
+                    interval: float, rpo_target_seconds: int,
+                    run: NextRun | None = None) -> SnapshotStatus:
+    """One bucket's snapshots (``(name, taken_at)``, any order) and its schedule (``run``): a
+    warning when none is younger than twice the interval plus a minute (the schedule stopped,
+    or keeps failing)."""
     if not names:
-        return SnapshotStatus(bucket=bucket, status="warning", snapshots=0,
-                              interval_seconds=interval, within_rpo=False,
-                              problems=["no snapshot yet"])
-    name, taken = max(names, key=lambda item: (item[1], item[0]))
-    age = max(0.0, (now - taken).total_seconds())
-    problems = []
-    if age > 2 * interval + 60:
-        problems.append(f"newest snapshot is {age:.0f} s old; one every {interval:g} s is "
-                        "expected (is the gateway's snapshot loop running?)")
-    return SnapshotStatus(bucket=bucket, status="warning" if problems else "ok",
-                          problems=problems, snapshots=len(names), latest=name, taken_at=taken,
-                          age_seconds=round(age, 1), interval_seconds=interval,
-                          within_rpo=age <= rpo_target_seconds)
+        status = SnapshotStatus(bucket=bucket, status="warning", snapshots=0,
+                                interval_seconds=interval, within_rpo=False,
+                                problems=["no snapshot yet"])
+    else:
+        name, taken = max(names, key=lambda item: (item[1], item[0]))
+        age = max(0.0, (now - taken).total_seconds())
+        problems = []
+        if age > 2 * interval + 60:
+            problems.append(f"newest snapshot is {age:.0f} s old; one every {interval:g} s is "
+                            "expected (is the gateway's scheduler running?)")
+        status = SnapshotStatus(bucket=bucket, status="warning" if problems else "ok",
+                                problems=problems, snapshots=len(names), latest=name,
+                                taken_at=taken, age_seconds=round(age, 1),
+                                interval_seconds=interval,
+                                within_rpo=age <= rpo_target_seconds)
+    if run is not None:
+        status.next_scheduled_run = run.next_run_at
+        status.retrying_after_failure = run.retrying_after_failure
+        status.last_error = run.last_error
+    return status
 
 
 def overall(sources: Sequence[SourceStatus], alerts: Sequence[Alert],
