@@ -57,7 +57,7 @@ class BackupDeadlineChecks(MonitorState):
 
     def check_snapshots(self) -> None:
         """The dead-man's switch for bucket snapshots: none of a bucket for twice the
-        interval plus a minute (the loop stopped, or every attempt fails)."""
+        interval plus a minute (the schedule stopped, or every attempt fails)."""
         interval = self.settings.snapshot_interval_seconds
         if not (self.settings.scheduler_enabled and interval > 0):
             return
