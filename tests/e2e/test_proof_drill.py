@@ -6,6 +6,7 @@ stand-in drill; this is the real one.)"""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from datetime import timedelta
@@ -74,7 +75,8 @@ def test_the_scheduler_runs_one_real_niced_sandbox_drill_and_records_it(
         # The drill's verdict is its own (tests/e2e/test_drill.py); the schedule records it.
         assert drill.status == ("passed" if report["passed"] else "failed")
         assert drill.rto_seconds == report["rto_seconds"]
-        assert seen and set(seen) == {5}
+        # `nice -n 5` adds to the niceness the test itself runs at (0 unless started niced).
+        assert seen and set(seen) == {min(19, os.nice(0) + 5)}
         # The sandbox's programs kept to the sandbox: nothing written into this stack's backups
         # (its AUTOGRAPH_BACKUP_DIR once leaked into them through the child's environment).
         assert not (home / "backups" / "offsite").exists()

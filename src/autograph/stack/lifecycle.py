@@ -8,7 +8,9 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from autograph import commands
 from autograph.config import Settings, ensure_home
 from autograph.errors import ConfigError, NotFound, OperationFailed
 from autograph.secrets import Credentials, load_credentials
@@ -32,6 +34,17 @@ class ComponentStatus:
     detail: str
     ports: tuple[int, ...]
     log: str
+
+
+def last_log_lines(path: Path, lines: int = 3) -> str:
+    """The last lines a component wrote (its log's final 8 KiB), on one line: why it exited
+    stays in the error after a temporary home is gone."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 8192))
+            return commands.tail(log.read().decode(errors="replace"), lines)
+    except OSError:
+        return "(no log)"
 
 
 class Stack:
@@ -119,9 +132,10 @@ class Stack:
             if component.managed:
                 state = self._state(component.name)
                 if state in ("EXITED", "FATAL", "BACKOFF", "STOPPED"):
+                    path = log_path(self.settings, component.name)
                     raise OperationFailed(
-                        f"{component.name} exited during start ({state}); "
-                        f"see {log_path(self.settings, component.name)}"
+                        f"{component.name} exited during start ({state}): "
+                        f"{last_log_lines(path)}; see {path}"
                     )
             last = component.health()
             if last.healthy:
