@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import typer
 
-from autograph.cli.lazy import Lazy, LazyGroup
+from autograph.cli.lazy import CommandGroup, Lazy, LazyGroup
 from autograph.cli.output import LazyConsole, console, emit_json, human_size
 from autograph.clock import utc_now
 from autograph.errors import AutographError
@@ -30,8 +30,8 @@ NameArg = Annotated[str, typer.Argument(help="backup name (see `autograph backup
 
 out = LazyConsole()
 HELP_ASKED = "autograph.help_asked"  # ctx.meta key: a subcommand's --help is on the line
-db_app = typer.Typer(help="PostgreSQL backups (pg_dump -Fc, local disk + S3).",
-                     no_args_is_help=True)
+db_app = typer.Typer(cls=CommandGroup, no_args_is_help=True,
+                     help="PostgreSQL backups (pg_dump -Fc, local disk + S3).")
 
 
 def _manager() -> DatabaseBackupManager:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import typer
 
 from autograph.cli import stack as stack_cli
+from autograph.cli.entry import version_text
 from autograph.cli.lazy import Lazy, LazyGroup
 from autograph.cli.output import fail
 from autograph.errors import AutographError
@@ -43,13 +44,7 @@ class AutographGroup(LazyGroup):
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            number = version("autograph")
-        except PackageNotFoundError:  # run from a source tree without installing
-            number = "unknown"
-        typer.echo(f"autograph {number}")
+        typer.echo(version_text())
         raise typer.Exit()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +28,23 @@ class LazyConsole:
             self._console = Console(stderr=self._stderr)
         return self._console
 
+    @property
+    def is_terminal(self) -> bool:
+        """Rich's answer, without importing rich when it cannot be yes: the stream is not a
+        TTY and none of the variables that make rich treat it as a terminal is set."""
+        stream = sys.stderr if self._stderr else sys.stdout
+        isatty = getattr(stream, "isatty", None)
+        if (self._console is None and not any(os.environ.get(v) is not None for v in _TTY_VARS)
+                and isatty is not None and not isatty()):
+            return False
+        return bool(self.rich.is_terminal)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.rich, name)
+
+
+_TTY_VARS = ("TTY_COMPATIBLE", "FORCE_COLOR", "TTY_INTERACTIVE")
+"""Environment variables by which rich may call a stream that is not a TTY a terminal."""
 
 
 console = LazyConsole(stderr=True)
