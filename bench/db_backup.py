@@ -148,6 +148,8 @@ def main() -> int:
     parser.add_argument("--docs", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the sandbox home")
+    parser.add_argument("--only", choices=("create", "restore"),
+                        help="time one operation (the other runs once, untimed, if needed)")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="autograph-bench-db-"))
@@ -162,7 +164,7 @@ def main() -> int:
             size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
         print(f"loaded pgbench scale {args.scale} + {args.docs} documents: "
               f"{size / 1e6:.0f} MB in {time.perf_counter() - t:.0f} s", flush=True)
-        pairs = compare(stack, manager, home, args.repeat)
+        pairs = compare(stack, manager, home, args.repeat, args.only)
         report(pairs)
     finally:
         stack.down()
@@ -174,8 +176,8 @@ def main() -> int:
 Sample = tuple[float, float, float]  # wall s, cpu s, load average
 
 
-def compare(stack: Stack, manager: DatabaseBackupManager, home: Path,
-            repeat: int) -> dict[str, list[tuple[Sample, Sample]]]:
+def compare(stack: Stack, manager: DatabaseBackupManager, home: Path, repeat: int,
+            only: str | None = None) -> dict[str, list[tuple[Sample, Sample]]]:
     """(raw, shipped) samples per operation, taken in turn."""
     settings, server = stack.settings, manager.server
     live = settings.pg_database
@@ -184,7 +186,8 @@ def compare(stack: Stack, manager: DatabaseBackupManager, home: Path,
     cli = [str(Path(sys.executable).parent / "autograph"), "backup", "db"]
     raw_file = home / "raw.dump"
     meter = CpuMeter(stack)
-    pairs: dict[str, list[tuple[Sample, Sample]]] = {"create": [], "restore": []}
+    operations = (only,) if only else ("create", "restore")
+    pairs: dict[str, list[tuple[Sample, Sample]]] = {op: [] for op in operations}
 
     def run(label: str, action: Callable[[], object]) -> Sample:
         wall, cpu = timed(server, meter, action)
@@ -200,13 +203,17 @@ def compare(stack: Stack, manager: DatabaseBackupManager, home: Path,
         subprocess.run([*cli, *argv], env=env, check=True, capture_output=True)
 
     pg_dump = [server.program("pg_dump"), "-Fc", "-f", str(raw_file), *server.tool_args(live)]
-    tool(*pg_dump)  # warm the caches
-    for n in range(repeat):
+    tool(*pg_dump)  # warm the caches (and the raw dump the restores load)
+    if "create" not in operations:
+        shipped("create", "--name", "bench_0")
+    for n in range(repeat if "create" in operations else 0):
         raw = run("raw pg_dump -Fc", lambda: tool(*pg_dump))
         name = f"bench_{n}"
         ours = run("autograph backup db create", lambda name=name: shipped(  # type: ignore[misc]
             "create", "--name", name))
         pairs["create"].append((raw, ours))
+    if "restore" not in operations:
+        return pairs
     print(f"  dump size: raw {raw_file.stat().st_size / 1e6:.1f} MB, "
           f"ours {manager.get('bench_0').size_bytes / 1e6:.1f} MB", flush=True)
 
