@@ -35,8 +35,8 @@ def test_version_from_the_entry_point_is_the_apps() -> None:
     assert fast.stdout == f"autograph {version('autograph')}\n"
 
 
-@pytest.mark.parametrize("argv", [[], ["--help"], ["--version", "extra"], ["backup", "--help"], ["backup", "db"],
-                                  ["backup", "db", "--help"],
+@pytest.mark.parametrize("argv", [[], ["--help"], ["--version", "extra"], ["backup", "--help"],
+                                  ["backup", "db"], ["backup", "db", "--help"],
                                   ["backup", "db", "restore", "--help"]])
 def test_help_and_eager_version_are_the_apps(argv: list[str]) -> None:
     ours, app = run([PROGRAM, *argv]), run([*APP, *argv])

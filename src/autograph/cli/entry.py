@@ -8,16 +8,7 @@ from __future__ import annotations
 
 import sys
 
-
-def version_text() -> str:
-    """``autograph <installed version>`` (``unknown`` when run from a source tree)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        number = version("autograph")
-    except PackageNotFoundError:  # run from a source tree without installing
-        number = "unknown"
-    return f"autograph {number}"
+from autograph.cli.version import version_text
 
 
 def run() -> None:

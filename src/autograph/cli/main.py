@@ -12,9 +12,9 @@ from typing import Any, ClassVar
 import typer
 
 from autograph.cli import stack as stack_cli
-from autograph.cli.entry import version_text
 from autograph.cli.lazy import Lazy, LazyGroup
 from autograph.cli.output import fail
+from autograph.cli.version import version_text
 from autograph.errors import AutographError
 
 
