@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Column, Table
 
 from autograph.cli.backup import (
     JsonOpt,
@@ -26,13 +24,12 @@ from autograph.cli.backup import (
     show_sync,
 )
 from autograph.cli.output import console, emit_json
-from autograph.config import load_settings
-from autograph.dr.buckets.backup import CountsFn
-from autograph.dr.buckets.manager import MinIOBucketBackupManager
-from autograph.dr.buckets.models import validate_bucket
-from autograph.dr.models import ProgressFn, validate_name
 from autograph.errors import AutographError
-from autograph.secrets import load_credentials
+
+if TYPE_CHECKING:  # the DR core is imported inside the commands: `--help` needs none of it
+    from autograph.dr.buckets.backup import CountsFn
+    from autograph.dr.buckets.manager import MinIOBucketBackupManager
+    from autograph.dr.models import ProgressFn
 
 NameArg = Annotated[str, typer.Argument(help="backup name (see `autograph backup objects list`)")]
 
@@ -42,6 +39,10 @@ objects_app = typer.Typer(
 
 
 def _manager() -> MinIOBucketBackupManager:
+    from autograph.config import load_settings
+    from autograph.dr.buckets.manager import MinIOBucketBackupManager
+    from autograph.secrets import load_credentials
+
     settings = load_settings()
     return MinIOBucketBackupManager(settings, load_credentials(settings))
 
@@ -52,6 +53,9 @@ def bars(enabled: bool = True) -> Iterator[tuple[ProgressFn, CountsFn]]:
     if not enabled:
         yield (lambda *_args: None), (lambda *_args: None)
         return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Column
+
     columns = (
         TextColumn("{task.description}", table_column=Column(width=34)),
         BarColumn(),
@@ -109,6 +113,9 @@ def create(
     manager.workers = workers
     if name and not bucket:
         raise AutographError("--name names one backup: give a BUCKET too")
+    from autograph.dr.buckets.models import validate_bucket
+    from autograph.dr.models import validate_name
+
     if name:
         validate_name(name)
     if bucket:
@@ -157,6 +164,8 @@ def list_backups(
     if json_output:
         emit_json(listing)
         return
+    from rich.table import Column, Table
+
     table = Table("bucket", "age", "objects", "size", "copies", "verified", "tags")
     table.columns.insert(0, Column("name", no_wrap=True))
     for entry in listing.backups:
@@ -186,6 +195,8 @@ def buckets(json_output: JsonOpt = False) -> None:
     if json_output:
         emit_json(listing)
         return
+    from rich.table import Table
+
     table = Table("bucket", "objects", "size", "newest backup")
     for item in listing.buckets:
         table.add_row(
@@ -200,6 +211,8 @@ def buckets(json_output: JsonOpt = False) -> None:
 @objects_app.command("verify")
 def verify(name: NameArg, json_output: JsonOpt = False) -> None:
     """Read every copy of a backup in full and check each object's sha256."""
+    from autograph.dr.models import validate_name
+
     validate_name(name)
     with progress_bar() as progress:
         entry = _manager().verify(name, progress=progress)
@@ -226,6 +239,8 @@ def restore(
     json_output: JsonOpt = False,
 ) -> None:
     """Restore a bucket backup (checksum checked before anything is written)."""
+    from autograph.dr.models import validate_name
+
     manager = _manager()
     manager.workers = workers
     validate_name(name)

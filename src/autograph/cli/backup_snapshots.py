@@ -8,18 +8,17 @@ these commands are for an operator, and work with the gateway down.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Column, Table
 
 from autograph.cli.backup import JsonOpt, YesOpt, _size, out
 from autograph.cli.output import console, emit_json
 from autograph.clock import isoformat
-from autograph.config import load_settings
-from autograph.dr.buckets.snapshots.manager import SnapshotManager
 from autograph.errors import AutographError, InvalidInput, NotFound
-from autograph.secrets import load_credentials
+
+if TYPE_CHECKING:  # the DR core is imported inside the commands: `--help` needs none of it
+    from autograph.dr.buckets.snapshots.manager import SnapshotManager
 
 snapshots_app = typer.Typer(
     help="Incremental bucket snapshots (only changed objects stored; each restores the "
@@ -29,6 +28,10 @@ NameArg = Annotated[str, typer.Argument(help="snapshot name (see `autograph back
 
 
 def _manager() -> SnapshotManager:
+    from autograph.config import load_settings
+    from autograph.dr.buckets.snapshots.manager import SnapshotManager
+    from autograph.secrets import load_credentials
+
     settings = load_settings()
     return SnapshotManager(settings, load_credentials(settings))
 
@@ -72,6 +75,8 @@ def list_snapshots(bucket: Annotated[str | None, typer.Option(help="only this bu
     if json_output:
         emit_json({**listing, "snapshots": rows})
         return
+    from rich.table import Column, Table
+
     table = Table(Column("name", no_wrap=True, overflow="fold"), "taken (UTC)", "copies")
     for row in rows:
         taken = row["started_at"].replace("T", " ")[:19]  # the name carries the bucket
