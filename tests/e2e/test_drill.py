@@ -88,7 +88,9 @@ def _recovered(report: DrillReport, dr_dir: Any) -> None:
     assert saved["scenario"] == report.scenario and saved["passed"] is report.passed
     for kind in ("database", "objects"):
         found = report.integrity[kind]
-        assert found["ok"], (kind, found["basis"], found["mismatched"], report.issues)
+        differences = {n: (found.get("buckets") or found.get("tables") or {}).get(n)
+                       for n in found["mismatched"]}  # counts and sample keys
+        assert found["ok"], (kind, found["basis"], differences, report.issues)
 
 
 @pytest.mark.timeout(1500)  # the first test of the module also starts the sandbox
