@@ -171,8 +171,8 @@ def evaluate(ev: Evidence, steps: list[StepRecord], *, started: datetime, finish
         rpo=_rpo_figures(ev), targets=ev.targets, steps=steps, services=services,
         database_restore_seconds=db_step.duration_seconds
         if db_step and db_step.status == "passed" else None,
-        objects_restore_seconds=obj_step.duration_seconds
-        if obj_step and obj_step.status == "passed" else None,
+        objects_restore_seconds=obj_step.data.get("restore_seconds", obj_step.duration_seconds)
+        if obj_step and obj_step.status == "passed" else None,  # it may begin in the db step
         backups={"taken": ev.backups_taken, "restored": restored, "corrupted": ev.corrupted,
                  "schedule_seconds": ev.schedule},
         workload={**ev.workload, "fault": ev.fault or {}},

@@ -75,6 +75,23 @@ class OperationLock:
         self.release()
 
 
+class LentLock(OperationLock):
+    """A held lock lent to a callee that releases what it is handed (several restores of one
+    recovery under one lock): its ``release`` does nothing; the owner releases the lock."""
+
+    def __init__(self, owner: OperationLock) -> None:
+        super().__init__(-1, owner.kind, owner.operation)
+        self._fd = None
+        self._owner = owner
+
+    @property
+    def held(self) -> bool:
+        return self._owner.held
+
+    def release(self) -> None:
+        """Nothing: the owner releases the lock."""
+
+
 def acquire(backups_dir: Path, kind: str, operation: str, target: str = "") -> OperationLock:
     """Take the ``kind`` lock for ``operation`` (e.g. ``"restore"``) without waiting.
 

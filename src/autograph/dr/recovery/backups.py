@@ -14,14 +14,18 @@ before the corruption. Logical (the plan's runbook): the newest verified ``pg_du
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from autograph.clock import Clock, isoformat
+from autograph.clock import Clock, isoformat, utc_now
 from autograph.dr.buckets.snapshots.store import parse_name
 from autograph.dr.catalog import open_catalog
 from autograph.dr.models import BackupEntry, jsonable
+from autograph.dr.ops.locks import LentLock, OperationLock
 from autograph.dr.recovery.step_data import RecoveryPlan
 from autograph.errors import (
     AutographError,
@@ -172,7 +176,7 @@ def restore_first(candidates: list[str], restore: Any) -> dict[str, Any]:
     """Try candidates in order until one restores; record refusals with their reasons."""
     refused: list[dict[str, str]] = []
     for name in candidates[:MAX_ATTEMPTS]:
-        start = time.monotonic()
+        start, began = time.monotonic(), utc_now()
         try:
             result = restore(name)
         except DependencyDown:
@@ -181,6 +185,7 @@ def restore_first(candidates: list[str], restore: Any) -> dict[str, Any]:
             refused.append({"backup": name, "reason": exc.message})
             continue
         return {"backup": name, "restore_seconds": round(time.monotonic() - start, 3),
+                "started_at": isoformat(began), "finished_at": isoformat(utc_now()),
                 "result": result, "refused": refused,
                 "issues": [f"backup {r['backup']} refused: {r['reason']}; fell back to an "
                            "older one" for r in refused]}
@@ -237,46 +242,98 @@ def recover_physical(stack: Stack, candidates: list[str], target_time: datetime 
     return outcome
 
 
-def restore_buckets(stack: Stack, plan_buckets: dict[str, list[str]]) -> dict[str, Any]:
-    """Restore each application bucket from its first acceptable backup, ``overwrite=false``
-    (existing keys are kept and counted as skipped). Raises OperationFailed naming the bucket
-    when none of its backups restores or objects failed to upload."""
+class _SharedLocks:
+    """The snapshot and archive locks for every bucket restore of one recovery: each taken on
+    first use (the snapshot lock waits for a scheduled snapshot to end) and lent to the
+    restores, which run at the same time; released once when they are all done."""
+
+    def __init__(self, takers: dict[str, Callable[[], OperationLock]]) -> None:
+        self._takers, self._held = takers, dict[str, OperationLock]()
+        self._mutex = threading.Lock()
+
+    def lend(self, kind: str) -> OperationLock:
+        with self._mutex:
+            if kind not in self._held:
+                self._held[kind] = self._takers[kind]()
+            return LentLock(self._held[kind])
+
+    def release(self) -> None:
+        with self._mutex:
+            for lock in self._held.values():
+                lock.release()
+            self._held.clear()
+
+
+def _restore_bucket(stack: Stack, bucket: str, candidates: list[str],
+                    held: _SharedLocks) -> dict[str, Any]:
+    """Restore one bucket from the first of ``candidates`` that restores (``overwrite=false``).
+    Raises OperationFailed naming the bucket."""
     from autograph.dr.buckets.manager import MinIOBucketBackupManager
     from autograph.dr.buckets.snapshots.manager import SnapshotManager
 
-    manager = MinIOBucketBackupManager(stack.settings, stack.creds)
-    snapshots = SnapshotManager(stack.settings, stack.creds)
-    outcome: dict[str, Any] = {"buckets": {}, "refused": [], "issues": []}
+    def restore(name: str) -> dict[str, Any]:
+        if name.startswith("snap_"):  # incremental snapshot (SPEC §7)
+            snapshots = SnapshotManager(stack.settings, stack.creds)
+            return {**snapshots.restore(name, target_bucket=bucket,
+                                        lock=held.lend("snapshot")).as_dict(),
+                    "method": "snapshot"}
+        manager = MinIOBucketBackupManager(stack.settings, stack.creds)
+        return dict(jsonable(manager.restore(name, target_bucket=bucket, overwrite=False,
+                                             lock=held.lend("bucket"))))
+
+    try:
+        done = restore_first(candidates, restore)
+    except AutographError as exc:
+        raise OperationFailed(f"bucket {bucket}: {exc.message}") from None
+    extra = done["result"].get("extra", {}) or {}
+    counts = {k: done["result"].get(k, extra.get(k, 0)) for k in ("restored", "skipped", "failed")}
+    if counts["failed"]:
+        raise OperationFailed(f"bucket {bucket}: {counts['failed']} objects failed to restore "
+                              f"from {done['backup']}")
+    return {**done, "counts": counts}
+
+
+def restore_buckets(stack: Stack, plan_buckets: dict[str, list[str]]) -> dict[str, Any]:
+    """Restore every application bucket from its first acceptable backup, all buckets at the
+    same time, ``overwrite=false`` (existing keys are kept and counted as skipped). Raises
+    OperationFailed naming each bucket none of whose backups restored (or whose objects failed
+    to upload), once every bucket's restore has ended."""
+    from autograph.dr.buckets.manager import MinIOBucketBackupManager
+    from autograph.dr.buckets.snapshots.manager import SnapshotManager
+
+    held = _SharedLocks({
+        "snapshot": lambda: SnapshotManager(stack.settings, stack.creds).acquire_waiting(
+            "restore", "recovery"),
+        "bucket": lambda: MinIOBucketBackupManager(stack.settings, stack.creds).acquire(
+            "restore", "recovery")})
+    outcome: dict[str, Any] = {"buckets": {}, "refused": [], "issues": [],
+                               "started_at": isoformat(utc_now())}
     start = time.monotonic()
-    for bucket, candidates in plan_buckets.items():
-        if not candidates:
-            outcome["issues"].append(f"bucket {bucket}: no backup to restore; left as found")
-            continue
-
-        def restore(name: str, target: str = bucket) -> dict[str, Any]:
-            if name.startswith("snap_"):  # incremental snapshot (SPEC §7)
-                return {**snapshots.restore(name, target_bucket=target).as_dict(),
-                        "method": "snapshot"}
-            return dict(jsonable(manager.restore(name, target_bucket=target,
-                                                 overwrite=False)))
-
+    todo = {b: c for b, c in plan_buckets.items() if c}
+    outcome["issues"] += [f"bucket {b}: no backup to restore; left as found"
+                          for b, c in plan_buckets.items() if not c]
+    with ThreadPoolExecutor(max(1, len(todo)), thread_name_prefix="restore-bucket") as pool:
+        futures = {b: pool.submit(_restore_bucket, stack, b, c, held) for b, c in todo.items()}
+        wait(list(futures.values()))
+    held.release()
+    failed = []
+    for bucket, future in futures.items():
         try:
-            done = restore_first(candidates, restore)
+            done = future.result()
         except AutographError as exc:
-            raise OperationFailed(f"bucket {bucket}: {exc.message}") from None
-        extra = done["result"].get("extra", {}) or {}
-        counts = {k: done["result"].get(k, extra.get(k, 0)) for k in
-                  ("restored", "skipped", "failed")}
-        if counts["failed"]:
-            raise OperationFailed(f"bucket {bucket}: {counts['failed']} objects failed to "
-                                  f"restore from {done['backup']}")
-        outcome["buckets"][bucket] = {"backup": done["backup"], **counts,
-                                      "method": done["result"].get("method", "archive"),
-                                      "seconds": done["restore_seconds"],
-                                      "tiers": _tiers(done["result"])}
+            failed.append(exc.message)
+            continue
+        outcome["buckets"][bucket] = {
+            "backup": done["backup"], **done["counts"],
+            "method": done["result"].get("method", "archive"),
+            "seconds": done["restore_seconds"], "started_at": done["started_at"],
+            "finished_at": done["finished_at"], "tiers": _tiers(done["result"])}
         outcome["refused"] += [{**r, "bucket": bucket} for r in done["refused"]]
         outcome["issues"] += [f"bucket {bucket}: {i}" for i in done["issues"]]
+    if failed:
+        raise OperationFailed("; ".join(failed))
     outcome["restore_seconds"] = round(time.monotonic() - start, 3)
+    outcome["finished_at"] = isoformat(utc_now())
     return outcome
 
 

@@ -14,7 +14,8 @@ damage found) is recorded as skipped, with why:
    to the latest point (SPEC §7; or to ``--to``); corrupted database: the newest verified dump
    (or, with ``--to``, the base backup + WAL up to that time); ``--backup`` names either. A
    refused backup falls back to the next older one, a failed replay to the dumps;
-5. restore_buckets — the same per application bucket, ``overwrite=false``;
+5. restore_buckets — the same per application bucket, ``overwrite=false``, all at once and
+   (whole stack) begun beside the database restore (:mod:`.overlap`); then the outbox replay;
 6. start_services — the schema migrated (``autograph migrate``; the restores already migrated
    what they restored), then every application service not healthy, in priority order (at the
    same time within a priority), each waited on;
@@ -39,6 +40,7 @@ from autograph.dr.ops.steps import Operation, Outcome, Skip, Step, StepContext
 from autograph.dr.recovery import accounts, backups, checks, consistent, live, offsite
 from autograph.dr.recovery.consistent import RecoveryPoint
 from autograph.dr.recovery.options import RecoveryOptions
+from autograph.dr.recovery.overlap import Background
 from autograph.dr.recovery.report import RecoveryReport, write_recovery_report
 from autograph.dr.recovery.start import start_components
 from autograph.dr.recovery.step_data import Assessment, DatabaseMethod, RecoveryPlan
@@ -66,6 +68,7 @@ class Recovery:
         self.clock = clock
         self.state_path = state_path or live.state_path(self.settings.dr_dir)
         self._reference_scan: Future[dict[str, Any]] | None = None
+        self._buckets: Background | None = None  # the bucket restore, begun beside the database
 
     # The steps --------------------------------------------------------------------------
     def steps(self) -> list[Step]:
@@ -223,6 +226,18 @@ class Recovery:
         if self.options.scenario == "objects":
             raise Skip("scenario objects: the database is not restored")
         assessed = ctx.model("assess", Assessment)
+        if self.options.scenario in WHOLE_STACK:  # one recovery point: order does not matter
+            plan_buckets = assessed.plan.buckets
+            self._buckets = Background(
+                lambda: backups.restore_buckets(self.stack, plan_buckets), "restore-buckets")
+        try:
+            return self._database(assessed)
+        except BaseException:
+            if self._buckets is not None:
+                self._buckets.settle()
+            raise
+
+    def _database(self, assessed: Assessment) -> Outcome:
         plan = assessed.plan
         issues: list[str] = []
         if plan.method == "physical":
@@ -287,7 +302,10 @@ class Recovery:
         if self.options.scenario == "database":
             raise Skip("scenario database: buckets are not restored")
         plan = ctx.model("assess", Assessment).plan
-        outcome = backups.restore_buckets(self.stack, plan.buckets)
+        job, self._buckets = self._buckets, None
+        outcome = (job.result() if job is not None
+                   else backups.restore_buckets(self.stack, plan.buckets))
+        outcome["beside_database"] = job is not None
         try:
             outcome["outbox"] = consistent.replay_outbox(
                 self.settings, self.stack.creds, list(self.settings.app_buckets),
@@ -302,7 +320,8 @@ class Recovery:
         counts = ", ".join(f"{b} {v['restored']}+{v['skipped']} skipped"
                            for b, v in outcome["buckets"].items())
         counts += f"; {replayed} objects from the outbox"
-        return Outcome(f"{counts} in {outcome['restore_seconds']:.1f} s", outcome)
+        beside = " (beside the database restore)" if job is not None else ""
+        return Outcome(f"{counts} in {outcome['restore_seconds']:.1f} s{beside}", outcome)
 
     # 6. services ------------------------------------------------------------------------
     def _start_services(self, ctx: StepContext) -> Outcome:

@@ -1,0 +1,79 @@
+"""A recovery's bucket restore on the real S3 server: every application bucket at once under
+one snapshot lock, each counted; a bucket that cannot come back is named only after the others
+are back, and the lock is free again either way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from autograph.dr.buckets.snapshots.manager import SnapshotManager
+from autograph.dr.ops.locks import holder
+from autograph.dr.recovery import backups as recovery_backups
+from autograph.errors import OperationFailed
+from autograph.stack.lifecycle import Stack
+from bucketbackups import Buckets, bucket_settings
+
+DIAGRAMS = {f"d/{i}.json": f'{{"n": {i}}}'.encode() for i in range(40)}
+EXPORTS = {f"e/{i}.bin": bytes([i]) * 3000 for i in range(25)}
+
+
+@pytest.fixture
+def buckets(infra_stack: Stack, tmp_path: Path) -> Iterator[Buckets]:
+    with bucket_settings(infra_stack, tmp_path) as handle:
+        yield handle
+
+
+def _snapshot_two(infra_stack: Stack, buckets: Buckets) -> tuple[list[str], list[str]]:
+    """Two application buckets with contents, snapshotted, then emptied (the disaster)."""
+    manager = SnapshotManager(buckets.settings, infra_stack.creds)
+    names, plans = [], []
+    for bucket, objects in zip(buckets.settings.app_buckets[:2], (DIAGRAMS, EXPORTS),
+                               strict=True):
+        buckets.make(bucket.split("-")[1], objects)
+        plans.append(manager.take(bucket).snapshot.name)
+        for key in objects:
+            buckets.client.delete_object(Bucket=bucket, Key=key)
+        names.append(bucket)
+    return names, plans
+
+
+def test_every_bucket_is_restored_under_one_lock_and_the_lock_is_freed(
+        infra_stack: Stack, buckets: Buckets) -> None:
+    (diagrams, exports), (snap_d, snap_e) = _snapshot_two(infra_stack, buckets)
+    buckets.put(exports, "e/0.bin", b"written after the disaster")  # kept: overwrite=false
+    handle = SimpleNamespace(settings=buckets.settings, creds=infra_stack.creds)
+
+    done = recovery_backups.restore_buckets(  # type: ignore[arg-type]
+        handle, {diagrams: [snap_d], exports: [snap_e], buckets.settings.app_buckets[2]: []})
+
+    assert done["buckets"][diagrams]["restored"] == len(DIAGRAMS)
+    assert done["buckets"][exports]["restored"] == len(EXPORTS) - 1
+    assert done["buckets"][exports]["skipped"] == 1
+    assert sorted(buckets.etags(diagrams)) == sorted(DIAGRAMS)
+    assert buckets.contents(exports)["e/0.bin"][0] == b"written after the disaster"
+    for bucket in (diagrams, exports):  # each bucket's own restore interval is recorded
+        record = done["buckets"][bucket]
+        assert done["started_at"] <= record["started_at"] <= record["finished_at"]
+        assert record["finished_at"] <= done["finished_at"]
+    assert any("left as found" in issue for issue in done["issues"])
+    assert holder(buckets.settings.backups_dir, "snapshot") is None
+
+
+def test_a_bucket_that_cannot_be_restored_is_named_after_the_others_are_back(
+        infra_stack: Stack, buckets: Buckets) -> None:
+    (diagrams, exports), (_snap_d, snap_e) = _snapshot_two(infra_stack, buckets)
+    handle = SimpleNamespace(settings=buckets.settings, creds=infra_stack.creds)
+    missing = f"snap_{diagrams}_20260101T000000000Z"
+
+    with pytest.raises(OperationFailed) as raised:
+        recovery_backups.restore_buckets(  # type: ignore[arg-type]
+            handle, {diagrams: [missing], exports: [snap_e]})
+
+    assert raised.value.message.startswith(f"bucket {diagrams}: no backup could be restored")
+    assert exports not in raised.value.message
+    assert sorted(buckets.etags(exports)) == sorted(EXPORTS)
+    assert holder(buckets.settings.backups_dir, "snapshot") is None
