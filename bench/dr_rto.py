@@ -5,7 +5,8 @@ diagrams through the API (each with its canvas in the ``diagrams`` bucket) and 5
 (~250 MB, half compressible JSON, half random bytes) in ``exports``; backed up; then every
 process is SIGKILLed and every data folder deleted, and ``autograph dr recover --scenario
 complete`` runs. Prints the RTO, each step's share, and the orchestration overhead: the RTO
-minus the time of the restore commands themselves (the managers' own restore durations).
+minus the wall time of the restore phase (the union of the restore commands' intervals: the
+database restore and each bucket's run at the same time, so their durations are not summed).
 
 With ``--scenario machine`` the whole home is deleted instead and the recovery runs from the
 sandbox's off-site S3 server and the kit; ``--scenario both`` times complete, then machine.
@@ -128,16 +129,21 @@ def fail_and_recover(stack: Stack, scenario: str, args: argparse.Namespace
     verify = report.steps[-1]
     rto = (verify.started_at - failure_at).total_seconds() + verify.duration_seconds
     steps = {s.name: s for s in report.steps}
-    db = steps["restore_database"].data["result"]["duration_seconds"]
-    buckets = sum(b["seconds"] for b in steps["restore_buckets"].data["buckets"].values())
+    db_data, bucket_data = steps["restore_database"].data, steps["restore_buckets"].data
+    db = db_data["result"]["duration_seconds"]
+    buckets = bucket_data["restore_seconds"]
+    # The restores overlap (buckets beside the database, buckets beside each other): the
+    # overhead subtracts the restore phase's wall time, the union of their intervals.
+    restores = report.restore_phase_seconds()
     # Components of one priority start together: the steps' wall time is what counts.
     starts = sum(steps[n].duration_seconds for n in ("restore_infrastructure", "start_services"))
     figures = {
         "rto_seconds": round(rto, 2), "database_restore_seconds": db,
         "bucket_restore_seconds": round(buckets, 2),
+        "restore_phase_wall_seconds": round(restores, 2),
         "component_start_seconds": round(starts, 2),
-        "overhead_seconds": round(rto - db - buckets, 2),
-        "overhead_without_starts_seconds": round(rto - db - buckets - starts, 2),
+        "overhead_seconds": round(rto - restores, 2),
+        "overhead_without_starts_seconds": round(rto - restores - starts, 2),
         "steps": {s.name: s.duration_seconds for s in report.steps},
         "sources": report.sources,
     }
@@ -147,9 +153,10 @@ def fail_and_recover(stack: Stack, scenario: str, args: argparse.Namespace
         print(f"  {step.name:<24} {step.duration_seconds:7.2f} s "
               f"{100 * step.duration_seconds / rto:5.1f} %  {step.detail[:70]}")
     print(f"  restore commands: database {db:.1f} s (base backup + WAL replay + start), "
-          f"buckets {buckets:.1f} s; other component starts (wall) {starts:.1f} s")
-    print(f"  orchestration overhead (RTO - restore commands): "
-          f"{figures['overhead_seconds']:.1f} s (target < 15 s); without the component "
+          f"buckets {buckets:.1f} s (all buckets, wall); together (union of their "
+          f"intervals) {restores:.1f} s; other component starts (wall) {starts:.1f} s")
+    print(f"  orchestration overhead (RTO - restore phase wall): "
+          f"{figures['overhead_seconds']:.1f} s (target <= 10 s); without the component "
           f"starts: {figures['overhead_without_starts_seconds']:.1f} s")
     return figures
 

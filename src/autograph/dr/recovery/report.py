@@ -34,6 +34,30 @@ class RecoveryReport(BaseModel):
         default_factory=list, description="alert notices sent while the recovery ran, per "
         "channel, oldest first (from the gateway's notifications log)")
 
+    def restore_intervals(self) -> list[tuple[datetime, datetime]]:
+        """When each restore command ran: the database's and each bucket's ``(start, end)``
+        (the bucket restores run beside each other and beside the database's)."""
+        steps = {s.name: s.data for s in self.steps if s.status == "passed"}
+        found = [steps.get("restore_database") or {}]
+        found += ((steps.get("restore_buckets") or {}).get("buckets") or {}).values()
+        return [(_moment(d["started_at"]), _moment(d["finished_at"])) for d in found
+                if d.get("started_at") and d.get("finished_at")]
+
+    def restore_phase_seconds(self) -> float:
+        """The wall time the restore commands took together: the length of the union of
+        their intervals (overlapping restores counted once)."""
+        total, reach = 0.0, None
+        for start, end in sorted(self.restore_intervals()):
+            begin = max(start, reach) if reach is not None else start
+            if end > begin:
+                total += (end - begin).total_seconds()
+            reach = end if reach is None else max(reach, end)
+        return round(total, 3)
+
+
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
 
 def write_recovery_report(report: RecoveryReport, dr_dir: Path) -> Path:
     """``HOME/dr/recoveries/<timestamp>-<scenario>/report.json`` and ``report.md``."""
