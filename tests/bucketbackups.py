@@ -8,6 +8,7 @@ import http.client
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -126,6 +127,9 @@ class S3Proxy:
         self.methods: list[str] = []
         self.put_attempts: dict[str, int] = {}
         self.drop_idle = False
+        self.get_delay = 0.0  # seconds each GET is held before it is relayed
+        self.gets_in_flight = 0
+        self.peak_gets = 0  # the most GETs relayed at the same time
         self._budget: int | None = None
         self._failing: set[str] = set()
         self._once: list[tuple[str, str, bool]] = []
@@ -221,14 +225,7 @@ class S3Proxy:
                 if fault is False:
                     proxy._send_500(self)
                     return
-                upstream = http.client.HTTPConnection(proxy._host, proxy._port, timeout=30)
-                try:
-                    upstream.request(self.command, self.path, body=body,
-                                     headers=dict(self.headers.items()))
-                    answer = upstream.getresponse()
-                    data = answer.read()
-                finally:
-                    upstream.close()
+                answer, data = self._upstream(body)
                 headers = answer.getheaders()
                 if proxy.answer_headers is not None:
                     headers = proxy.answer_headers(self.command, headers)
@@ -248,6 +245,25 @@ class S3Proxy:
                     self.wfile.write(data)
                 if proxy.drop_idle:
                     self.close_connection = True
+
+            def _upstream(self, body: bytes | None) -> tuple[Any, bytes]:
+                counted = self.command == "GET"
+                if counted:
+                    with proxy._lock:
+                        proxy.gets_in_flight += 1
+                        proxy.peak_gets = max(proxy.peak_gets, proxy.gets_in_flight)
+                    time.sleep(proxy.get_delay)
+                upstream = http.client.HTTPConnection(proxy._host, proxy._port, timeout=30)
+                try:
+                    upstream.request(self.command, self.path, body=body,
+                                     headers=dict(self.headers.items()))
+                    answer = upstream.getresponse()
+                    return answer, answer.read()
+                finally:
+                    upstream.close()
+                    if counted:
+                        with proxy._lock:
+                            proxy.gets_in_flight -= 1
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay
 

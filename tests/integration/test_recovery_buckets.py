@@ -1,21 +1,28 @@
-"""A recovery's bucket restore on the real S3 server: every application bucket at once under
-one snapshot lock, each counted; a bucket that cannot come back is named only after the others
-are back, and the lock is free again either way."""
+"""A recovery's bucket restore on real S3 servers: every application bucket at once under one
+snapshot lock, each counted; a bucket that cannot come back is named only after the others are
+back, and the lock is free again either way; blobs only the off-site server (a second real S3
+server) holds are fetched many at a time, bounded."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from pydantic import SecretStr
 
 from autograph.dr.buckets.snapshots.manager import SnapshotManager
+from autograph.dr.buckets.snapshots.reading import PREFETCH_THREADS, REMOTE_PREFETCH_THREADS
+from autograph.dr.buckets.snapshots.store import SnapshotStore
 from autograph.dr.ops.locks import holder
 from autograph.dr.recovery import backups as recovery_backups
+from autograph.dr.storage.crypto import new_key
 from autograph.errors import OperationFailed
 from autograph.stack.lifecycle import Stack
-from bucketbackups import Buckets, bucket_settings
+from bucketbackups import Buckets, S3Proxy, bucket_settings
+from offsiteutil import OffsiteServer
 
 DIAGRAMS = {f"d/{i}.json": f'{{"n": {i}}}'.encode() for i in range(40)}
 EXPORTS = {f"e/{i}.bin": bytes([i]) * 3000 for i in range(25)}
@@ -77,3 +84,35 @@ def test_a_bucket_that_cannot_be_restored_is_named_after_the_others_are_back(
     assert exports not in raised.value.message
     assert sorted(buckets.etags(exports)) == sorted(EXPORTS)
     assert holder(buckets.settings.backups_dir, "snapshot") is None
+
+
+def test_off_site_blobs_are_fetched_many_at_a_time_and_restore_byte_for_byte(
+        infra_stack: Stack, buckets: Buckets, offsite_server: OffsiteServer) -> None:
+    proxy = S3Proxy(offsite_server.endpoint)  # counts the GETs in flight to the off-site server
+    proxy.get_delay = 0.05  # a remote round trip: fetched three at a time they never overlap more
+    settings = buckets.settings.model_copy(update={
+        "offsite_s3_endpoint": proxy.url, "offsite_s3_prefix": f"t-{buckets.token}/",
+        "offsite_s3_access_key": SecretStr(offsite_server.access_key),
+        "offsite_s3_secret_key": SecretStr(offsite_server.secret_key),
+        "offsite_key": SecretStr(new_key().export())})
+    try:
+        taker = SnapshotManager(settings, infra_stack.creds)
+        bucket = buckets.make_app_bucket(DIAGRAMS)
+        taken = taker.take(bucket)
+        assert "offsite" in taken.tiers  # shipped with its blobs as it was committed
+        name = taken.snapshot.name
+        shutil.rmtree(taker.store.blobs_dir)  # the machine is gone: only off-site is left
+        for key in DIAGRAMS:
+            buckets.client.delete_object(Bucket=bucket, Key=key)
+        restorer = SnapshotManager(settings, infra_stack.creds,
+                                   store=SnapshotStore(settings, infra_stack.creds, with_s3=False))
+        proxy.peak_gets = 0
+
+        done = restorer.restore(name)
+
+        assert done.blobs_from == {"offsite": len(DIAGRAMS)}
+        assert done.restored == len(DIAGRAMS)
+        assert {k: v[0] for k, v in buckets.contents(bucket).items()} == DIAGRAMS
+        assert PREFETCH_THREADS < proxy.peak_gets <= REMOTE_PREFETCH_THREADS
+    finally:
+        proxy.close()

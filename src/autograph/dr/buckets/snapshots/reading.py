@@ -18,7 +18,11 @@ from autograph.dr.buckets.snapshots.blobs import LARGE
 from autograph.dr.buckets.snapshots.store import Snapshot, SnapshotObject, SnapshotStore
 from autograph.errors import DependencyDown, IntegrityError
 
-PREFETCH_THREADS = 3
+PREFETCH_THREADS = 3  # local blobs: reading is disk and CPU (zlib, sha256), a few suffice
+# Blobs from S3 or off-site are one GET each (off-site: decrypted too), a round trip of tens
+# of milliseconds: 25,000 of them three at a time took 268 s. Many at once keep the remote
+# servers busy; bounded by PREFETCH_BYTES and by the clients' connection pools (32).
+REMOTE_PREFETCH_THREADS = 16
 PREFETCH_BYTES = 32 * 1024 * 1024
 
 
@@ -50,11 +54,14 @@ def locate(store: SnapshotStore, snapshot: Snapshot) -> dict[str, str]:
 def read_objects(store: SnapshotStore, snapshot: Snapshot,
                  sources: dict[str, str]) -> Iterator[tuple[SnapshotObject, BinaryIO]]:
     """Each object with its checked bytes, in order; blobs are read, unpacked and hashed
-    ahead by a few threads (zlib and hashlib let go of the GIL), up to PREFETCH_BYTES."""
+    ahead by a few threads (zlib and hashlib let go of the GIL; many more when blobs come
+    from a remote tier), up to PREFETCH_BYTES."""
     pending: deque[tuple[SnapshotObject, Future[BinaryIO]]] = deque()
     records = iter(snapshot.objects)
     held = 0
-    with ThreadPoolExecutor(PREFETCH_THREADS, thread_name_prefix="snapshot-read") as pool:
+    remote = any(tier != "local" for tier in sources.values())
+    threads = REMOTE_PREFETCH_THREADS if remote else PREFETCH_THREADS
+    with ThreadPoolExecutor(threads, thread_name_prefix="snapshot-read") as pool:
         while True:
             while not pending or held < PREFETCH_BYTES:
                 record = next(records, None)
