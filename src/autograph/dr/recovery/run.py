@@ -17,8 +17,9 @@ damage found) is recorded as skipped, with why:
 5. restore_buckets — the same per application bucket, ``overwrite=false``, all at once and
    (whole stack) begun beside the database restore (:mod:`.overlap`); then the outbox replay;
 6. start_services — the schema migrated (``autograph migrate``; the restores already migrated
-   what they restored), then every application service not healthy, in priority order (at the
-   same time within a priority), each waited on;
+   what they restored), then every application service not healthy, each once its
+   dependencies are healthy, each waited on (whole stack: begun beside the bucket restore,
+   as in the objects scenario the services run while buckets are restored);
 7. verify — health of all, login, diagram create and read, object references intact.
 
 The backup and restore work is the backup managers'; this module only orders and records it.
@@ -27,6 +28,7 @@ The backup and restore work is the backup managers'; this module only orders and
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
@@ -42,12 +44,16 @@ from autograph.dr.recovery.consistent import RecoveryPoint
 from autograph.dr.recovery.options import RecoveryOptions
 from autograph.dr.recovery.overlap import Background
 from autograph.dr.recovery.report import RecoveryReport, write_recovery_report
-from autograph.dr.recovery.start import start_components
+from autograph.dr.recovery.start import (
+    set_aside_broken_cluster,
+    start_components,
+    start_services,
+)
 from autograph.dr.recovery.step_data import Assessment, DatabaseMethod, RecoveryPlan
 from autograph.errors import AutographError, InvalidInput, OperationFailed
 from autograph.s3.boto import app_client
 from autograph.stack.components import Component
-from autograph.stack.infra import postgres_data_dir, prepare_database
+from autograph.stack.infra import postgres_data_dir
 from autograph.stack.lifecycle import Stack
 
 DEFAULT_TIMEOUTS = {
@@ -69,6 +75,7 @@ class Recovery:
         self.state_path = state_path or live.state_path(self.settings.dr_dir)
         self._reference_scan: Future[dict[str, Any]] | None = None
         self._buckets: Background | None = None  # the bucket restore, begun beside the database
+        self._services: Background | None = None  # the service starts, begun beside the buckets
 
     # The steps --------------------------------------------------------------------------
     def steps(self) -> list[Step]:
@@ -199,7 +206,7 @@ class Recovery:
                           else ""), {"healthy_at": {}})
         moved = []
         if any(c.name == "postgres" for c in todo):
-            moved = _set_aside_broken_cluster(postgres_data_dir(self.settings), self.clock)
+            moved = set_aside_broken_cluster(postgres_data_dir(self.settings), self.clock)
         started = start_components(self.stack, todo, self.clock)
         shown = ", ".join(f"{n} {s:.1f} s" for n, s in started.seconds.items())
         issues = [f"moved a broken data folder aside: {m}" for m in moved]
@@ -302,10 +309,19 @@ class Recovery:
         if self.options.scenario == "database":
             raise Skip("scenario database: buckets are not restored")
         plan = ctx.model("assess", Assessment).plan
+        if self.options.scenario in WHOLE_STACK:  # their dependencies are back (see .overlap)
+            self._services = Background(lambda: start_services(
+                self.stack, self.clock, self._unhealthy("service")), "start-services")
         job, self._buckets = self._buckets, None
-        outcome = (job.result() if job is not None
-                   else backups.restore_buckets(self.stack, plan.buckets))
+        try:
+            outcome = (job.result() if job is not None
+                       else backups.restore_buckets(self.stack, plan.buckets))
+        except BaseException:
+            if self._services is not None:
+                self._services.settle()
+            raise
         outcome["beside_database"] = job is not None
+        began = time.monotonic()
         try:
             outcome["outbox"] = consistent.replay_outbox(
                 self.settings, self.stack.creds, list(self.settings.app_buckets),
@@ -314,6 +330,7 @@ class Recovery:
             outcome["outbox"] = {"restored": {}, "error": exc.message}
             outcome["issues"].append(f"objects written since the snapshots were not put "
                                      f"back from the outbox: {exc.message}")
+        outcome["outbox"]["seconds"] = round(time.monotonic() - began, 3)
         replayed = sum(outcome["outbox"]["restored"].values())
         if not outcome["buckets"] and not replayed:
             raise Skip("no bucket backup to restore", outcome)
@@ -325,20 +342,15 @@ class Recovery:
 
     # 6. services ------------------------------------------------------------------------
     def _start_services(self, ctx: StepContext) -> Outcome:
-        # The restores migrated what they restored; this covers every other path (an empty
-        # database made by the infrastructure step, a resumed run) before a service starts.
-        schema = prepare_database(self.settings, self.stack.creds).summary()
-        todo = self._unhealthy("service")
-        if not todo:
-            raise Skip(f"every application service healthy; {schema}",
-                       {"healthy_at": {}, "schema": schema})
+        job, self._services = self._services, None
         if not self._unhealthy("infrastructure"):  # the scan needs PostgreSQL and S3 only
-            self._reference_scan = checks.start_reference_scan(self.stack)
-        started = start_components(self.stack, todo, self.clock)
-        shown = ", ".join(f"{n} {s:.1f} s" for n, s in started.seconds.items())
-        return Outcome(f"{schema}; started {shown}", {"seconds": started.seconds,
-                                                      "healthy_at": started.healthy_at,
-                                                      "schema": schema})
+            self._reference_scan = checks.start_reference_scan(self.stack)  # buckets are back
+        started = (job.result() if job is not None
+                   else start_services(self.stack, self.clock, self._unhealthy("service")))
+        shown = ", ".join(f"{n} {s:.1f} s" for n, s in started["seconds"].items())
+        beside = " (begun beside the bucket restore)" if job is not None else ""
+        return Outcome(f"{started['schema']}; started {shown}{beside}",
+                       {**started, "beside_buckets": job is not None})
 
     # 7. verify --------------------------------------------------------------------------
     def _verify(self, ctx: StepContext) -> Outcome:
@@ -386,11 +398,3 @@ class Recovery:
         except AutographError as exc:
             return {"checked": False, "why": exc.message}
 
-
-def _set_aside_broken_cluster(folder: Path, clock: Clock) -> list[str]:
-    """A PostgreSQL data folder without a cluster in it is renamed, never deleted."""
-    if folder.exists() and not (folder / "PG_VERSION").exists() and any(folder.iterdir()):
-        target = folder.with_name(f"postgres.lost-{clock():%Y%m%dT%H%M%SZ}")
-        os.rename(folder, target)
-        return [str(target)]
-    return []

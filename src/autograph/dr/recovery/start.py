@@ -1,7 +1,9 @@
-"""Starting a set of the stack's components for a recovery: in priority order, and at the same
-time within a priority (each also waits for what it depends on), each waited on through its
-health check. The plan's order stays: nothing of priority 2 starts before every priority-1
-component being started is healthy.
+"""Starting a set of the stack's components for a recovery: all at once, each as soon as what it
+depends on is healthy, each waited on through its health check. Waiting for a whole priority
+tier left services idle that need nothing of it (the priority-3 services waited for the
+gateway although most need only Redis or PostgreSQL: a serial stage of a third of the start
+step). The infrastructure (priority 1) still comes before any service, and the threads start
+in priority order, so the plan's first services get their head start.
 
 Each component is started through its own ``Stack`` handle (``Stack.up(only=[name])``: port
 checks, prepare, start, health wait, after-healthy), after one call that makes sure supervisord
@@ -10,13 +12,18 @@ runs with the current configuration, so the handles never race to start it.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from autograph.clock import Clock, isoformat
+from autograph.dr.ops.steps import Skip
 from autograph.errors import AutographError, OperationFailed
 from autograph.stack.components import Component
+from autograph.stack.infra import prepare_database
 from autograph.stack.lifecycle import Stack
 
 # How long one component may take to answer healthy during a recovery. Longer than the stack's
@@ -35,8 +42,18 @@ class Started:
     failed: dict[str, str] = field(default_factory=dict)
 
 
+def waits_for(component: Component, starting: list[Component]) -> list[str]:
+    """What ``component`` waits for among the components ``starting`` with it: what it
+    depends on, and every infrastructure component when it is a service."""
+    names = {c.name for c in starting}
+    infrastructure = {c.name for c in starting if component.kind == "service"
+                      and c.kind != "service"}
+    return sorted(infrastructure | {d for d in component.depends_on if d in names})
+
+
 def start_components(stack: Stack, components: list[Component], clock: Clock) -> Started:
-    """Start ``components`` (priority order, parallel within a priority, dependencies first).
+    """Start ``components`` (each once its dependencies among them are healthy; infrastructure
+    before services).
 
     Raises OperationFailed naming every component that did not become healthy (the others
     are left running and recorded).
@@ -44,15 +61,9 @@ def start_components(stack: Stack, components: list[Component], clock: Clock) ->
     if not components:
         return Started()
     stack.up(only=[])  # supervisord up, configuration current
-    names = {c.name for c in components}
     done = {c.name: threading.Event() for c in components}
     result = Started()
     lock = threading.Lock()
-
-    def blockers(component: Component) -> list[str]:
-        earlier = [c.name for c in components if c.priority < component.priority]
-        needed = [d for d in component.depends_on if d in names]
-        return sorted(set(earlier) | set(needed))
 
     # One handle (own supervisord connection) per component, made here: constructing a Stack
     # probes the home folder, which must not happen in several threads at once.
@@ -60,7 +71,7 @@ def start_components(stack: Stack, components: list[Component], clock: Clock) ->
 
     def start(component: Component) -> None:
         try:
-            for name in blockers(component):
+            for name in waits_for(component, components):
                 done[name].wait()
                 if name in result.failed:
                     raise OperationFailed(f"not started: {name} failed first")
@@ -92,3 +103,25 @@ def start_components(stack: Stack, components: list[Component], clock: Clock) ->
         raise OperationFailed("; ".join(f"{name}: {why}" for name, why in
                                         result.failed.items()))
     return result
+
+
+def start_services(stack: Stack, clock: Clock, todo: list[Component]) -> dict[str, Any]:
+    """The schema migrated (the restores migrated what they restored; this covers every other
+    path: an empty database made by the infrastructure step, a resumed run), then ``todo``
+    (the application services not healthy) started. Raises Skip when ``todo`` is empty,
+    OperationFailed as :func:`start_components`."""
+    schema = prepare_database(stack.settings, stack.creds).summary()
+    if not todo:
+        raise Skip(f"every application service healthy; {schema}",
+                   {"healthy_at": {}, "schema": schema})
+    started = start_components(stack, todo, clock)
+    return {"seconds": started.seconds, "healthy_at": started.healthy_at, "schema": schema}
+
+
+def set_aside_broken_cluster(folder: Path, clock: Clock) -> list[str]:
+    """A PostgreSQL data folder without a cluster in it is renamed, never deleted."""
+    if folder.exists() and not (folder / "PG_VERSION").exists() and any(folder.iterdir()):
+        target = folder.with_name(f"postgres.lost-{clock():%Y%m%dT%H%M%SZ}")
+        os.rename(folder, target)
+        return [str(target)]
+    return []
