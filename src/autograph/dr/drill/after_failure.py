@@ -1,6 +1,6 @@
-"""The drill from the failure on: the recovery run (the restored data fingerprinted before any
-service writes), then the RPO from the writer's log, the dataset read back and the users
-logged in again."""
+"""The drill from the failure on: the recovery run (the restored data fingerprinted before the
+recovery's own checks write), then the RPO from the writer's log, the dataset read back and
+the users logged in again."""
 
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ from autograph.stack.lifecycle import Stack
 
 
 def recover(run: DrillRun) -> None:
-    """Run the recovery; after the restores (before any service writes), fingerprint what came
-    back. That pause is measured and left out of the RTO."""
+    """Run the recovery; after the restores (before the verify step writes), fingerprint what
+    came back. That pause is measured and left out of the RTO, unless the services were
+    starting meanwhile (a whole-stack recovery starts them beside the bucket restore)."""
     stack, ev, rec, kit, progress = run.stack, run.ev, run.rec, run.kit, run.progress
 
     def on_step(result: StepRecord) -> None:
@@ -47,7 +48,8 @@ def recover(run: DrillRun) -> None:
             ev.restored_keys = _restored_keys(stack, ev, result.data.get("buckets", {}))
         except Exception as exc:  # evidence we could not take is reported, not fatal
             ev.issues.append(f"could not fingerprint the restored data: {exc}")
-        ev.pause_seconds += time.monotonic() - start
+        if not result.data.get("services_starting"):  # else the services started meanwhile:
+            ev.pause_seconds += time.monotonic() - start  # the pause stays in the RTO
 
     target = stack
     if kit is not None:  # a bare home: the kit first (as `dr recover --kit` does)

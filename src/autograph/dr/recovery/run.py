@@ -320,7 +320,7 @@ class Recovery:
             if self._services is not None:
                 self._services.settle()
             raise
-        outcome["beside_database"] = job is not None
+        outcome.update(beside_database=job is not None, services_starting=bool(self._services))
         began = time.monotonic()
         try:
             outcome["outbox"] = consistent.replay_outbox(
