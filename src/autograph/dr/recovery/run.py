@@ -27,7 +27,6 @@ The backup and restore work is the backup managers'; this module only orders and
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -45,6 +44,7 @@ from autograph.dr.recovery.options import RecoveryOptions
 from autograph.dr.recovery.overlap import Background
 from autograph.dr.recovery.report import RecoveryReport, write_recovery_report
 from autograph.dr.recovery.start import (
+    ready_for_dump,
     set_aside_broken_cluster,
     start_components,
     start_services,
@@ -262,7 +262,7 @@ class Recovery:
                     raise
                 issues.append(f"point-in-time recovery failed ({exc.message}); restored the "
                               "newest verified dump instead")
-                self._ready_for_dump(had_cluster)
+                ready_for_dump(self.stack, had_cluster, self.clock)
         outcome = backups.restore_database(self.stack, plan.database)
         outcome["issues"] = outcome.get("issues", []) + issues
         if self.options.scenario in WHOLE_STACK:
@@ -293,17 +293,6 @@ class Recovery:
                                  f"({exc.message}); replayed to the end of the WAL"]
             return outcome
 
-    def _ready_for_dump(self, had_cluster: bool) -> None:
-        """After a failed physical recovery: a data folder that was not there before is set
-        aside, and PostgreSQL (an empty cluster if need be) is started for the dump."""
-        self.stack.stop("postgres")
-        folder = postgres_data_dir(self.settings)
-        if not had_cluster and folder.exists():
-            stamp = f"{self.clock():%Y%m%dT%H%M%SZ}"
-            os.rename(folder, folder.with_name(f"postgres.failed_pitr_{stamp}"))
-        start_components(self.stack, [c for c in self.stack.components
-                                      if c.name in ("postgres", "walstream")], self.clock)
-
     # 5. buckets -------------------------------------------------------------------------
     def _restore_buckets(self, ctx: StepContext) -> Outcome:
         if self.options.scenario == "database":
@@ -316,11 +305,23 @@ class Recovery:
         try:
             outcome = (job.result() if job is not None
                        else backups.restore_buckets(self.stack, plan.buckets))
-        except BaseException:
+            outcome.update(beside_database=job is not None,
+                           services_starting=bool(self._services))
+            self._replay_outbox(outcome)
+        except BaseException:  # nothing is left starting behind a failed step
             if self._services is not None:
                 self._services.settle()
             raise
-        outcome.update(beside_database=job is not None, services_starting=bool(self._services))
+        replayed = sum(outcome["outbox"]["restored"].values())
+        if not outcome["buckets"] and not replayed:
+            raise Skip("no bucket backup to restore", outcome)
+        counts = ", ".join(f"{b} {v['restored']}+{v['skipped']} skipped"
+                           for b, v in outcome["buckets"].items())
+        counts += f"; {replayed} objects from the outbox"
+        beside = " (beside the database restore)" if job is not None else ""
+        return Outcome(f"{counts} in {outcome['restore_seconds']:.1f} s{beside}", outcome)
+
+    def _replay_outbox(self, outcome: dict[str, Any]) -> None:
         began = time.monotonic()
         try:
             outcome["outbox"] = consistent.replay_outbox(
@@ -331,14 +332,6 @@ class Recovery:
             outcome["issues"].append(f"objects written since the snapshots were not put "
                                      f"back from the outbox: {exc.message}")
         outcome["outbox"]["seconds"] = round(time.monotonic() - began, 3)
-        replayed = sum(outcome["outbox"]["restored"].values())
-        if not outcome["buckets"] and not replayed:
-            raise Skip("no bucket backup to restore", outcome)
-        counts = ", ".join(f"{b} {v['restored']}+{v['skipped']} skipped"
-                           for b, v in outcome["buckets"].items())
-        counts += f"; {replayed} objects from the outbox"
-        beside = " (beside the database restore)" if job is not None else ""
-        return Outcome(f"{counts} in {outcome['restore_seconds']:.1f} s{beside}", outcome)
 
     # 6. services ------------------------------------------------------------------------
     def _start_services(self, ctx: StepContext) -> Outcome:

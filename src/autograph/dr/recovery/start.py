@@ -23,7 +23,7 @@ from autograph.clock import Clock, isoformat
 from autograph.dr.ops.steps import Skip
 from autograph.errors import AutographError, OperationFailed
 from autograph.stack.components import Component
-from autograph.stack.infra import prepare_database
+from autograph.stack.infra import postgres_data_dir, prepare_database
 from autograph.stack.lifecycle import Stack
 
 # How long one component may take to answer healthy during a recovery. Longer than the stack's
@@ -125,3 +125,14 @@ def set_aside_broken_cluster(folder: Path, clock: Clock) -> list[str]:
         os.rename(folder, target)
         return [str(target)]
     return []
+
+
+def ready_for_dump(stack: Stack, had_cluster: bool, clock: Clock) -> None:
+    """After a failed physical recovery: a data folder that was not there before is set
+    aside, and PostgreSQL (an empty cluster if need be) is started for the dump."""
+    stack.stop("postgres")
+    folder = postgres_data_dir(stack.settings)
+    if not had_cluster and folder.exists():
+        os.rename(folder, folder.with_name(f"postgres.failed_pitr_{clock():%Y%m%dT%H%M%SZ}"))
+    start_components(stack, [c for c in stack.components
+                             if c.name in ("postgres", "walstream")], clock)
