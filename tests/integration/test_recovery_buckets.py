@@ -16,10 +16,10 @@ from pydantic import SecretStr
 from autograph.dr.buckets.snapshots.manager import SnapshotManager
 from autograph.dr.buckets.snapshots.reading import PREFETCH_THREADS, REMOTE_PREFETCH_THREADS
 from autograph.dr.buckets.snapshots.store import SnapshotStore
-from autograph.dr.ops.locks import holder
+from autograph.dr.ops.locks import acquire, holder
 from autograph.dr.recovery import backups as recovery_backups
 from autograph.dr.storage.crypto import new_key
-from autograph.errors import OperationFailed
+from autograph.errors import Conflict, OperationFailed
 from autograph.stack.lifecycle import Stack
 from bucketbackups import Buckets, S3Proxy, bucket_settings
 from offsiteutil import OffsiteServer
@@ -83,6 +83,25 @@ def test_a_bucket_that_cannot_be_restored_is_named_after_the_others_are_back(
     assert raised.value.message.startswith(f"bucket {diagrams}: no backup could be restored")
     assert exports not in raised.value.message
     assert sorted(buckets.etags(exports)) == sorted(EXPORTS)
+    assert holder(buckets.settings.backups_dir, "snapshot") is None
+
+
+def test_a_scheduled_archive_running_holds_the_restore_back_and_nothing_is_written(
+        infra_stack: Stack, buckets: Buckets, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both locks are held for the whole restore (services may be starting meanwhile: no
+    scheduled archive or snapshot may record a bucket half restored), so a running archive
+    backup is waited for, then named."""
+    (diagrams, _exports), (snap_d, _snap_e) = _snapshot_two(infra_stack, buckets)
+    handle = SimpleNamespace(settings=buckets.settings, creds=infra_stack.creds)
+    monkeypatch.setattr(recovery_backups, "LOCK_WAIT", 1.0)
+    other = acquire(buckets.settings.backups_dir, "bucket", "backup", "scheduled")
+    try:
+        with pytest.raises(Conflict) as raised:
+            recovery_backups.restore_buckets(handle, {diagrams: [snap_d]})  # type: ignore[arg-type]
+    finally:
+        other.release()
+    assert "bucket backup of scheduled is already running" in raised.value.message
+    assert buckets.etags(diagrams) == {}
     assert holder(buckets.settings.backups_dir, "snapshot") is None
 
 

@@ -29,6 +29,7 @@ from autograph.dr.ops.locks import LentLock, OperationLock
 from autograph.dr.recovery.step_data import RecoveryPlan
 from autograph.errors import (
     AutographError,
+    Conflict,
     DependencyDown,
     InvalidInput,
     NotFound,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from autograph.stack.lifecycle import Stack
 
 MAX_ATTEMPTS = 5
+LOCK_WAIT = 300.0  # seconds a bucket restore waits for a scheduled snapshot or archive to end
 SNAPSHOT_TRIES = 2  # newest snapshots tried before the archives
 
 
@@ -243,9 +245,11 @@ def recover_physical(stack: Stack, candidates: list[str], target_time: datetime 
 
 
 class _SharedLocks:
-    """The snapshot and archive locks for every bucket restore of one recovery: each taken on
-    first use (the snapshot lock waits for a scheduled snapshot to end) and lent to the
-    restores, which run at the same time; released once when they are all done."""
+    """The snapshot and archive locks for every bucket restore of one recovery, lent to the
+    restores, which run at the same time; released once when they are all done. Both are
+    held from the start (each waiting up to LOCK_WAIT for a scheduled run to end): services
+    may be starting meanwhile, and a scheduled snapshot or archive must not record a bucket
+    half restored (the scheduler defers its run on the Conflict)."""
 
     def __init__(self, takers: dict[str, Callable[[], OperationLock]]) -> None:
         self._takers, self._held = takers, dict[str, OperationLock]()
@@ -254,7 +258,15 @@ class _SharedLocks:
     def lend(self, kind: str) -> OperationLock:
         with self._mutex:
             if kind not in self._held:
-                self._held[kind] = self._takers[kind]()
+                deadline = time.monotonic() + LOCK_WAIT
+                while True:
+                    try:
+                        self._held[kind] = self._takers[kind]()
+                        break
+                    except Conflict:
+                        if time.monotonic() >= deadline:
+                            raise
+                        time.sleep(0.5)
             return LentLock(self._held[kind])
 
     def release(self) -> None:
@@ -302,7 +314,7 @@ def restore_buckets(stack: Stack, plan_buckets: dict[str, list[str]]) -> dict[st
     from autograph.dr.buckets.snapshots.manager import SnapshotManager
 
     held = _SharedLocks({
-        "snapshot": lambda: SnapshotManager(stack.settings, stack.creds).acquire_waiting(
+        "snapshot": lambda: SnapshotManager(stack.settings, stack.creds).acquire(
             "restore", "recovery"),
         "bucket": lambda: MinIOBucketBackupManager(stack.settings, stack.creds).acquire(
             "restore", "recovery")})
@@ -312,10 +324,16 @@ def restore_buckets(stack: Stack, plan_buckets: dict[str, list[str]]) -> dict[st
     todo = {b: c for b, c in plan_buckets.items() if c}
     outcome["issues"] += [f"bucket {b}: no backup to restore; left as found"
                           for b, c in plan_buckets.items() if not c]
-    with ThreadPoolExecutor(max(1, len(todo)), thread_name_prefix="restore-bucket") as pool:
-        futures = {b: pool.submit(_restore_bucket, stack, b, c, held) for b, c in todo.items()}
-        wait(list(futures.values()))
-    held.release()
+    try:
+        if todo:
+            held.lend("snapshot")
+            held.lend("bucket")
+        with ThreadPoolExecutor(max(1, len(todo)), thread_name_prefix="restore-bucket") as pool:
+            futures = {b: pool.submit(_restore_bucket, stack, b, c, held)
+                       for b, c in todo.items()}
+            wait(list(futures.values()))
+    finally:
+        held.release()
     failed = []
     for bucket, future in futures.items():
         try:

@@ -89,7 +89,7 @@ class SnapshotManager:
         """Take the snapshot lock now (Conflict when another snapshot operation runs)."""
         return locks.acquire(self.settings.backups_dir, LOCK_KIND, operation, target)
 
-    def acquire_waiting(self, operation: str, target: str,
+    def _acquire_waiting(self, operation: str, target: str,
                          timeout: float = 300.0) -> locks.OperationLock:
         """The snapshot lock, waiting up to ``timeout`` for a scheduled snapshot to end (a
         recovery must not fail because the gateway was snapshotting). Raises Conflict."""
@@ -225,7 +225,7 @@ class SnapshotManager:
         target = validate_bucket(target_bucket or snapshot.bucket, "target bucket")
         if target in (self.settings.backup_bucket_objects, self.settings.backup_bucket_database):
             raise InvalidInput(f"target bucket {target} holds backups; choose another")
-        held = lock or self.acquire_waiting("restore", name)
+        held = lock or self._acquire_waiting("restore", name)
         began = time.monotonic()
         try:
             sources = locate(self.store, snapshot)
